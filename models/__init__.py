@@ -1,1 +1,75 @@
-"""Pure nn.Modules: (B, T, F) features + padding mask -> (B, T, C) logits. No files, no Ray."""
+"""Pure nn.Modules: (B, T, F) features + padding mask -> (B, T, C) logits. No files, no Ray.
+
+Registry (`build_model(cfg, in_features, num_classes=38)`):
+    conv_bilstm  Conv1D stack -> bidirectional LSTM -> per-frame linear (the seed's V5/V6 architecture)
+    tcn          dilated residual temporal convolutions, masked (MS-TCN single stage)
+    hybrid       Conv1D stack -> dilated TCN blocks -> BiGRU or self-attention stage
+
+Every model is wrapped in `FrameClassifier`, which owns the input standardisation (per-feature mean/std
+buffers set by the trainer from training data, saved in `model.pt`) and the NaN -> 0 rule, so a checkpoint
+rebuilds its exact inputs from raw cached features. Importing this package does not import torch;
+`build_model` does.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+MODEL_NAMES: tuple[str, ...] = ("conv_bilstm", "tcn", "hybrid")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture settings shared by the registry; each model reads the fields it needs."""
+
+    name: str = field(default="conv_bilstm", metadata={"help": f"architecture, one of {MODEL_NAMES}"})
+    hidden: int = field(default=64, metadata={"help": "channels of convs and LSTM/GRU units per direction"})
+    conv_layers: int = field(default=2, metadata={"help": "Conv1D layers before the recurrent stage"})
+    kernel_size: int = field(default=5, metadata={"help": "temporal kernel of the Conv1D layers (odd)"})
+    rnn_layers: int = field(default=1, metadata={"help": "stacked bidirectional LSTM/GRU layers"})
+    tcn_layers: int = field(default=6, metadata={"help": "dilated residual layers (dilation 1, 2, 4, ...)"})
+    stage: str = field(default="gru", metadata={"help": "hybrid's second stage: 'gru', 'lstm' or 'attention'"})
+    heads: int = field(default=4, metadata={"help": "attention heads (hybrid with stage='attention')"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout probability inside the network"})
+
+    def __post_init__(self):
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"model.name={self.name!r}: must be one of {MODEL_NAMES}")
+        for k in ("hidden", "conv_layers", "rnn_layers", "tcn_layers", "heads", "kernel_size"):
+            if int(getattr(self, k)) < (0 if k == "conv_layers" else 1):
+                raise ValueError(f"model.{k}={getattr(self, k)} must be positive")
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"model.kernel_size={self.kernel_size} must be odd (centred 'same' padding)")
+        if self.stage not in ("gru", "lstm", "attention"):
+            raise ValueError(f"model.stage={self.stage!r}: must be 'gru', 'lstm' or 'attention'")
+        if self.stage == "attention" and self.hidden % self.heads:
+            raise ValueError(f"model.hidden={self.hidden} must be divisible by model.heads={self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
+    """The registered architecture `cfg.name`, wrapped with input standardisation: forward(x, mask) -> logits."""
+    from models.common import FrameClassifier  # torch only when a model is actually built
+
+    if cfg.name == "conv_bilstm":
+        from models.conv_bilstm import ConvBiLSTM as M, ConvBiLSTMConfig as C
+    elif cfg.name == "tcn":
+        from models.tcn import TCN as M, TCNConfig as C
+    elif cfg.name == "hybrid":
+        from models.hybrid import Hybrid as M, HybridConfig as C
+    else:  # __post_init__ already refuses this; kept for configs built by hand
+        raise ValueError(f"unknown model {cfg.name!r}; registered: {MODEL_NAMES}")
+    sub = C(**{f.name: getattr(cfg, f.name) for f in fields(C)})
+    return FrameClassifier(M(sub, in_features, num_classes), in_features)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

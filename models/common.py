@@ -1,0 +1,75 @@
+"""Building blocks shared by the registered models: masked convolutions and the input-standardising wrapper.
+
+Masking rule used everywhere: a padded frame (mask False) is set to zero before every temporal convolution,
+so a real frame near the end of a sequence sees exactly the zeros that 'same' padding would give the
+unpadded sequence. Per-frame LayerNorm (not BatchNorm/GroupNorm) keeps frames and batch items independent.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def masked(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero padded frames. h: (B, T, C), mask: (B, T) bool."""
+    return h * mask.unsqueeze(-1).to(h.dtype)
+
+
+def lengths_of(mask: torch.Tensor) -> torch.Tensor:
+    """Real-frame count per sequence (B,) on CPU, as pack_padded_sequence wants. Masks are prefixes."""
+    return mask.sum(dim=1).clamp(min=1).to("cpu", torch.int64)
+
+
+class ConvBlock(nn.Module):
+    """Masked Conv1D -> LayerNorm -> GELU -> dropout, channels-last in and out: (B, T, Cin) -> (B, T, Cout)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, dropout: float, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
+        self.norm = nn.LayerNorm(c_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = masked(h, mask).transpose(1, 2)  # (B, Cin, T)
+        h = self.conv(h).transpose(1, 2)  # (B, T, Cout)
+        return masked(self.drop(nn.functional.gelu(self.norm(h))), mask)
+
+
+class DilatedResidual(nn.Module):
+    """MS-TCN layer: masked dilated conv -> ReLU -> 1x1 conv -> dropout, plus the residual. (B, T, C)."""
+
+    def __init__(self, channels: int, dilation: int, dropout: float, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation)
+        self.proj = nn.Conv1d(channels, channels, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        z = masked(h, mask).transpose(1, 2)  # (B, C, T)
+        z = self.drop(self.proj(torch.relu(self.conv(z)))).transpose(1, 2)  # (B, T, C)
+        return masked(h + z, mask)
+
+
+class FrameClassifier(nn.Module):
+    """Standardise raw features ((x - mean) / std, NaN -> 0), then run the backbone.
+
+    The mean/std buffers are filled by the trainer from training frames and travel in `model.pt`, so
+    inference needs only the raw cached features. forward(x (B, T, F), mask (B, T) bool) -> (B, T, C).
+    """
+
+    def __init__(self, backbone: nn.Module, in_features: int):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("x_mean", torch.zeros(in_features))
+        self.register_buffer("x_std", torch.ones(in_features))
+
+    def set_normalization(self, mean, std) -> None:
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.x_mean.copy_(torch.nan_to_num(mean, nan=0.0))
+        self.x_std.copy_(torch.where(torch.isfinite(std) & (std > 1e-6), std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.nan_to_num((x - self.x_mean) / self.x_std, nan=0.0, posinf=0.0, neginf=0.0)
+        return self.backbone(masked(x, mask), mask)
