@@ -64,3 +64,15 @@ def test_restrict_and_describe():
     assert sp.MODEL not in s and len(s) == len(sp.SPACE) - 1
     text = sp.describe({"optim.lr": ("loguniform", 1e-4, 3e-3)})
     assert text == "  optim.lr  loguniform [0.0001, 0.003]"
+
+
+def test_space_keys_are_trainconfig_overrides_and_v6_is_the_default():
+    config = pytest.importorskip("tune.config")
+    cfg = config.TrainConfig()
+    d = cfg.to_dict()
+    for key, value in sp.V6_POINT.items():
+        section, name = key.split(".")
+        assert d[section][name] == value, key   # V6 = TrainConfig's defaults (the V6 recipe)
+    # a sampled point applies as --set overrides
+    out = cfg.replace(**{sp.LR: 1e-3, sp.MODEL: "tcn", sp.BATCH: 64})
+    assert (out.optim.lr, out.model.name, out.optim.batch_size) == (1e-3, "tcn", 64)
