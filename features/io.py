@@ -1,0 +1,418 @@
+"""Reading the Kaggle MABe layout: metadata CSV, tracking and annotation parquet files.
+
+This is the only module that touches Kaggle files. Everything it returns is validated; every bad input
+raises `features.errors.MabeDataError` naming the file, the video and the problem.
+
+Layout (spec/mabe.md §1.1):
+
+    <root>/train.csv, <root>/test.csv
+    <root>/train_tracking/<lab_id>/<video_id>.parquet      (video_frame, mouse_id, bodypart, x, y)
+    <root>/test_tracking/<lab_id>/<video_id>.parquet
+    <root>/train_annotation/<lab_id>/<video_id>.parquet    (agent_id, target_id, action, start_frame, stop_frame)
+
+Quick look at the real metadata (prints what the whitelist parser normalised):
+
+    python -c "from features.io import read_metadata, packaged_metadata; \
+print(read_metadata(packaged_metadata('train'), report=True)[1])"
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.errors import MabeDataError
+from features.labels import ACTIONS, SELF_ACTIONS
+
+# ---------------------------------------------------------------------------------------------- metadata
+_MOUSE_FIELDS = (("strain", "str"), ("color", "str"), ("sex", "str"), ("id", "float64"), ("age", "str"),
+                 ("condition", "str"))
+# The 38 columns of train.csv / test.csv in file order, with the dtypes pandas infers on the real file.
+META_COLUMNS: dict[str, str] = {
+    "lab_id": "str",
+    "video_id": "int64",
+    **{f"mouse{m}_{name}": dt for m in range(1, 5) for name, dt in _MOUSE_FIELDS},
+    "frames_per_second": "float64",
+    "video_duration_sec": "float64",
+    "pix_per_cm_approx": "float64",
+    "video_width_pix": "int64",
+    "video_height_pix": "int64",
+    "arena_width_cm": "float64",
+    "arena_height_cm": "float64",
+    "arena_shape": "str",
+    "arena_type": "str",
+    "body_parts_tracked": "str",
+    "behaviors_labeled": "str",
+    "tracking_method": "str",
+}
+assert len(META_COLUMNS) == 38
+# Columns that must never be empty (NaN) in a usable row.
+_REQUIRED_VALUES = ("lab_id", "video_id", "frames_per_second", "pix_per_cm_approx", "body_parts_tracked")
+
+_MOUSE_TOKEN = re.compile(r"^mouse([1-9])$")
+# What the official metric accepts verbatim: "mouseA,mouseB,action" or "mouseA,self,action".
+_STRICT_ENTRY = re.compile(r"^mouse([1-9]),(mouse[1-9]|self),([a-z]+)$")
+
+
+def packaged_metadata(split: str = "train") -> Path:
+    """Path of the real metadata shipped inside the package (`train` = gzipped train.csv, `test` = test.csv)."""
+    data = Path(__file__).parent / "data"
+    return data / ("train_meta.csv.gz" if split == "train" else "test_meta.csv")
+
+
+@dataclass
+class MetaReport:
+    """What `read_metadata` had to normalise in `behaviors_labeled`."""
+
+    videos_normalised: list[int] = field(default_factory=list)  # videos with >= 1 malformed entry
+    labs: dict[str, int] = field(default_factory=dict)  # lab -> number of such videos
+    malformed_entries: int = 0
+    duplicates_dropped: int = 0
+    # video -> actions (agent, target, action) that exist ONLY in malformed form (the metric ignores them)
+    only_malformed: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        labs = ", ".join(f"{k} ({v})" for k, v in sorted(self.labs.items())) or "none"
+        only = "; ".join(f"{v}: {sorted({a for _, _, a in acts})}" for v, acts in sorted(self.only_malformed.items()))
+        return (f"behaviors_labeled: {len(self.videos_normalised)} videos normalised "
+                f"({self.malformed_entries} malformed entries, {self.duplicates_dropped} duplicates dropped); "
+                f"labs: {labs}; actions only in malformed form: {only or 'none'}")
+
+
+def parse_entry(entry: str, *, file=None, video=None) -> tuple[tuple[int, int, str], bool]:
+    """One whitelist string -> ((agent, target, action), well_formed).
+
+    Malformed single-quoted forms such as `'mouse1','mouse2','sniff'` or `mouse1','mouse2','attack'` are
+    repaired by dropping quotes and spaces; `well_formed` tells whether the raw string was already exact (the
+    official metric only accepts those). `self` becomes target == agent.
+    """
+    well_formed = _STRICT_ENTRY.match(entry) is not None
+    tokens = entry.replace("'", "").replace('"', "").replace(" ", "").split(",")
+    if len(tokens) != 3:
+        raise MabeDataError(f"behaviors_labeled entry {entry!r} is not 'agent,target,action'", file=file, video=video)
+    a_tok, t_tok, action = tokens
+    m = _MOUSE_TOKEN.match(a_tok)
+    if m is None:
+        raise MabeDataError(f"behaviors_labeled entry {entry!r}: bad agent {a_tok!r}", file=file, video=video)
+    agent = int(m.group(1))
+    if action not in ACTIONS:
+        raise MabeDataError(f"behaviors_labeled entry {entry!r}: unknown action {action!r}", file=file, video=video)
+    if t_tok == "self":
+        target = agent
+    else:
+        mt = _MOUSE_TOKEN.match(t_tok)
+        if mt is None:
+            raise MabeDataError(f"behaviors_labeled entry {entry!r}: bad target {t_tok!r}", file=file, video=video)
+        target = int(mt.group(1))
+    if (action in SELF_ACTIONS) != (target == agent):
+        raise MabeDataError(f"behaviors_labeled entry {entry!r}: {action!r} is "
+                            f"{'a self' if action in SELF_ACTIONS else 'a pair'} action", file=file, video=video)
+    return (agent, target, action), well_formed
+
+
+def parse_behaviors(raw, *, file=None, video=None) -> tuple[list[str], list[tuple], list[tuple], int, int]:
+    """`behaviors_labeled` cell -> (raw strings, normalised triples, strict triples, n_malformed, n_dupes).
+
+    raw NaN/None/"" -> empty whitelist. Normalised triples are deduplicated in first-seen order; strict
+    triples are those written exactly as the metric expects (no quote repair).
+    """
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or raw is pd.NA or str(raw).strip() == "":
+        return [], [], [], 0, 0
+    try:
+        entries = json.loads(raw)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise MabeDataError(f"behaviors_labeled is not a JSON list ({exc})", file=file, video=video) from None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise MabeDataError("behaviors_labeled is not a JSON list of strings", file=file, video=video)
+    seen: dict[tuple, None] = {}
+    strict: dict[tuple, None] = {}
+    malformed = dupes = 0
+    for e in entries:
+        triple, ok = parse_entry(e, file=file, video=video)
+        malformed += not ok
+        if ok:
+            strict[triple] = None
+        if triple in seen:
+            dupes += 1
+        seen[triple] = None
+    return list(entries), list(seen), list(strict), malformed, dupes
+
+
+def _parse_body_parts(raw, *, file=None, video=None) -> list[str]:
+    try:
+        parts = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        raise MabeDataError(f"body_parts_tracked {raw!r} is not a JSON list", file=file, video=video) from None
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
+        raise MabeDataError("body_parts_tracked is not a non-empty JSON list of strings", file=file, video=video)
+    return parts
+
+
+def read_metadata(csv_path: str | Path, report: bool = False):
+    """train.csv / test.csv (optionally .gz) -> DataFrame with the 38 columns in their real dtypes, plus
+
+    `body_parts` list[str], `behaviors` list[(agent, target, action)] (normalised, deduplicated; target ==
+    agent for self), `behaviors_strict` (only entries the metric accepts verbatim), `behaviors_raw` list[str]
+    (the JSON strings exactly as written) and `n_mice` (mice with a strain or colour given).
+    With `report=True` returns `(df, MetaReport)`.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise MabeDataError("metadata file not found", file=path)
+    try:
+        df = pd.read_csv(path, dtype={c: ("object" if d == "str" else None) for c, d in META_COLUMNS.items()
+                                       if d == "str"})
+    except Exception as exc:  # pandas raises several types on garbage
+        raise MabeDataError(f"cannot read CSV ({type(exc).__name__}: {exc})", file=path) from None
+    missing = [c for c in META_COLUMNS if c not in df.columns]
+    if missing:
+        extra = [c for c in df.columns if c not in META_COLUMNS]
+        hint = f" (unexpected column(s) {extra}: misspelt?)" if extra else ""
+        raise MabeDataError(f"missing column(s) {missing}{hint}", file=path)
+    df = df[list(META_COLUMNS)].copy()
+    if len(df) == 0:
+        raise MabeDataError("metadata has no rows", file=path)
+    for col in _REQUIRED_VALUES:
+        bad = df[col].isna()
+        if bad.any():
+            vid = df.loc[bad, "video_id"].iloc[0] if col != "video_id" else None
+            raise MabeDataError(f"column {col!r} is empty in {int(bad.sum())} row(s)", file=path, video=vid)
+    for col, dt in META_COLUMNS.items():
+        try:
+            if dt == "str":
+                df[col] = df[col].astype("str")
+            elif dt == "int64":
+                num = pd.to_numeric(df[col], errors="raise")
+                if not np.all(np.isfinite(num)) or not np.all(num == np.floor(num)):
+                    raise ValueError("not integral")
+                df[col] = num.astype("int64")
+            else:
+                df[col] = pd.to_numeric(df[col], errors="raise").astype("float64")
+        except (ValueError, TypeError) as exc:
+            raise MabeDataError(f"column {col!r} cannot be read as {dt} ({exc})", file=path) from None
+    if df["video_id"].duplicated().any():
+        dup = int(df.loc[df["video_id"].duplicated(), "video_id"].iloc[0])
+        raise MabeDataError("video_id listed twice", file=path, video=dup)
+    for col in ("frames_per_second", "pix_per_cm_approx"):
+        bad = ~(df[col] > 0)
+        if bad.any():
+            raise MabeDataError(f"{col} must be > 0", file=path, video=int(df.loc[bad, "video_id"].iloc[0]))
+
+    rep = MetaReport()
+    body_parts, behaviors, strict, raws = [], [], [], []
+    for vid, lab, bp, bl in zip(df["video_id"], df["lab_id"], df["body_parts_tracked"], df["behaviors_labeled"]):
+        body_parts.append(_parse_body_parts(bp, file=path, video=int(vid)))
+        raw, norm, ok, n_bad, n_dup = parse_behaviors(bl, file=path, video=int(vid))
+        raws.append(raw)
+        behaviors.append(norm)
+        strict.append(ok)
+        if n_bad:
+            rep.videos_normalised.append(int(vid))
+            rep.labs[lab] = rep.labs.get(lab, 0) + 1
+            rep.malformed_entries += n_bad
+            lost = [t for t in norm if t not in set(ok)]
+            if lost:
+                rep.only_malformed[int(vid)] = lost
+        rep.duplicates_dropped += n_dup
+    df["body_parts"] = body_parts
+    df["behaviors"] = behaviors
+    df["behaviors_strict"] = strict
+    df["behaviors_raw"] = raws
+    present = np.zeros(len(df), dtype=np.int64)
+    for m in range(1, 5):
+        present += (df[f"mouse{m}_strain"].notna() | df[f"mouse{m}_color"].notna()).to_numpy()
+    df["n_mice"] = present
+    df = df.reset_index(drop=True)
+    return (df, rep) if report else df
+
+
+# ---------------------------------------------------------------------------------------------- layout
+def kaggle_paths(root: str | Path, split: str, lab_id: str, video_id: int) -> tuple[Path, Path | None]:
+    """(tracking parquet, annotation parquet or None) for one video. Annotation is None for the test split
+    and when the file does not exist (a whitelisted video where nothing happened has no annotation file)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(root)
+    tracking = root / f"{split}_tracking" / str(lab_id) / f"{int(video_id)}.parquet"
+    ann = root / "train_annotation" / str(lab_id) / f"{int(video_id)}.parquet" if split == "train" else None
+    if ann is not None and not ann.exists():
+        ann = None
+    return tracking, ann
+
+
+def metadata_path(root: str | Path, split: str) -> Path:
+    """`<root>/train.csv` or `<root>/test.csv`."""
+    return Path(root) / f"{split}.csv"
+
+
+# ---------------------------------------------------------------------------------------------- parquet
+@dataclass
+class Tracking:
+    """Dense tracking of one video: xy float32 [T, M, K, 2], NaN = missing, frames 0..max."""
+
+    xy: np.ndarray
+    mouse_ids: list[int]
+    bodyparts: list[str]
+    n_rows: int = 0  # rows in the long parquet (for rates)
+
+    @property
+    def n_frames(self) -> int:
+        return self.xy.shape[0]
+
+
+def _video_of(path: Path, video_id):
+    if video_id is not None:
+        return video_id
+    try:
+        return int(path.stem)
+    except ValueError:
+        return path.stem
+
+
+def _read_table(path: Path, video, kind: str) -> pa.Table:
+    if not path.is_file():
+        raise MabeDataError(f"{kind} file not found", file=path, video=video)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise MabeDataError(f"corrupt or unreadable parquet ({exc})", file=path, video=video) from None
+    return table
+
+
+def _check_columns(table: pa.Table, columns: dict[str, str], path: Path, video) -> None:
+    names = table.column_names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        extra = [c for c in names if c not in columns]
+        hint = f" (found {extra}: misspelt?)" if extra else ""
+        raise MabeDataError(f"missing column(s) {missing}{hint}", file=path, video=video)
+    for col, kind in columns.items():
+        t = table.schema.field(col).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        ok = {
+            "int": pa.types.is_integer(t),
+            "num": pa.types.is_integer(t) or pa.types.is_floating(t),
+            "str": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
+            "str_or_int": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t),
+        }[kind]
+        if not ok:
+            want = {"int": "integer", "num": "numeric", "str": "string", "str_or_int": "string"}[kind]
+            raise MabeDataError(f"column {col!r} has type {t}, expected {want}", file=path, video=video)
+
+
+def _int_column(table: pa.Table, col: str) -> np.ndarray:
+    arr = table.column(col)
+    if arr.null_count:
+        raise ValueError(col)
+    return arr.to_numpy().astype(np.int64, copy=False)
+
+
+def read_tracking(path: str | Path, video_id=None) -> Tracking:
+    """Long tracking parquet -> dense `Tracking` (xy float32 [T = max frame + 1, M, K, 2], NaN = missing).
+
+    Mice are sorted by id, body parts by name. One vectorised scatter (np.unique inverse codes for mice,
+    Arrow dictionary codes for body parts), no pandas pivot.
+    """
+    path = Path(path)
+    video = _video_of(path, video_id)
+    table = _read_table(path, video, "tracking")
+    _check_columns(table, {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
+                   path, video)
+    if table.num_rows == 0:
+        raise MabeDataError("tracking parquet has no rows", file=path, video=video)
+    try:
+        frames = _int_column(table, "video_frame")
+        mice = _int_column(table, "mouse_id")
+    except ValueError as exc:
+        raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
+    if frames.min() < 0:
+        raise MabeDataError(f"negative frame number {int(frames.min())}", file=path, video=video)
+    if mice.min() < 1:
+        raise MabeDataError(f"mouse_id {int(mice.min())} < 1", file=path, video=video)
+    x = table.column("x").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    bad = ~(np.isfinite(x) & np.isfinite(y))
+    if bad.any():
+        raise MabeDataError(f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing "
+                            f"rows)", file=path, video=video)
+    bp = table.column("bodypart")
+    if bp.null_count:
+        raise MabeDataError("null values in column 'bodypart'", file=path, video=video)
+    enc = pc.dictionary_encode(bp).combine_chunks()
+    names = [str(s) for s in enc.dictionary.to_pylist()]
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(names)  # sorted body-part names -> deterministic layout
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    k_idx = rank[codes]
+    bodyparts = [names[i] for i in order]
+    mouse_ids, m_idx = np.unique(mice, return_inverse=True)
+    n_frames = int(frames.max()) + 1
+    xy = np.full((n_frames, len(mouse_ids), len(bodyparts), 2), np.nan, dtype=np.float32)
+    xy[frames, m_idx, k_idx, 0] = x
+    xy[frames, m_idx, k_idx, 1] = y
+    return Tracking(xy=xy, mouse_ids=[int(m) for m in mouse_ids], bodyparts=bodyparts, n_rows=table.num_rows)
+
+
+ANNOTATION_COLUMNS = ("agent_id", "target_id", "action", "start_frame", "stop_frame")
+
+
+def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
+    """Annotation parquet -> DataFrame[agent_id, target_id, action, start_frame, stop_frame] (ints, int, str).
+
+    Intervals are half-open [start, stop) (spec/mabe.md §1.4); start == stop is allowed (empty). A file with
+    zero rows is valid (nothing happened) and gives an empty frame.
+    """
+    path = Path(path)
+    video = _video_of(path, video_id)
+    table = _read_table(path, video, "annotation")
+    _check_columns(table, {"agent_id": "int", "target_id": "int", "action": "str", "start_frame": "int",
+                           "stop_frame": "int"}, path, video)
+    try:
+        cols = {c: _int_column(table, c) for c in ("agent_id", "target_id", "start_frame", "stop_frame")}
+    except ValueError as exc:
+        raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
+    actions = table.column("action").to_pylist()
+    df = pd.DataFrame({"agent_id": cols["agent_id"], "target_id": cols["target_id"],
+                       "action": pd.Series(actions, dtype="str"),
+                       "start_frame": cols["start_frame"], "stop_frame": cols["stop_frame"]})
+    if len(df) == 0:
+        return df
+    unknown = sorted({a for a in actions if a not in ACTIONS}, key=str)
+    if unknown:
+        raise MabeDataError(f"unknown action(s) {unknown}", file=path, video=video)
+    if (df["start_frame"] < 0).any():
+        raise MabeDataError(f"negative start_frame {int(df['start_frame'].min())}", file=path, video=video)
+    bad = df["start_frame"] > df["stop_frame"]
+    if bad.any():
+        r = df[bad].iloc[0]
+        raise MabeDataError(f"start_frame {r.start_frame} > stop_frame {r.stop_frame} ({r.action}, mouse "
+                            f"{r.agent_id} -> {r.target_id})", file=path, video=video)
+    if (df["agent_id"] < 1).any() or (df["target_id"] < 1).any():
+        raise MabeDataError("mouse ids must be >= 1", file=path, video=video)
+    is_self = df["action"].isin(SELF_ACTIONS).to_numpy()
+    same = (df["agent_id"] == df["target_id"]).to_numpy()
+    if (is_self & ~same).any() or (~is_self & same).any():
+        r = df[is_self != same].iloc[0]
+        raise MabeDataError(f"{r.action!r} with agent {r.agent_id} and target {r.target_id}: self actions need "
+                            f"target == agent, pair actions a different target", file=path, video=video)
+    return df
+
+
+def check_annotations_tracked(annotations: pd.DataFrame, tracking: Tracking, *, file=None, video=None) -> None:
+    """Every mouse an annotation names must be a mouse with tracking rows."""
+    if annotations is None or len(annotations) == 0:
+        return
+    named = set(annotations["agent_id"].tolist()) | set(annotations["target_id"].tolist())
+    untracked = sorted(named - set(tracking.mouse_ids))
+    if untracked:
+        raise MabeDataError(f"annotation names mouse {untracked} that is not tracked (tracked: "
+                            f"{tracking.mouse_ids})", file=file, video=video)

@@ -1,0 +1,289 @@
+"""One video -> per-(agent, target) feature matrices, frame labels and whitelist masks.
+
+`video_features` is the single function used by the cache build (features.build) and by offline predict,
+so training and inference see identical features. Steps: canonical skeleton with gap filling
+(features.skeleton) -> pixels to cm (pix_per_cm_approx) -> pair or motion features at the video's own fps
+(features.motion; speeds in cm/s) -> optional resampling to `target_fps` (features.resample) -> fixed
+per-feature scaling and clipping so every value is finite and O(1).
+
+Pairs: every ordered (agent, target) of the video's normalised whitelist (`behaviors`), self pairs as
+(a, a); only pairs with at least one whitelisted action. A whitelisted mouse with no tracked point is bad
+input (MabeDataError).
+
+Overlap policy (labels): the metric allows one action per (pair, frame), but annotations sometimes overlap
+with different actions for the same pair. Where they do, the SHORTER interval wins on the overlap (it is the
+more specific event; ties: the rarer class id order is irrelevant, the later class id wins). Every such
+pair-frame is counted in `VideoFeatures.counts["overlap_frames"]` (and the build summary).
+
+Quick check on a synthetic dataset (features.synth):
+
+    python -c "from features.pipeline import FeatureSettings; s = FeatureSettings(); print(s.num_features)"
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import motion
+from features.errors import MabeDataError
+from features.io import Tracking, check_annotations_tracked, kaggle_paths, parse_behaviors, read_annotations, \
+    read_tracking
+from features.labels import CLASS_OF, NUM_CLASSES, events_to_frames
+from features.resample import ResamplePlan, make_plan, resample_linear, resample_nearest, to_original
+from features.skeleton import CANONICAL, C, to_canonical
+
+FEATURE_VERSION = 1  # bump when the feature math changes: invalidates caches
+
+# Fixed divisors that bring each feature group to O(1) (applied after computing in physical units).
+_SCALE_PAIR_PREFIX = (
+    ("dist_", 10.0),         # cm
+    ("rel_vel_", 50.0),      # cm/s
+    ("dist_rate", 50.0),     # cm/s
+    ("heading_diff_", 1.0),  # sin / cos
+    ("heading_diff", 180.0),  # deg
+    ("a_turn_rate", 360.0), ("t_turn_rate", 360.0),  # deg/s
+    ("a_nose_speed", 50.0), ("t_nose_speed", 50.0), ("a_speed", 50.0), ("t_speed", 50.0),  # cm/s
+    ("a_accel", 1000.0), ("t_accel", 1000.0),  # cm/s^2
+    ("a_body_len", 10.0), ("t_body_len", 10.0),  # cm
+)
+
+
+def _scale_of(name: str) -> float:
+    if name.endswith("_missing") or name in ("is_self",) or name.endswith("_present"):
+        return 1.0
+    for prefix, s in _SCALE_PAIR_PREFIX:
+        if name.startswith(prefix):
+            return s
+    if name.endswith("_speed"):
+        return 50.0
+    if name.endswith("_accel"):
+        return 1000.0
+    if name.startswith(("a_", "t_")):
+        return 10.0  # agent-frame coordinates, cm
+    return 50.0  # motion-set absolute coordinates, cm
+
+
+@dataclass
+class FeatureSettings:
+    """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
+
+    feature_set: str = "pair"        # "pair" (agent-centred, invariant) or "motion" (the seed's set)
+    target_fps: float | None = 30.0  # resample every video to this rate; None keeps the video's own fps
+    max_gap: int = 10                # missing runs up to this many (original) frames are interpolated
+    max_mice: int = 4                # mouse slots of the motion set (agent, target, others, zero padded)
+    clip: float = 10.0               # after scaling, values are clipped to [-clip, clip]
+
+    def __post_init__(self):
+        if self.feature_set not in ("pair", "motion"):
+            raise ValueError(f"feature_set must be 'pair' or 'motion', got {self.feature_set!r}")
+        if self.target_fps is not None:
+            self.target_fps = float(self.target_fps)
+            if not self.target_fps > 0:
+                raise ValueError(f"target_fps must be > 0 or None, got {self.target_fps}")
+        self.max_gap = int(self.max_gap)
+        if self.max_gap < 0:
+            raise ValueError("max_gap must be >= 0")
+        if not 1 <= int(self.max_mice) <= 8:
+            raise ValueError("max_mice must be in 1..8")
+        self.max_mice = int(self.max_mice)
+        if not self.clip > 0:
+            raise ValueError("clip must be > 0")
+        self.clip = float(self.clip)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureSettings":
+        known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def feature_names(self) -> list[str]:
+        if self.feature_set == "pair":
+            return motion.pair_feature_names()
+        names = motion.motion_feature_names(self.max_mice, CANONICAL)
+        return names + [f"slot{m}_present" for m in range(self.max_mice)] + ["is_self"]
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names())
+
+    def scales(self) -> np.ndarray:
+        """Divisor of every feature (float32 [F])."""
+        return np.array([_scale_of(n) for n in self.feature_names()], dtype=np.float32)
+
+
+@dataclass
+class VideoFeatures:
+    """Everything one video contributes: see docs/contracts.md."""
+
+    video_id: int
+    lab_id: str
+    pairs: list[tuple[int, int]]
+    x: np.ndarray                     # float32 [P, T', F]
+    labels: np.ndarray | None         # int8 [P, T'] or None without annotations
+    allowed: np.ndarray               # bool [P, 38] normalised whitelist, background True
+    allowed_raw: np.ndarray           # bool [P, 38] only entries the metric accepts verbatim
+    n_frames_orig: int
+    fps: float
+    plan: ResamplePlan
+    counts: dict = field(default_factory=dict)  # overlap_frames, overlap_pairs, dropped_events, clipped_frames
+
+    @property
+    def n_frames(self) -> int:
+        return self.x.shape[1]
+
+    def to_original(self, arr: np.ndarray) -> np.ndarray:
+        """[T', ...] over resampled frames -> [n_frames_orig, ...] over the video's own frame numbers."""
+        return to_original(arr, self.plan)
+
+
+def _get(row, key, default=None):
+    try:
+        v = row[key]
+    except (KeyError, IndexError):
+        return default
+    return v
+
+
+def _whitelists(meta_row, file, video):
+    beh = _get(meta_row, "behaviors")
+    strict = _get(meta_row, "behaviors_strict")
+    if beh is None or strict is None:
+        _, beh, strict, _, _ = parse_behaviors(_get(meta_row, "behaviors_labeled"), file=file, video=video)
+    return [tuple(b) for b in beh], [tuple(b) for b in strict]
+
+
+def _labels_for_pair(events: list[tuple[int, int, int]], n_frames: int) -> tuple[np.ndarray, int]:
+    """Paint events (start, stop, cls) of one pair: shorter intervals win where different classes overlap.
+
+    Returns (int8 [n_frames], number of frames covered by >= 2 different classes).
+    """
+    if not events:
+        return np.zeros(n_frames, dtype=np.int8), 0
+    cover = {}
+    for s, e, c in events:
+        s, e = max(s, 0), min(e, n_frames)
+        if e > s:
+            m = cover.setdefault(c, np.zeros(n_frames, dtype=bool))
+            m[s:e] = True
+    n_classes = np.zeros(n_frames, dtype=np.int16)
+    for m in cover.values():
+        n_classes += m
+    ordered = sorted(events, key=lambda ev: (-(ev[1] - ev[0]), ev[2]))  # longest first, painted over
+    return events_to_frames(ordered, n_frames), int((n_classes > 1).sum())
+
+
+def _mouse_order(agent: int, target: int, mice: list[int], slots: int) -> list[int | None]:
+    order = [agent] + ([target] if target != agent else []) + [m for m in mice if m not in (agent, target)]
+    order = order[:slots]
+    return order + [None] * (slots - len(order))
+
+
+def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, annotations: pd.DataFrame | None = None,
+                   *, source: str | Path | None = None,
+                   annotation_source: str | Path | None = None) -> VideoFeatures:
+    """Features, labels and masks of every whitelisted pair of one video (see module docstring).
+
+    meta_row: a row of `features.io.read_metadata` (a raw CSV row also works: the whitelist is parsed).
+    source / annotation_source: file names used in error messages (tracking / annotation parquet).
+    """
+    video = int(_get(meta_row, "video_id"))
+    lab = str(_get(meta_row, "lab_id"))
+    fps = float(_get(meta_row, "frames_per_second"))
+    ppc = float(_get(meta_row, "pix_per_cm_approx"))
+    if not (fps > 0 and ppc > 0):
+        raise MabeDataError(f"frames_per_second {fps} and pix_per_cm_approx {ppc} must be > 0", file=source,
+                            video=video)
+    beh, strict = _whitelists(meta_row, source, video)
+    pairs = sorted({(a, t) for a, t, _ in beh})
+    check_annotations_tracked(annotations, tracking, file=annotation_source or source, video=video)
+
+    n_orig = tracking.n_frames
+    plan = make_plan(n_orig, fps, settings.target_fps)
+    F = settings.num_features
+    canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.max_gap)
+    mouse_pos = {m: i for i, m in enumerate(tracking.mouse_ids)}
+    needed = sorted({m for p in pairs for m in p})
+    for m in needed:
+        if m not in mouse_pos or np.isnan(canon[:, mouse_pos[m], :, 0]).all():
+            raise MabeDataError(f"mouse {m} is whitelisted but has no valid tracked point (all coordinates "
+                                f"missing)", file=source, video=video)
+    cm = canon / np.float32(ppc)
+
+    scales = settings.scales()
+    x = np.empty((len(pairs), plan.n_new, F), dtype=np.float32)
+    if settings.feature_set == "motion":
+        valid_mice = [m for m in tracking.mouse_ids if not np.isnan(canon[:, mouse_pos[m], :, 0]).all()]
+        per_mouse = {m: motion.motion_features(cm[:, [mouse_pos[m]]], fps) for m in valid_mice}  # [T, 4C]
+    for p, (a, t) in enumerate(pairs):
+        if settings.feature_set == "pair":
+            ia, it = mouse_pos[a], mouse_pos[t]
+            f = motion.pair_features(cm[:, ia], cm[:, it], fps, agent_missing=missing[:, ia],
+                                     target_missing=missing[:, it], is_self=(a == t))
+        else:
+            slots = _mouse_order(a, t, valid_mice, settings.max_mice)
+            zeros = np.zeros((n_orig, 4 * C))
+            blocks = [per_mouse[m] if m is not None else zeros for m in slots]
+            # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
+            coords = [b[:, :2 * C] for b in blocks]
+            speeds = [b[:, 2 * C:3 * C] for b in blocks]
+            accels = [b[:, 3 * C:] for b in blocks]
+            present = np.array([m is not None for m in slots], dtype=np.float64)
+            f = np.concatenate(coords + speeds + accels + [np.broadcast_to(present, (n_orig, len(slots))),
+                                                           np.full((n_orig, 1), float(a == t))], axis=1)
+        f = resample_linear(f, plan) / scales
+        x[p] = np.clip(np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
+                       -settings.clip, settings.clip)
+
+    allowed = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
+    allowed_raw = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
+    allowed[:, 0] = allowed_raw[:, 0] = True
+    row = {pr: i for i, pr in enumerate(pairs)}
+    for a, t, act in beh:
+        allowed[row[(a, t)], CLASS_OF[act]] = True
+    for a, t, act in strict:
+        if (a, t) in row:
+            allowed_raw[row[(a, t)], CLASS_OF[act]] = True
+
+    counts = {"overlap_frames": 0, "overlap_pairs": 0, "dropped_events": 0, "clipped_frames": 0,
+              "label_events": 0}
+    labels = None
+    if annotations is not None:
+        labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
+        by_pair: dict[tuple[int, int], list] = {}
+        for ag, tg, act, s, e in zip(annotations["agent_id"], annotations["target_id"], annotations["action"],
+                                     annotations["start_frame"], annotations["stop_frame"]):
+            key = (int(ag), int(tg))
+            if key not in row or not allowed[row[key], CLASS_OF[act]]:
+                counts["dropped_events"] += 1  # annotated but not whitelisted for this pair: no loss on it
+                continue
+            counts["clipped_frames"] += max(0, int(e) - max(int(s), n_orig))
+            by_pair.setdefault(key, []).append((int(s), int(e), CLASS_OF[act]))
+            counts["label_events"] += 1
+        for key, events in by_pair.items():
+            lab_frames, n_over = _labels_for_pair(events, n_orig)
+            counts["overlap_frames"] += n_over
+            counts["overlap_pairs"] += n_over > 0
+            labels[row[key]] = resample_nearest(lab_frames, plan)
+    return VideoFeatures(video_id=video, lab_id=lab, pairs=pairs, x=x, labels=labels, allowed=allowed,
+                         allowed_raw=allowed_raw, n_frames_orig=n_orig, fps=fps, plan=plan, counts=counts)
+
+
+def load_video(root: str | Path, split: str, meta_row, settings: FeatureSettings) -> VideoFeatures:
+    """Read one video of a Kaggle-layout folder and compute its features (annotations for split 'train')."""
+    video = int(_get(meta_row, "video_id"))
+    tracking_path, ann_path = kaggle_paths(root, split, _get(meta_row, "lab_id"), video)
+    if not tracking_path.is_file():
+        raise MabeDataError("video is listed in the metadata but has no tracking file", file=tracking_path,
+                            video=video)
+    tracking = read_tracking(tracking_path, video)
+    annotations = read_annotations(ann_path, video) if ann_path is not None else None
+    if split == "train" and annotations is None:
+        annotations = pd.DataFrame({"agent_id": [], "target_id": [], "action": [], "start_frame": [],
+                                    "stop_frame": []})
+    return video_features(meta_row, tracking, settings, annotations, source=tracking_path,
+                          annotation_source=ann_path)

@@ -1,0 +1,98 @@
+"""Optional resampling of a video's time axis to a common frame rate, with an exact way back.
+
+Resampled frame j sits at original time position s_j = j * fps / target_fps (in original frame units),
+j = 0 .. T'-1 with T' = ceil((T - 1) * target_fps / fps) + 1, so the first and the last original frame are
+covered (positions past the last frame hold its value). Features are resampled linearly, labels by nearest frame. `to_original` maps
+an array over resampled frames back onto every original frame by nearest resampled frame:
+original frame i <- resampled frame round(i * target_fps / fps) (rounding half up, clipped).
+
+Up-sampling (e.g. 25 -> 30 fps) is lossless for labels: `to_original(nearest(labels)) == labels` exactly.
+Down-sampling keeps every original frame that is itself a sample point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _round_half_up(a: np.ndarray) -> np.ndarray:
+    return np.floor(np.asarray(a, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ResamplePlan:
+    """Mapping between n_orig original frames at `fps` and n_new frames at `target_fps`."""
+
+    n_orig: int
+    fps: float
+    target_fps: float
+
+    @property
+    def ratio(self) -> float:
+        """New frames per original frame."""
+        return self.target_fps / self.fps
+
+    @property
+    def identity(self) -> bool:
+        return abs(self.fps - self.target_fps) < 1e-9
+
+    @property
+    def n_new(self) -> int:
+        if self.identity or self.n_orig == 0:
+            return self.n_orig
+        return int(np.ceil((self.n_orig - 1) * self.ratio - 1e-9)) + 1
+
+    def source_positions(self) -> np.ndarray:
+        """Original-frame position (float) of every resampled frame, [n_new]."""
+        return np.arange(self.n_new, dtype=np.float64) / self.ratio
+
+    def new_of_orig(self) -> np.ndarray:
+        """Resampled frame index nearest to every original frame, [n_orig]."""
+        if self.identity:
+            return np.arange(self.n_orig)
+        return np.clip(_round_half_up(np.arange(self.n_orig) * self.ratio), 0, self.n_new - 1)
+
+    def orig_of_new(self) -> np.ndarray:
+        """Original frame nearest to every resampled frame, [n_new]."""
+        if self.identity:
+            return np.arange(self.n_orig)
+        return np.clip(_round_half_up(self.source_positions()), 0, self.n_orig - 1)
+
+
+def make_plan(n_frames: int, fps: float, target_fps: float | None) -> ResamplePlan:
+    """Plan for a video; target_fps None means no resampling (identity plan)."""
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return ResamplePlan(int(n_frames), float(fps), float(fps if target_fps is None else target_fps))
+
+
+def resample_linear(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
+    """[n_orig, ...] -> [n_new, ...] by linear interpolation along axis 0 (a copy even for identity)."""
+    arr = np.asarray(arr)
+    if arr.shape[0] != plan.n_orig:
+        raise ValueError(f"expected {plan.n_orig} frames, got {arr.shape[0]}")
+    if plan.identity:
+        return arr.copy()
+    pos = plan.source_positions()
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, plan.n_orig - 1)
+    hi = np.clip(lo + 1, 0, plan.n_orig - 1)
+    w = (pos - lo).reshape((-1,) + (1,) * (arr.ndim - 1))
+    out = arr[lo] * (1.0 - w) + arr[hi] * w
+    return out.astype(arr.dtype, copy=False)
+
+
+def resample_nearest(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
+    """[n_orig, ...] -> [n_new, ...] taking the nearest original frame (labels, flags)."""
+    arr = np.asarray(arr)
+    if arr.shape[0] != plan.n_orig:
+        raise ValueError(f"expected {plan.n_orig} frames, got {arr.shape[0]}")
+    return arr[plan.orig_of_new()].copy()
+
+
+def to_original(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
+    """[n_new, ...] -> [n_orig, ...]: every original frame takes its nearest resampled frame."""
+    arr = np.asarray(arr)
+    if arr.shape[0] != plan.n_new:
+        raise ValueError(f"expected {plan.n_new} resampled frames, got {arr.shape[0]}")
+    return arr[plan.new_of_orig()].copy()
