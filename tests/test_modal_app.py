@@ -1,0 +1,110 @@
+"""The Modal fallback, offline: no credentials (HOME = empty tmp dir, MODAL_* unset), no network.
+
+What runs for real: importing the app (App/Image/Volume objects are lazy), our argument handling, the
+function body through Modal's own `.local()` (a smoke training into tmp_path) and resume from a run folder.
+Only `commit_volume` is replaced (monkeypatch): `Volume.commit()` is only valid inside a Modal container.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("modal")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No Modal account: an empty HOME (no ~/.modal.toml) and no MODAL_* variables."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("MODAL_"):
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("MABE_VOLUME", raising=False)
+    return home
+
+
+@pytest.fixture
+def modal_app(offline):
+    from tune import modal_app
+
+    return modal_app
+
+
+def _clean_env(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_") and k != "MABE_VOLUME"}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def test_module_imports_offline_without_credentials(offline):
+    # A fresh interpreter, so modal reads its config from the empty HOME (not from an earlier import).
+    code = ("import tune.modal_app as m; "
+            "print(m.GPU, m.TIMEOUT_S, m.RETRIES, m.VOLUME_NAME, m.VOLUME_MOUNT, type(m.app).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(offline, MABE_VOLUME="vol-x"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["H100", str(4 * 3600), "2", "vol-x", "/runs", "App"]
+    assert list(offline.iterdir()) == []  # nothing written to HOME (no token, no config file)
+
+
+def test_constants_are_what_the_readme_says(modal_app):
+    assert modal_app.GPU == "H100"
+    # 100 epochs took the seed 1.4 h on one H100: 4 h per attempt leaves room for a slower config.
+    assert modal_app.TIMEOUT_S == 4 * 3600 and modal_app.TIMEOUT_S > 1.4 * 3600 * 2
+    assert modal_app.RETRIES == 2
+    assert modal_app.VOLUME_NAME == "mabe-tune"  # MABE_VOLUME unset (the module was imported without it)
+    assert modal_app.VOLUME_MOUNT == "/runs"
+    assert modal_app.PYTHON_VERSION == "3.11"
+    assert modal_app.LOCAL_PACKAGES == ("features", "models", "tune", "ensemble")
+    pkgs = " ".join(modal_app.IMAGE_PACKAGES)
+    for name in ("torch", "numpy", "pandas", "pyarrow", "tqdm", "pyyaml"):
+        assert name in pkgs
+
+
+def test_function_is_wired_to_the_constants(modal_app):
+    # modal 1.6 exposes the GPU/volume settings only through a private spec; skip if it moves.
+    spec = getattr(modal_app.train_remote, "_spec_", None)
+    if spec is None or not hasattr(spec, "gpus"):
+        pytest.skip("modal no longer exposes Function._spec_")
+    assert spec.gpus == modal_app.GPU
+    assert list(spec.volumes) == [modal_app.VOLUME_MOUNT]
+
+
+def test_image_filter_keeps_sources_and_package_data(modal_app):
+    ignore = modal_app._ignore_in_image
+    assert not ignore(Path("tune/train.py"))
+    assert not ignore(Path("features/data/train_meta.csv.gz"))
+    assert not ignore(Path("tune/configs/v6.yaml"))
+    assert ignore(Path("tune/__pycache__/train.cpython-311.pyc"))
+    assert ignore(Path("features/data/big.npy"))
+
+
+@pytest.mark.parametrize("name", ["smoke", "v6-pair_1.2", "A"])
+def test_run_name_accepted(modal_app, name):
+    assert modal_app.check_run_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b", "/abs", "-x", "a b", "x" * 101])
+def test_run_name_rejected(modal_app, name):
+    from features.errors import MabeDataError
+
+    with pytest.raises(MabeDataError, match="run name"):
+        modal_app.check_run_name(name)
+
+
+def test_place_in_volume_anchors_run_and_relative_data(modal_app, tmp_path):
+    cfg = {"data": {"root": "data/synth", "cache": "/abs/cache"}, "run": {"out_dir": "runs/default"}}
+    out = modal_app.place_in_volume(cfg, "r1", "/runs")
+    assert out["run"]["out_dir"] == "/runs/r1"
+    assert out["data"] == {"root": "/runs/data/synth", "cache": "/abs/cache"}
+    assert cfg["run"]["out_dir"] == "runs/default"  # the input is not mutated

@@ -1,0 +1,302 @@
+"""Modal fallback: one training run on one Modal H100, checkpoints committed to a Volume as they are written.
+
+A thin adapter around the same `tune.train.train(cfg, report)` that the CLI, the Ray worker loop and the tests
+call. The run folder is `<volume>/<run_name>` (mounted at VOLUME_MOUNT); every report that carries a
+checkpoint folder (`last/` every `run.checkpoint_every` = 5 epochs, `best/` on each new best) commits the
+Volume at once, so a dead container loses at most the epochs since the last checkpoint (the seed once lost its
+early checkpoints because the Volume was never committed). Re-running with the same `--run-name` resumes from
+the last committed checkpoint; Modal's own retry (RETRIES) does the same after a crash or preemption.
+
+Commands (repository root; flags after `--` are ours and mirror `python -m tune.train`):
+
+    pip install -e ".[modal]" && modal setup                      # once: browser login, token in ~/.modal.toml
+    python -m tune.modal_app --help                               # our flags (works offline)
+    python -m tune.modal_app --dry-run --smoke-test --run-name smoke   # resolve + print the config, no Modal call
+    modal run -m tune.modal_app -- --smoke-test --run-name smoke  # 2 tiny epochs on an H100 (a few cents)
+    modal run -m tune.modal_app -- --config my.yaml --set optim.lr=3e-4 --run-name v6-pair
+    modal run -m tune.modal_app -- --from-experiment ~/ray_results/mabe --set optim.epochs=100 --run-name best100
+    modal run --detach -m tune.modal_app -- ...                   # keeps running if this terminal goes away
+    mkdir -p runs && modal volume get mabe-tune best100 runs      # -> runs/best100/{last,best,summary.csv,...}
+
+`python -m tune.modal_app ...` (without --dry-run) launches the same remote run as `modal run -m ...`.
+Relative data paths (`data.root`, `data.cache`) are taken inside the Volume, so the first run builds the
+synthetic data + feature cache there once; upload real data with `modal volume put mabe-tune <local> <path>`.
+The Volume name comes from $MABE_VOLUME (default "mabe-tune") and is created on first use.
+Cost (estimate, Modal's H100 list price ~ $3.95/h when written): 100 epochs ~ 1.4 h for the seed's V6 ~ $5.5.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import modal
+
+from features.errors import MabeDataError, cli_guard
+
+PROG = "python -m tune.modal_app"
+APP_NAME = "mabe-tune"
+GPU = "H100"
+TIMEOUT_S = 4 * 3600          # per attempt; the seed's V6 did 100 epochs in 1.4 h on one H100
+RETRIES = 2                   # a retry resumes from the last committed checkpoint, so it costs little
+RETRY_DELAY_S = 30.0
+VOLUME_NAME = os.environ.get("MABE_VOLUME", "mabe-tune")
+VOLUME_MOUNT = "/runs"
+PYTHON_VERSION = "3.11"
+# torch from PyPI on linux x86_64 is the CUDA build; numpy 2.5 needs Python 3.12, hence the cap.
+IMAGE_PACKAGES = ("torch>=2.4", "numpy>=1.26,<2.5", "pandas>=2.2", "pyarrow>=15", "tqdm>=4.66", "pyyaml>=6")
+LOCAL_PACKAGES = ("features", "models", "tune", "ensemble")
+# Package data travels too (features/data/*.csv.gz metadata for the synthetic twin, tune/configs/*.yaml).
+SOURCE_SUFFIXES = (".py", ".csv", ".gz", ".json", ".yaml", ".yml", ".md")
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+H100_USD_PER_HOUR = 3.95      # Modal list price at the time of writing: an estimate, check modal.com/pricing
+
+
+def _ignore_in_image(path: Path) -> bool:
+    """add_local_python_source filter: True = leave the file out (caches, editor files, anything unknown)."""
+    return "__pycache__" in path.parts or path.suffix not in SOURCE_SUFFIXES
+
+
+# Building these objects is lazy in modal 1.6: no network, no credentials needed at import.
+app = modal.App(APP_NAME)
+image = (
+    modal.Image.debian_slim(python_version=PYTHON_VERSION)
+    .pip_install(*IMAGE_PACKAGES)
+    .env({"PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"})
+    .add_local_python_source(*LOCAL_PACKAGES, ignore=_ignore_in_image)
+)
+volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
+
+
+def commit_volume() -> None:
+    """Make everything written under VOLUME_MOUNT durable and visible to other containers.
+
+    Only valid inside a Modal container with the Volume mounted; tests replace it with monkeypatch."""
+    volume.commit()
+
+
+def check_run_name(run_name: str) -> str:
+    """One folder name inside the Volume: letters, digits, '.', '_', '-' (no '/', no '..')."""
+    if not isinstance(run_name, str) or not RUN_NAME_RE.match(run_name) or run_name in (".", ".."):
+        raise MabeDataError(f"run name {run_name!r} must match {RUN_NAME_RE.pattern} (one folder in the Volume)")
+    return run_name
+
+
+def place_in_volume(config: dict, run_name: str, root: str | os.PathLike) -> dict:
+    """The config as it runs in the container: run folder = root/run_name, relative data paths under root."""
+    cfg = json.loads(json.dumps(config))
+    run = cfg.setdefault("run", {})
+    run["out_dir"] = str(Path(root) / check_run_name(run_name))
+    data = cfg.setdefault("data", {})
+    for key in ("root", "cache"):
+        if key in data and data[key] and not Path(data[key]).is_absolute():
+            data[key] = str(Path(root) / data[key])
+    return cfg
+
+
+def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_MOUNT) -> dict:
+    """Train one config into root/run_name, committing the Volume after every checkpoint; the function body.
+
+    Returns train()'s result plus `checkpoints` (the (epoch, folder) reports that carried one) and `commits`."""
+    from tune.config import TrainConfig
+    from tune.train import train
+
+    cfg = TrainConfig.from_dict(place_in_volume(config, run_name, root))
+    checkpoints: list[tuple[int, str]] = []
+    commits = 0
+    t0 = time.time()
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        nonlocal commits
+        epoch = int(metrics.get("epoch", len(checkpoints)))
+        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in ("train/loss", "val/loss", "val/score", "val/best_score")
+                         if isinstance(metrics.get(k), (int, float)))
+        note = ""
+        if checkpoint_dir is not None:
+            # Commit now: a container that dies later keeps this checkpoint (seed-history.md).
+            commit_volume()
+            commits += 1
+            checkpoints.append((epoch, str(checkpoint_dir)))
+            note = f" | checkpoint {Path(checkpoint_dir).name}/ committed"
+        print(f"[modal] epoch {epoch} {shown} ({time.time() - t0:.0f}s){note}", flush=True)
+
+    result = dict(train(cfg, report=report) or {})
+    commit_volume()  # summary.csv and anything written after the last checkpoint
+    commits += 1
+    result.update(run_name=run_name, run_dir=cfg.run.out_dir, checkpoints=checkpoints, commits=commits,
+                  wall_s=time.time() - t0)
+    return result
+
+
+@app.function(image=image, gpu=GPU, volumes={VOLUME_MOUNT: volume}, timeout=TIMEOUT_S,
+              retries=modal.Retries(max_retries=RETRIES, initial_delay=RETRY_DELAY_S, backoff_coefficient=1.0))
+def train_remote(config: dict, run_name: str, root: str = VOLUME_MOUNT) -> dict:
+    """One training run on one H100; `.local(config, name, root=tmp)` runs the same body in-process."""
+    return run_training(config, run_name, root)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Launcher side (your machine): arguments -> config dict -> train_remote.remote(...)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one training on a Modal H100 (the Ray-free fallback).\n"
+                    f"Checkpoints go to the Modal Volume $MABE_VOLUME (now {VOLUME_NAME!r}) under <run-name>/\n"
+                    "and are committed after every checkpoint; the same --run-name resumes.\n"
+                    "Under `modal run -m tune.modal_app`, put these flags after `--`.",
+        epilog=f"GPU={GPU}, timeout {TIMEOUT_S / 3600:g} h per attempt, {RETRIES} retries, Volume mounted at "
+               f"{VOLUME_MOUNT}. Cost estimate: ${H100_USD_PER_HOUR}/h (Modal H100 list price when written).\n"
+               "Config fields: `python -m tune.train --help`.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE", help="YAML/JSON TrainConfig file (sections data/model/optim/run)")
+    src.add_argument("--from-experiment", metavar="PATH",
+                     help="finished Ray search folder: take the best trial's config (results.csv -> best "
+                          "checkpoint's config.json)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable (e.g. --set optim.epochs=100 --set model.name=tcn)")
+    p.add_argument("--run-name", default=None,
+                   help="folder in the Volume; reuse a name to resume (default: <model>-<UTC time>)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="the same tiny config as `python -m tune.train --smoke-test`")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve and print the config and the run folder, then stop (no Modal account needed)")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> tuple[dict, str]:
+    """Parsed flags -> (TrainConfig dict to send, run name). Raises MabeDataError on bad input."""
+    from tune.config import load_config, parse_set_args
+
+    try:
+        overrides = parse_set_args(args.overrides)
+        if args.smoke_test:
+            overrides = {**smoke_overrides(), **overrides}
+        if args.from_experiment:
+            base, _ = best_config_from_experiment(args.from_experiment)
+            cfg = _apply(base, overrides)
+        else:
+            cfg = load_config(args.config, overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, MabeDataError):
+            raise
+        raise MabeDataError(str(exc), file=args.config or args.from_experiment) from None
+    run_name = args.run_name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    return cfg.to_dict(), check_run_name(run_name)
+
+
+def _apply(base: dict, overrides: dict):
+    from tune.config import TrainConfig, apply_overrides
+
+    return apply_overrides(TrainConfig.from_dict(base, strict=False).to_dict(), overrides)
+
+
+def smoke_overrides() -> dict:
+    """The overrides `python -m tune.train --smoke-test` uses (one definition, in tune.train)."""
+    from tune.train import SMOKE_OVERRIDES
+
+    return dict(SMOKE_OVERRIDES)
+
+
+def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(config dict, results row) of the best trial of a finished `python -m tune.search` experiment."""
+    exp = Path(path).expanduser()
+    results = exp / "results.csv"
+    if not results.is_file():
+        raise MabeDataError("no results.csv: not a finished `python -m tune.search` experiment folder", file=exp)
+    with open(results, newline="") as f:
+        rows = list(csv.DictReader(f))
+    score_col = next((c for c in ("val/best_score", "best_score", "val/score") if rows and c in rows[0]), None)
+    ckpt_col = next((c for c in ("best_checkpoint", "checkpoint") if rows and c in rows[0]), None)
+    if score_col is None or ckpt_col is None:
+        raise MabeDataError(f"results.csv needs a best score and a best checkpoint column, has "
+                            f"{list(rows[0]) if rows else 'no rows'}", file=results)
+
+    def score(row: dict) -> float:
+        try:
+            v = float(row[score_col])
+        except (TypeError, ValueError):
+            return -math.inf
+        return v if math.isfinite(v) else -math.inf
+
+    scored = [r for r in rows if score(r) > -math.inf and r.get(ckpt_col)]
+    if not scored:
+        raise MabeDataError(f"no trial with a finite {score_col} and a checkpoint", file=results)
+    best = max(scored, key=score)
+    ckpt = Path(best[ckpt_col]).expanduser()
+    if not ckpt.is_absolute():
+        ckpt = exp / ckpt
+    cfg_file = ckpt / "config.json"
+    if not cfg_file.is_file():
+        raise MabeDataError(f"best trial's checkpoint has no config.json ({score_col}={best[score_col]})",
+                            file=cfg_file)
+    try:
+        config = json.loads(cfg_file.read_text())
+    except ValueError as exc:
+        raise MabeDataError(f"config.json is not JSON: {exc}", file=cfg_file) from None
+    return config, best
+
+
+def _print_plan(cfg: dict, run_name: str) -> None:
+    epochs = cfg["optim"]["epochs"]
+    print(f"[modal] run {run_name!r}: {cfg['model'].get('name')} for up to {epochs} epochs on {GPU}, "
+          f"Volume {VOLUME_NAME!r} at {VOLUME_MOUNT}/{run_name} (resumes if it holds a checkpoint)")
+    print(f"[modal] estimated cost: ~${H100_USD_PER_HOUR * 1.4 * epochs / 100:.1f} "
+          f"(seed V6 pace 1.4 h / 100 epochs at ${H100_USD_PER_HOUR}/h; an estimate)")
+
+
+def _print_summary(result: dict) -> None:
+    run = result.get("run_name")
+    ck = result.get("checkpoints") or []
+    best = result.get("val/best_score", result.get("best_score"))
+    print(f"[modal] done: run {run!r}, {len(ck)} checkpoint reports, {result.get('commits')} Volume commits, "
+          f"best val/score {best}, {result.get('wall_s', 0) / 3600:.2f} h")
+    print("next: download the checkpoints for the ensemble step:\n"
+          f"  mkdir -p runs && modal volume get {VOLUME_NAME} {run} runs   # -> runs/{run}/")
+
+
+def launch(argv: list[str] | tuple[str, ...]) -> dict | None:
+    """Parse our flags; --dry-run prints the plan, else run on Modal (the caller provides the app context)."""
+    args = build_parser().parse_args(list(argv))
+    cfg, run_name = resolve(args)
+    _print_plan(cfg, run_name)
+    if args.dry_run:
+        print(json.dumps(cfg, indent=2, sort_keys=True))
+        print(f"next: modal run -m tune.modal_app -- {' '.join(a for a in argv if a != '--dry-run')}")
+        return None
+    result = train_remote.remote(cfg, run_name)
+    _print_summary(result)
+    return result
+
+
+@app.local_entrypoint()
+def main(*arglist: str) -> None:
+    """`modal run -m tune.modal_app -- <flags>`: raw flags, parsed by our argparse (see --help)."""
+    with cli_guard("modal run -m tune.modal_app"):
+        launch(arglist)
+
+
+def cli(argv: list[str]) -> None:
+    """`python -m tune.modal_app <flags>`: the same as `modal run -m tune.modal_app -- <flags>`."""
+    with cli_guard(PROG):
+        if "--dry-run" in argv or "-h" in argv or "--help" in argv:
+            launch(argv)
+            return
+        with modal.enable_output(), app.run():
+            launch(argv)
+
+
+if __name__ == "__main__":
+    # Re-import under the real module name so the Modal function is `tune.modal_app.train_remote`, not
+    # `__main__.train_remote` (the container imports it from the source added to the image).
+    from tune import modal_app as _self
+
+    _self.cli(sys.argv[1:])
