@@ -372,7 +372,8 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
     allowed anything (raw rule). Non-whitelisted and unknown-video submission rows are dropped (the metric
     ignores them). `n_frames[video]` defaults to the largest stop_frame seen for the video. Raises
     MabeDataError if labels of different actions overlap in one pair (a frame array holds one class) or if
-    predictions do (the official overlap error).
+    predictions do (the official overlap error). Not representable, so scores may differ from `score`:
+    zero-length rows (officially they still add their action to the lab's action set, with an F = 0 term).
     """
     sub = submission if submission is not None else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     _check_inputs(solution, sub, allow_empty=True)
@@ -427,7 +428,8 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
             a = arr(key, which)
             seg = a[start:stop]
             if ((seg != 0) & (seg != cls)).any():
-                raise MabeDataError(f"{problem} (agent mouse{key[1]}, target {key[2]})", video=key[0])
+                raise MabeDataError(f"{problem} (agent {_mouse(key[1])}, target {_target_str(key[1], key[2])})",
+                                    video=key[0])
             seg[:] = cls
 
     out = []
