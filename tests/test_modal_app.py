@@ -108,3 +108,93 @@ def test_place_in_volume_anchors_run_and_relative_data(modal_app, tmp_path):
     assert out["run"]["out_dir"] == "/runs/r1"
     assert out["data"] == {"root": "/runs/data/synth", "cache": "/abs/cache"}
     assert cfg["run"]["out_dir"] == "runs/default"  # the input is not mutated
+
+
+def _write_experiment(exp: Path, rows: list[dict]) -> None:
+    """An experiment folder as `python -m tune.search` leaves it: results.csv + checkpoint folders."""
+    from tune.config import TrainConfig
+
+    exp.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        lr = row.pop("lr", None)
+        if lr is not None and row.get("best_checkpoint"):
+            ckpt = Path(row["best_checkpoint"])
+            ckpt = ckpt if ckpt.is_absolute() else exp / ckpt
+            ckpt.mkdir(parents=True)
+            cfg = TrainConfig().replace(**{"optim.lr": lr, "run.out_dir": str(ckpt.parent)})
+            (ckpt / "config.json").write_text(json.dumps(cfg.to_dict()))
+    cols = ["trial", "trial_id", "optim.lr", "best_score", "epochs", "best_checkpoint", "status"]
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_from_experiment_takes_the_best_trial(modal_app, tmp_path):
+    exp = tmp_path / "exp"
+    _write_experiment(exp, [
+        {"trial": 1, "trial_id": "a_00000", "best_score": "0.31", "best_checkpoint": str(exp / "t1" / "best"),
+         "lr": 4e-4},
+        {"trial": 2, "trial_id": "a_00001", "best_score": "0.45", "best_checkpoint": "t2/best", "lr": 7e-4},
+        {"trial": 3, "trial_id": "a_00002", "best_score": "nan", "best_checkpoint": "", "status": "ERROR"},
+        {"trial": 4, "trial_id": "a_00003", "best_score": "0.90", "best_checkpoint": ""},  # no checkpoint kept
+    ])
+    config, row = modal_app.best_config_from_experiment(exp)
+    assert row["trial"] == "2" and config["optim"]["lr"] == 7e-4  # relative path taken inside the experiment
+
+    args = modal_app.build_parser().parse_args(
+        ["--from-experiment", str(exp), "--set", "optim.epochs=100", "--run-name", "best100"])
+    cfg, name = modal_app.resolve(args)
+    assert name == "best100"
+    assert cfg["optim"]["lr"] == 7e-4 and cfg["optim"]["epochs"] == 100  # best trial's config < --set
+
+
+@pytest.mark.parametrize("problem", ["no_results", "no_config", "no_scores"])
+def test_from_experiment_errors_name_the_file(modal_app, tmp_path, problem):
+    from features.errors import MabeDataError
+
+    exp = tmp_path / "exp"
+    if problem == "no_results":
+        exp.mkdir()
+        match = "results.csv"
+    elif problem == "no_config":
+        _write_experiment(exp, [{"trial": 1, "best_score": "0.2", "best_checkpoint": "t1/best"}])
+        match = "config.json"
+    else:
+        _write_experiment(exp, [{"trial": 1, "best_score": "", "best_checkpoint": "t1/best"}])
+        match = "no trial with a finite best_score"
+    with pytest.raises(MabeDataError, match=match) as err:
+        modal_app.best_config_from_experiment(exp)
+    assert str(exp) in str(err.value)
+
+
+def test_config_file_and_overrides(modal_app, tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"optim": {"lr": 1e-3, "epochs": 7}, "model": {"name": "tcn"}}))
+    args = modal_app.build_parser().parse_args(["--config", str(f), "--set", "optim.epochs=9"])
+    cfg, name = modal_app.resolve(args)
+    assert (cfg["optim"]["lr"], cfg["optim"]["epochs"], cfg["model"]["name"]) == (1e-3, 9, "tcn")
+    assert name.startswith("tcn-")  # default run name: <model>-<UTC time>
+
+
+def test_bad_override_is_a_data_error(modal_app):
+    from features.errors import MabeDataError
+
+    args = modal_app.build_parser().parse_args(["--set", "optim.nope=1"])
+    with pytest.raises(MabeDataError, match="unknown field"):
+        modal_app.resolve(args)
+
+
+def test_cli_dry_run_and_error_line(offline, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tune.modal_app", "--dry-run", "--set", "optim.epochs=3",
+                          "--run-name", "r1"], cwd=ROOT, env=_clean_env(offline), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "run 'r1'" in out.stdout and '"epochs": 3' in out.stdout
+    assert "next: modal run -m tune.modal_app -- --set optim.epochs=3 --run-name r1" in out.stdout
+
+    bad = subprocess.run([sys.executable, "-m", "tune.modal_app", "--dry-run", "--from-experiment",
+                          str(tmp_path / "missing")], cwd=ROOT, env=_clean_env(offline), capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "results.csv" in bad.stderr and str(tmp_path / "missing") in bad.stderr

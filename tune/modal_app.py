@@ -251,6 +251,11 @@ def _print_plan(cfg: dict, run_name: str) -> None:
           f"Volume {VOLUME_NAME!r} at {VOLUME_MOUNT}/{run_name} (resumes if it holds a checkpoint)")
     print(f"[modal] estimated cost: ~${H100_USD_PER_HOUR * 1.4 * epochs / 100:.1f} "
           f"(seed V6 pace 1.4 h / 100 epochs at ${H100_USD_PER_HOUR}/h; an estimate)")
+    for key in ("root", "cache"):
+        path = str(cfg.get("data", {}).get(key) or "")
+        where = path if Path(path).is_absolute() else f"{VOLUME_MOUNT}/{path}"
+        note = " (absolute: it must exist inside the container)" if Path(path).is_absolute() else ""
+        print(f"[modal] data.{key} -> {where}{note}")
 
 
 def _print_summary(result: dict) -> None:
