@@ -1,0 +1,148 @@
+"""tune.search: CLI parsing, and the real Tuner + OptunaSearch + ASHA machinery on a local Ray.
+
+Fast tests use a real but trivial Tune function trainable (same signature as `tune.search.train_driver`);
+the end-to-end tests run the real driver (Ray Train + tune.train) on a tiny synthetic set.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from tune import search
+from tune import space as sp
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_parse_args_defaults_and_smoke():
+    s = search.parse_args([])
+    assert (s.num_samples, s.max_concurrent, s.epochs, s.space, s.gpus_per_trial) == (8, 2, 6, "cpu", 0.0)
+    assert s.name.startswith("search-") and s.max_t() == 7
+    assert s.optuna_url() == f"sqlite:///{s.local_dir() / 'optuna.db'}"
+    smoke = search.parse_args(["--smoke-test", "--name", "x"])
+    assert (smoke.num_samples, smoke.epochs, smoke.smoke_test) == (2, 2, True)
+    g = search.parse_args(["--gpus-per-trial", "0.5", "--workers-per-trial", "2", "--set", "optim.lr=1e-3",
+                           "--storage", "s3://bucket/mabe", "--name", "n"])
+    assert g.space == "full" and g.gpus_per_worker() == 0.25
+    assert sp.LR not in g.search_space() and sp.LR not in g.v6_point()
+    assert g.experiment_path() == "s3://bucket/mabe/n" and g.local_dir().name == "n"
+
+
+@pytest.mark.parametrize("argv", [["--num-samples", "0"], ["--epochs", "-1"], ["--set", "optim.lr"]])
+def test_bad_arguments_exit_non_zero(argv, capsys):
+    rc = search.main(argv)
+    assert rc == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_help_explains(capsys):
+    with pytest.raises(SystemExit) as e:
+        search.parse_args(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--smoke-test" in out and "--warm-start" in out and "ray job submit" in out
+
+
+# ------------------------------------------------------------------------------ Tune machinery, trivial trial
+
+
+def _make_trivial(epochs_key="optim.epochs"):
+    """A real Tune function trainable with the driver's signature: a closed-form 'score' per epoch that peaks
+    near lr = 1e-3, so TPE has something to find; writes a checkpoint folder and reports it at the end."""
+
+    def trivial(config, setup):
+        import os
+
+        import ray.tune
+
+        lr = config[sp.LR]
+        target = 1.0 - abs(math.log10(lr) + 3.0) / 3.0          # 1 at lr=1e-3, 0.5 at 1e-4.5
+        best = -1.0
+        epochs = setup["base"]["optim"]["epochs"]
+        for epoch in range(1, epochs + 1):
+            score = target * epoch / epochs
+            best = max(best, score)
+            ray.tune.report({"val/score": score, "val/best_score": best, "epoch": epoch,
+                             "val/f1_attack": score / 2, "val/f1_sniff": score})
+        trial_id = ray.tune.get_context().get_trial_id()
+        ckpt = os.path.join(setup["experiment_path"], f"train-{trial_id}", "checkpoint_best")
+        os.makedirs(ckpt, exist_ok=True)
+        with open(os.path.join(ckpt, "metrics.json"), "w") as f:
+            json.dump({"val/score": best}, f)
+        ray.tune.report({"val/score": score, "val/best_score": best, "epoch": epochs, "best_checkpoint": ckpt})
+
+    return trivial
+
+
+def _scfg(tmp_path, name, **kw):
+    kw.setdefault("num_samples", 4)
+    kw.setdefault("max_concurrent", 2)
+    kw.setdefault("epochs", 3)
+    kw.setdefault("grace_period", 1)
+    return search.SearchConfig(name=name, storage=str(tmp_path / "exp"), **kw)
+
+
+def _study_trials(db, name):
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT t.number, t.state, v.value FROM trials t JOIN studies s USING(study_id) "
+                           "LEFT JOIN trial_values v USING(trial_id) WHERE s.study_name = ? ORDER BY t.number",
+                           (name,)).fetchall()
+        params = con.execute("SELECT t.number, p.param_name, p.param_value FROM trial_params p JOIN trials t "
+                             "USING(trial_id) JOIN studies s USING(study_id) WHERE s.study_name = ?",
+                             (name,)).fetchall()
+    finally:
+        con.close()
+    return rows, params
+
+
+def test_search_machinery_trivial_trainable(ray_local, tmp_path):
+    scfg = _scfg(tmp_path, "trivial")
+    base = {"optim": {"epochs": 3}}
+    summary = search.run_search(scfg, _make_trivial(), base)
+    exp = tmp_path / "exp" / "trivial"
+    table = pd.read_csv(exp / "results.csv")
+    assert len(table) == 4 and list(table["trial"]) == [1, 2, 3, 4]
+    # trial 1 is the V6 point
+    first = table.iloc[0]
+    for key, value in sp.V6_POINT.items():
+        assert first[key] == value, key
+    # V6: lr 4e-4 -> target = 1 - |log10(4e-4) + 3| / 3 = 1 - 0.39794/3 = 0.867353
+    assert first["best_score"] == pytest.approx(1 - abs(math.log10(4e-4) + 3) / 3, abs=1e-6)
+    assert summary["v6_score"] == pytest.approx(first["best_score"])
+    assert summary["best_score"] == table["best_score"].max()
+    # ASHA may stop trials: every row has a status, the finished ones name their checkpoint
+    assert set(table["status"]) <= {"TERMINATED", "STOPPED"}
+    done = table[table["status"] == "TERMINATED"]
+    assert len(done) >= 1 and all(p.endswith("checkpoint_best") for p in done["best_checkpoint"])
+    assert (table["gpu_hours"] == 0).all() and (table["cost_usd"] == 0).all()  # CPU trials cost nothing
+    for png in ("optimization_history.png", "parallel_coordinates.png", "per_action_f1.png"):
+        assert (exp / png).stat().st_size > 1000
+    assert "best vs V6: " in summary["report"]
+    # the Optuna study file holds the same trials: 4, V6 first, values = each trial's final objective
+    rows, params = _study_trials(exp / "optuna.db", "trivial")
+    assert [r[0] for r in rows] == [0, 1, 2, 3]
+    assert all(r[1] == "COMPLETE" for r in rows)
+    lr_by_number = {n: v for n, k, v in params if k == sp.LR}
+    assert lr_by_number[0] == pytest.approx(4e-4)
+    assert sorted(lr_by_number.values()) == pytest.approx(sorted(table[sp.LR]))
+    # TERMINATED trials told Optuna their best score; ASHA-stopped ones their score at the stop step
+    for _, r in done.iterrows():
+        n = [k for k, v in lr_by_number.items() if v == pytest.approx(r[sp.LR])][0]
+        assert dict((x[0], x[2]) for x in rows)[n] == pytest.approx(r["best_score"])
+
+    # warm start: a second search gets the first study's COMPLETE trials as evaluated points
+    warm = search.warm_start_trials(str(exp), scfg.search_space())
+    assert len(warm) == 4 and warm[0][0][sp.LR] == pytest.approx(4e-4)
+    scfg2 = _scfg(tmp_path, "trivial-warm", num_samples=2, warm_start=str(exp))
+    search.run_search(scfg2, _make_trivial(), base)
+    rows2, _ = _study_trials(tmp_path / "exp" / "trivial-warm" / "optuna.db", "trivial-warm")
+    assert len(rows2) == 4 + 2   # 4 added from the old study, then V6 and one TPE trial
+    # an existing experiment is never silently overwritten
+    with pytest.raises(SystemExit, match="--resume"):
+        search.run_search(scfg2, _make_trivial(), base)

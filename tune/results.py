@@ -1,0 +1,293 @@
+"""Search results: one row per trial in `results.csv`, PNG plots, the ranked table with GPU-hours and cost.
+
+Written by `python -m tune.search` at the end of a search. To redo them from an experiment folder:
+
+    python -m tune.results --experiment experiments/<name> [--gpu-hour-cost 6.0]
+
+Columns of results.csv: trial (1 = the V6 baseline), trial_id, every searched value (dotted TrainConfig key),
+best_score (best val/score of the trial), epochs (epochs trained), wall_s, gpu_hours (= wall time x GPUs per
+trial), cost_usd (= gpu_hours x --gpu-hour-cost), best_checkpoint (folder with model.pt, config.json,
+metrics.json), status (TERMINATED = ran all epochs, STOPPED = early-stopped by ASHA or the time budget,
+ERROR = failed after its retries), error.
+Plots: optimization_history.png, parallel_coordinates.png, per_action_f1.png (best trial's best epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+OBJECTIVE = "val/best_score"
+SCORE = "val/score"
+BEST_CKPT = "best_checkpoint"
+
+
+def _trial_id(result) -> str:
+    m = result.metrics or {}
+    if m.get("trial_id"):
+        return str(m["trial_id"])
+    df = result.metrics_dataframe
+    if df is not None and "trial_id" in df and len(df):
+        return str(df["trial_id"].iloc[-1])
+    # trial folder names are <trainable>_<trial_id>_<index>_<params>...; trial_id = <hash>_<5 digits>
+    parts = Path(str(result.path)).name.split("_")
+    for i in range(len(parts) - 1):
+        if len(parts[i + 1]) == 5 and parts[i + 1].isdigit():
+            return f"{parts[i]}_{parts[i + 1]}"
+    return Path(str(result.path)).name
+
+
+def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
+    """Best checkpoint folder of `train-<trial_id>` by val/score, read from storage (works for trials that ASHA
+    stopped before their driver could report it). "" if none."""
+    run_dir = f"{experiment_path.rstrip('/')}/train-{trial_id}"
+    try:
+        import ray.train
+
+        res = ray.train.Result.from_path(run_dir)
+        if res.best_checkpoints:
+            best = res.get_best_checkpoint(SCORE, "max")
+            if best is not None:
+                return best.path
+    except Exception:  # no snapshot yet (killed early) or a storage hiccup: scan the folders instead
+        pass
+    best, best_score = "", -math.inf
+    for d in sorted(Path(run_dir).glob("checkpoint_*")) if "://" not in run_dir else []:
+        try:
+            score = float(json.loads((d / "metrics.json").read_text()).get(SCORE, -math.inf))
+        except (OSError, ValueError):
+            continue
+        if score > best_score:
+            best, best_score = str(d), score
+    return best
+
+
+def collect(grid, scfg) -> pd.DataFrame:
+    """One row per trial of a ResultGrid, sorted by trial number (trial 1 = the V6 point)."""
+    keys = list(scfg.search_space())
+    rows = []
+    for result in grid:
+        df = result.metrics_dataframe
+        last = dict(result.metrics or {})
+        config = dict(result.config or {})
+        tid = _trial_id(result)
+        scores = []
+        if df is not None and len(df):
+            for col in (SCORE, OBJECTIVE):
+                if col in df:
+                    scores += [float(x) for x in df[col].dropna()]
+        best = max(scores) if scores else math.nan
+        epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and df["epoch"].notna().any() else 0
+        wall = float(last.get("time_total_s") or 0.0)
+        gpu_h = wall / 3600.0 * scfg.gpus_per_trial
+        ckpt = str(last.get(BEST_CKPT) or "") or best_checkpoint_of(scfg.experiment_path(), tid)
+        if result.error is not None:
+            status = "ERROR"
+        elif BEST_CKPT in last:
+            status = "TERMINATED"
+        else:
+            status = "STOPPED"
+        row = {"trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
+               "wall_s": round(wall, 1), "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
+               "best_checkpoint": ckpt, "status": status,
+               "error": "" if result.error is None else str(result.error).splitlines()[0][:200]}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        # Tune numbers trials <experiment hash>_00000, _00001, ... in creation order
+        table = table.sort_values("trial_id", key=lambda s: s.str.rsplit("_", n=1).str[-1]).reset_index(drop=True)
+    table.insert(0, "trial", range(1, len(table) + 1))
+    return table
+
+
+def per_action_f1(grid, trial_id: str) -> dict[str, float]:
+    """val/f1_<action> at the best epoch (by val/score) of one trial."""
+    for result in grid:
+        if _trial_id(result) != trial_id:
+            continue
+        df = result.metrics_dataframe
+        if df is None or SCORE not in df or df[SCORE].isna().all():
+            return {}
+        row = df.loc[df[SCORE].idxmax()]
+        return {c[len("val/f1_"):]: float(row[c]) for c in df.columns
+                if c.startswith("val/f1_") and pd.notna(row[c])}
+    return {}
+
+
+def ranked_report(table: pd.DataFrame, keys: list[str], wall_s: float | None = None) -> str:
+    """The printed table: ranked by best score, every searched value, epochs, wall time, cost; then totals,
+    best vs V6 and the best checkpoints."""
+    if table.empty:
+        return "no trials"
+    short = {k: k.split(".")[-1] for k in keys}
+    ranked = table.sort_values("best_score", ascending=False, na_position="last")
+    view = pd.DataFrame({"rank": range(1, len(ranked) + 1), "trial": ranked["trial"].values})
+    for k in keys:
+        vals = ranked[k].values
+        view[short[k]] = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in vals]
+    view["best val/score"] = [f"{v:.4f}" for v in ranked["best_score"]]
+    view["epochs"] = ranked["epochs"].values
+    view["wall_s"] = [f"{v:.0f}" for v in ranked["wall_s"]]
+    view["gpu_h"] = [f"{v:.3f}" for v in ranked["gpu_hours"]]
+    view["cost_$"] = [f"{v:.2f}" for v in ranked["cost_usd"]]
+    view["status"] = ranked["status"].values
+    lines = [view.to_string(index=False)]
+    lines.append(f"total: {len(table)} trials, {table['gpu_hours'].sum():.3f} GPU-hours, "
+                 f"${table['cost_usd'].sum():.2f}" + (f", search wall time {wall_s:.0f} s" if wall_s else ""))
+    v6 = table.loc[table["trial"] == 1, "best_score"]
+    best = ranked.iloc[0]
+    if len(v6) and pd.notna(v6.iloc[0]) and pd.notna(best["best_score"]):
+        lines.append(f"best vs V6: {best['best_score'] - v6.iloc[0]:+.3f} "
+                     f"(trial {best['trial']}: {best['best_score']:.4f}, V6 trial 1: {v6.iloc[0]:.4f})")
+    lines.append("best checkpoints:")
+    for _, r in ranked.head(3).iterrows():
+        if r["best_checkpoint"]:
+            lines.append(f"  trial {r['trial']} ({r['best_score']:.4f}): {r['best_checkpoint']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Plots (matplotlib Agg, no display needed)
+
+
+def _norm(values: list[Any], spec: tuple) -> list[float]:
+    """Values of one parameter mapped to [0, 1] (log scale for loguniform, index for choices)."""
+    kind = spec[0]
+    if kind == "choice":
+        n = max(1, len(spec[1]) - 1)
+        return [spec[1].index(v) / n if v in spec[1] else math.nan for v in values]
+    lo, hi = float(spec[1]), float(spec[2])
+    if kind == "loguniform":
+        lo, hi = math.log(lo), math.log(hi)
+        values = [math.log(v) if v and v > 0 else math.nan for v in values]
+    return [(float(v) - lo) / (hi - lo) if v is not None else math.nan for v in values]
+
+
+def plot_all(table: pd.DataFrame, space: dict, f1: dict[str, float], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    scores = table["best_score"].astype(float)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(table["trial"], scores, label="trial best val/score", zorder=3)
+    ax.plot(table["trial"], scores.cummax(), drawstyle="steps-post", color="C1", label="best so far")
+    if len(scores) and pd.notna(scores.iloc[0]):
+        ax.axhline(scores.iloc[0], color="grey", ls="--", label="V6 (trial 1)")
+    ax.set(xlabel="trial", ylabel="val/score", title="Optimisation history")
+    ax.legend(loc="lower right")
+    written.append(_save(fig, out / "optimization_history.png", plt))
+
+    keys = [k for k in space if k in table]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * (len(keys) + 1)), 4.5))
+    cmap = plt.get_cmap("viridis")
+    finite = scores[scores.notna()]
+    lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    cols = {k: _norm(list(table[k]), space[k]) for k in keys}
+    for i in range(len(table)):
+        s = scores.iloc[i]
+        ys = [cols[k][i] for k in keys] + [0.5 if hi == lo or pd.isna(s) else (s - lo) / (hi - lo)]
+        color = "lightgrey" if pd.isna(s) else cmap(0.5 if hi == lo else (s - lo) / (hi - lo))
+        ax.plot(range(len(ys)), ys, color=color, alpha=0.8, lw=2 if i == 0 else 1)
+    ax.set_xticks(range(len(keys) + 1), [k.split(".")[-1] for k in keys] + ["score"], rotation=30)
+    ax.set(ylim=(-0.05, 1.05), ylabel="position in range", title="Parallel coordinates (colour = val/score)")
+    written.append(_save(fig, out / "parallel_coordinates.png", plt))
+
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.25 * len(f1) + 1)))
+    names = sorted(f1, key=f1.get)
+    ax.barh(names, [f1[n] for n in names])
+    ax.set(xlim=(0, 1), xlabel="validation F1", title="Per-action F1 of the best trial")
+    if not names:
+        ax.text(0.5, 0.5, "no per-action F1 reported", ha="center", transform=ax.transAxes)
+    written.append(_save(fig, out / "per_action_f1.png", plt))
+    return written
+
+
+def _save(fig, path: Path, plt) -> str:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def write_all(table: pd.DataFrame, grid, scfg, wall_s: float | None = None) -> dict:
+    """results.csv + plots into the local experiment folder (and copied to remote storage); summary dict."""
+    out = scfg.local_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.csv.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out / "results.csv")
+    space = scfg.search_space()
+    ranked = table.sort_values("best_score", ascending=False, na_position="last")
+    best = ranked.iloc[0] if len(ranked) else None
+    f1 = per_action_f1(grid, best["trial_id"]) if best is not None else {}
+    plots = plot_all(table, space, f1, out)
+    if scfg.is_remote_storage():
+        _upload(out, scfg.experiment_path())
+    v6 = table.loc[table["trial"] == 1, "best_score"]
+    summary = {
+        "experiment": scfg.experiment_path(),
+        "results_csv": str(out / "results.csv"),
+        "plots": plots,
+        "n_trials": int(len(table)),
+        "status_counts": table["status"].value_counts().to_dict() if len(table) else {},
+        "best_trial": int(best["trial"]) if best is not None else None,
+        "best_score": float(best["best_score"]) if best is not None else None,
+        "v6_score": float(v6.iloc[0]) if len(v6) else None,
+        "best_checkpoint": str(best["best_checkpoint"]) if best is not None else "",
+        "gpu_hours": float(table["gpu_hours"].sum()) if len(table) else 0.0,
+        "cost_usd": float(table["cost_usd"].sum()) if len(table) else 0.0,
+        "wall_s": wall_s,
+    }
+    summary["report"] = ranked_report(table, list(space), wall_s)
+    return summary
+
+
+def _upload(local: Path, remote: str) -> None:
+    """Copy results.csv and the plots next to the remote experiment (pyarrow filesystems: s3://, gs://)."""
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(remote)
+    for f in local.iterdir():
+        if f.suffix in (".csv", ".png", ".json"):
+            pafs.copy_files(str(f), f"{base}/{f.name}", destination_filesystem=fs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tune.results", description="Rewrite results.csv and plots "
+                                "of a finished (or interrupted) search from its experiment folder.")
+    p.add_argument("--experiment", required=True, help="experiment folder (<storage>/<name>)")
+    p.add_argument("--gpu-hour-cost", type=float, default=None, help="USD per GPU-hour (default: the search's)")
+    a = p.parse_args(argv)
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from tune.search import SearchConfig
+
+    exp = Path(a.experiment).resolve()
+    saved = json.loads((exp / "search.json").read_text())["search"] if (exp / "search.json").exists() else {}
+    saved.update(storage=str(exp.parent), name=exp.name)
+    if a.gpu_hour_cost is not None:
+        saved["gpu_hour_cost"] = a.gpu_hour_cost
+    scfg = SearchConfig(**saved)
+    grid = ResultGrid(ExperimentAnalysis(str(exp)))
+    table = collect(grid, scfg)
+    summary = write_all(table, grid, scfg)
+    print(summary["report"])
+    print(f"wrote {summary['results_csv']} and {len(summary['plots'])} plots")
+    print(f"next: python -m ensemble.build --experiment {exp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
