@@ -1,0 +1,268 @@
+"""The feature cache: one memory-mappable array pair per video plus an index table.
+
+Layout of a cache folder (docs/contracts.md):
+
+    index.parquet          one row per (video, pair): video_id, lab_id, agent, target, pair, n_frames,
+                           n_frames_orig, fps, fold, split, file, allowed list<bool>[38], allowed_raw list<bool>[38]
+    meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary
+    videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
+    videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
+
+`build_cache` writes everything into a temporary sibling folder and renames it into place at the end, so
+an interrupted or failed build leaves no half-written cache. A re-run whose fingerprint (settings, folds,
+seed, split, feature version, and the size + mtime of every input file) matches the existing meta.json does
+nothing. Folds are grouped by video and stratified by lab: within each lab the videos are shuffled with the
+seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0.
+
+CLI: `python -m features.build --help` (features/build.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.errors import MabeDataError
+from features.io import kaggle_paths, metadata_path, read_metadata
+from features.labels import NUM_CLASSES
+from features.pipeline import FEATURE_VERSION, FeatureSettings, load_video
+
+CACHE_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------------------------ reading
+class FeatureCache:
+    """Read access to a built cache folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_file, index_file = self.path / "meta.json", self.path / "index.parquet"
+        if not meta_file.is_file() or not index_file.is_file():
+            raise MabeDataError("not a feature cache (meta.json / index.parquet missing): run python -m "
+                                "features.build first", file=self.path)
+        try:
+            self.meta: dict = json.loads(meta_file.read_text())
+            self.index: pd.DataFrame = pd.read_parquet(index_file)
+        except (ValueError, OSError) as exc:
+            raise MabeDataError(f"unreadable cache metadata ({exc})", file=self.path) from None
+        self._by_video = {int(v): g for v, g in self.index.groupby("video_id", sort=False)}
+
+    @property
+    def num_features(self) -> int:
+        return int(self.meta["num_features"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.meta["feature_names"])
+
+    @property
+    def settings(self) -> FeatureSettings:
+        return FeatureSettings.from_dict(self.meta["settings"])
+
+    @property
+    def video_ids(self) -> list[int]:
+        return list(self._by_video)
+
+    def _rows(self, video_id: int) -> pd.DataFrame:
+        try:
+            return self._by_video[int(video_id)]
+        except KeyError:
+            raise MabeDataError("video not in the cache", file=self.path, video=video_id) from None
+
+    def x(self, video_id: int) -> np.ndarray:
+        """float32 [P, T, F], memory-mapped read-only."""
+        return np.load(self.path / f"{self._rows(video_id)['file'].iloc[0]}.x.npy", mmap_mode="r")
+
+    def y(self, video_id: int) -> np.ndarray:
+        """int8 [P, T], memory-mapped read-only."""
+        return np.load(self.path / f"{self._rows(video_id)['file'].iloc[0]}.y.npy", mmap_mode="r")
+
+    def allowed(self, video_id: int, raw: bool = False) -> np.ndarray:
+        """bool [P, 38] in pair order: normalised whitelist, or with raw=True only the metric's raw entries."""
+        rows = self._rows(video_id).sort_values("pair")
+        col = "allowed_raw" if raw else "allowed"
+        return np.stack([np.asarray(v, dtype=bool) for v in rows[col]]) if len(rows) else \
+            np.zeros((0, NUM_CLASSES), dtype=bool)
+
+    def pairs(self, video_id: int) -> list[tuple[int, int]]:
+        rows = self._rows(video_id).sort_values("pair")
+        return [(int(a), int(t)) for a, t in zip(rows["agent"], rows["target"])]
+
+    def __repr__(self) -> str:
+        return (f"FeatureCache({str(self.path)!r}: {len(self._by_video)} videos, {len(self.index)} pairs, "
+                f"F={self.num_features})")
+
+
+# ------------------------------------------------------------------------------------------------ folds
+def assign_folds(videos: pd.DataFrame, n_folds: int, seed: int) -> dict[int, int]:
+    """video_id -> fold in 0..n_folds-1, grouped by video, stratified by lab_id, seeded."""
+    if n_folds < 1:
+        raise ValueError("n_folds must be >= 1")
+    rng = np.random.default_rng(seed)
+    folds: dict[int, int] = {}
+    deal = 0
+    for lab in sorted(videos["lab_id"].unique()):
+        ids = np.sort(videos.loc[videos["lab_id"] == lab, "video_id"].to_numpy())
+        for vid in rng.permutation(ids):
+            folds[int(vid)] = deal % n_folds
+            deal += 1
+    return folds
+
+
+# ------------------------------------------------------------------------------------------------ building
+def _file_stamp(p: Path | None) -> list:
+    if p is None or not p.exists():
+        return [None, None]
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int,
+                videos: pd.DataFrame) -> str:
+    """Hash of everything a cache depends on (settings, folds, and the size + mtime of every input file)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": CACHE_FORMAT, "features": FEATURE_VERSION, "settings": settings.to_dict(),
+                         "n_folds": n_folds, "seed": seed, "split": split,
+                         "meta": _file_stamp(metadata_path(data_root, split))}, sort_keys=True).encode())
+    for vid, lab in zip(videos["video_id"], videos["lab_id"]):
+        tr, ann = kaggle_paths(data_root, split, lab, vid)
+        h.update(json.dumps([int(vid), lab, _file_stamp(tr), _file_stamp(ann)]).encode())
+    return h.hexdigest()[:20]
+
+
+def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir: str) -> dict:
+    """Worker: features of one video written to out_dir/videos; returns its index rows and counts."""
+    settings = FeatureSettings.from_dict(settings_d)
+    vf = load_video(data_root, split, row, settings)
+    stem = f"videos/{vf.video_id}"
+    x_path, y_path = Path(out_dir) / f"{stem}.x.npy", Path(out_dir) / f"{stem}.y.npy"
+    labels = vf.labels if vf.labels is not None else np.zeros(vf.x.shape[:2], dtype=np.int8)
+    np.save(x_path, vf.x)
+    np.save(y_path, labels.astype(np.int8, copy=False))
+    rows = [{"video_id": vf.video_id, "lab_id": vf.lab_id, "agent": a, "target": t, "pair": p,
+             "n_frames": vf.n_frames, "n_frames_orig": vf.n_frames_orig, "fps": vf.fps, "split": split,
+             "file": stem, "allowed": vf.allowed[p].tolist(), "allowed_raw": vf.allowed_raw[p].tolist()}
+            for p, (a, t) in enumerate(vf.pairs)]
+    return {"rows": rows, "counts": vf.counts, "frames": vf.n_frames * len(vf.pairs),
+            "frames_orig": vf.n_frames_orig, "video_id": vf.video_id}
+
+
+_INDEX_SCHEMA = pa.schema([
+    ("video_id", pa.int64()), ("lab_id", pa.string()), ("agent", pa.int16()), ("target", pa.int16()),
+    ("pair", pa.int32()), ("n_frames", pa.int64()), ("n_frames_orig", pa.int64()), ("fps", pa.float64()),
+    ("fold", pa.int16()), ("split", pa.string()), ("file", pa.string()),
+    ("allowed", pa.list_(pa.bool_())), ("allowed_raw", pa.list_(pa.bool_())),
+])
+
+
+def select_videos(meta: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Videos worth caching: those with at least one whitelisted action (others have no pairs)."""
+    return meta[meta["behaviors"].map(len) > 0].reset_index(drop=True)
+
+
+def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSettings | None = None, workers: int = 1,
+                n_folds: int = 5, seed: int = 0, split: str = "train", progress: bool = True,
+                limit: int | None = None) -> dict:
+    """Build (or find up to date) the feature cache of `data_root` in `out`; returns a summary dict.
+
+    summary: skipped, videos, pairs, frames (cached pair-frames), frames_orig, overlap_frames, overlap_pairs,
+    dropped_events, clipped_frames, seconds, rows_per_s (pair-frames per second), out, fingerprint.
+    """
+    settings = settings or FeatureSettings()
+    data_root, out = Path(data_root), Path(out)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    meta_csv = metadata_path(data_root, split)
+    meta = read_metadata(meta_csv)
+    videos = select_videos(meta, split)
+    if limit is not None:
+        videos = videos.iloc[:limit]
+    if len(videos) == 0:
+        raise MabeDataError(f"no {split} video has a behaviors_labeled whitelist: nothing to cache", file=meta_csv)
+    for vid, lab in zip(videos["video_id"], videos["lab_id"]):  # fail before any work
+        tr, _ = kaggle_paths(data_root, split, lab, vid)
+        if not tr.is_file():
+            raise MabeDataError("video is listed in the metadata but has no tracking file", file=tr, video=int(vid))
+    fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
+    if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
+        try:
+            old = json.loads((out / "meta.json").read_text())
+        except ValueError:
+            old = {}
+        if old.get("fingerprint") == fp:
+            summary = dict(old.get("summary", {}))
+            summary.update(skipped=True, out=str(out), fingerprint=fp, seconds=0.0)
+            return summary
+
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    (tmp / "videos").mkdir(parents=True)
+    try:
+        folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
+        columns = [c for c in videos.columns]
+        jobs = [{c: r[c] for c in columns} for _, r in videos.iterrows()]
+        results = []
+        bar = _bar(len(jobs), progress, f"features {split}")
+        if workers <= 1:
+            for job in jobs:
+                results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp)))
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                futs = [pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
+                        for job in jobs]
+                for f in as_completed(futs):
+                    results.append(f.result())
+                    bar.update(1)
+        bar.close()
+        results.sort(key=lambda r: r["video_id"])
+        rows = [dict(r, fold=folds.get(r["video_id"], -1)) for res in results for r in res["rows"]]
+        table = pa.Table.from_pylist(rows, schema=_INDEX_SCHEMA) if rows else _INDEX_SCHEMA.empty_table()
+        pq.write_table(table, tmp / "index.parquet")
+        seconds = time.perf_counter() - t0
+        counts = {k: int(sum(r["counts"].get(k, 0) for r in results))
+                  for k in ("overlap_frames", "overlap_pairs", "dropped_events", "clipped_frames", "label_events")}
+        frames = int(sum(r["frames"] for r in results))
+        summary = {"skipped": False, "videos": len(results), "pairs": len(rows), "frames": frames,
+                   "frames_orig": int(sum(r["frames_orig"] for r in results)), **counts,
+                   "seconds": round(seconds, 3), "rows_per_s": round(frames / max(seconds, 1e-9), 1),
+                   "out": str(out), "fingerprint": fp}
+        meta_out = {"format": CACHE_FORMAT, "feature_version": FEATURE_VERSION, "settings": settings.to_dict(),
+                    "feature_names": settings.feature_names(), "num_features": settings.num_features,
+                    "n_folds": n_folds if split == "train" else 0, "seed": seed, "split": split,
+                    "data_root": str(data_root), "fingerprint": fp, "summary": summary,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (tmp / "meta.json").write_text(json.dumps(meta_out, indent=1))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace `out` by the finished `tmp` folder with renames only (the old cache is removed afterwards)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _bar(total: int, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="video", disable=not progress)
