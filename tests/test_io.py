@@ -1,0 +1,258 @@
+"""features.io: the real metadata parses, the reader is exact, and every bad input names file + video + problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.errors import MabeDataError
+from features.io import (META_COLUMNS, kaggle_paths, packaged_metadata, parse_entry, read_annotations,
+                         read_metadata, read_tracking)
+from features.pipeline import FeatureSettings, load_video, video_features
+
+REAL_TRAIN = Path("/work/shared/data/kaggle-meta/train.csv")
+
+
+def _train_csv() -> Path:
+    return REAL_TRAIN if REAL_TRAIN.is_file() else packaged_metadata("train")
+
+
+@pytest.fixture(scope="module")
+def real():
+    return read_metadata(_train_csv(), report=True)
+
+
+# ----------------------------------------------------------------------------------------- metadata
+def test_real_metadata_all_rows_and_dtypes(real):
+    df, _ = real
+    assert len(df) == 8789 and list(df.columns[:38]) == list(META_COLUMNS)
+    for col, dt in META_COLUMNS.items():
+        assert str(df[col].dtype) == dt, col
+    assert df["video_id"].is_unique
+    assert (df["behaviors"].map(len) > 0).sum() == 848  # annotated (whitelisted) videos
+    assert df["n_mice"].value_counts().to_dict() == {3: 7933, 2: 846, 4: 10}
+    assert df["body_parts"].map(len).between(4, 18).all()
+
+
+def test_real_metadata_normalisation_report(real):
+    df, rep = real
+    assert len(rep.videos_normalised) == 26
+    assert rep.labs == {"DeliriousFly": 6, "ReflectiveManatee": 20}
+    assert sorted(rep.only_malformed) == [390030205, 1270744933, 1859225348]
+    assert all(acts == [(1, 2, "attack")] for acts in rep.only_malformed.values())
+    row = df.set_index("video_id").loc[390030205]
+    assert (1, 2, "attack") in row.behaviors and (1, 2, "attack") not in row.behaviors_strict
+    assert "mouse1','mouse2','attack'" in row.behaviors_raw  # raw kept verbatim for the metric
+    assert len(row.behaviors) == len(set(row.behaviors))  # deduplicated
+    fly = df[df.lab_id == "DeliriousFly"].iloc[0]
+    assert sorted(fly.behaviors) == [(1, 2, "attack"), (1, 2, "dominance"), (1, 2, "sniff")]
+    assert "26 videos normalised" in str(rep)
+
+
+def test_packaged_copy_equals_real_file(real):
+    df, _ = real
+    packaged = read_metadata(packaged_metadata("train"))
+    pd.testing.assert_frame_equal(df.iloc[:, :38], packaged.iloc[:, :38])
+    test = read_metadata(packaged_metadata("test"))
+    assert len(test) == 1 and test.video_id.iloc[0] == 438887472 and len(test.behaviors.iloc[0]) == 76
+
+
+def test_parse_entry_forms():
+    assert parse_entry("mouse1,mouse2,sniff") == ((1, 2, "sniff"), True)
+    assert parse_entry("mouse3,self,rear") == ((3, 3, "rear"), True)
+    assert parse_entry("'mouse1','mouse2','sniff'") == ((1, 2, "sniff"), False)
+    assert parse_entry("mouse1','mouse2','attack'") == ((1, 2, "attack"), False)
+    with pytest.raises(MabeDataError, match="unknown action"):
+        parse_entry("mouse1,mouse2,dance")
+    with pytest.raises(MabeDataError, match="self action"):
+        parse_entry("mouse1,mouse2,rear")
+
+
+def _write_meta(tmp_path, mutate) -> Path:
+    df = pd.read_csv(packaged_metadata("train"), nrows=5)
+    df = mutate(df)
+    p = tmp_path / "train.csv"
+    df.to_csv(p, index=False)
+    return p
+
+
+def test_metadata_missing_and_misspelt_column(tmp_path):
+    p = _write_meta(tmp_path, lambda d: d.drop(columns=["pix_per_cm_approx"]))
+    with pytest.raises(MabeDataError, match=r"train\.csv.*missing column.*pix_per_cm_approx"):
+        read_metadata(p)
+    p = _write_meta(tmp_path, lambda d: d.rename(columns={"frames_per_second": "frames_per_secnd"}))
+    with pytest.raises(MabeDataError, match=r"missing column.*frames_per_second.*frames_per_secnd.*misspelt"):
+        read_metadata(p)
+
+
+def test_metadata_wrong_dtype_and_bad_whitelist(tmp_path):
+    p = _write_meta(tmp_path, lambda d: d.assign(frames_per_second="fast"))
+    with pytest.raises(MabeDataError, match="frames_per_second.*float64"):
+        read_metadata(p)
+
+    def bad_json(d):
+        d.loc[2, "behaviors_labeled"] = "[not json"
+        return d
+    p = _write_meta(tmp_path, bad_json)
+    vid = pd.read_csv(p).video_id[2]
+    with pytest.raises(MabeDataError, match=f"video {vid}.*not a JSON list"):
+        read_metadata(p)
+
+
+# ----------------------------------------------------------------------------------------- tracking
+def _tracking_table(rows, **types) -> pa.Table:
+    f, m, b, x, y = zip(*rows)
+    return pa.table({"video_frame": pa.array(f, types.get("f", pa.int64())),
+                     "mouse_id": pa.array(m, types.get("m", pa.int64())),
+                     "bodypart": pa.array(b, types.get("b", pa.string())),
+                     "x": pa.array(x, types.get("x", pa.float32())), "y": pa.array(y, types.get("y", pa.float32()))})
+
+
+def _write(table: pa.Table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+ROWS = [(0, 1, "nose", 1.0, 2.0), (0, 2, "tail_base", 3.0, 4.0), (2, 1, "tail_base", 5.0, 6.0),
+        (2, 2, "nose", 7.5, 8.5)]
+
+
+def test_read_tracking_dense_exact(tmp_path):
+    p = _write(_tracking_table(ROWS), tmp_path / "123.parquet")
+    tr = read_tracking(p)
+    assert tr.xy.shape == (3, 2, 2, 2) and tr.xy.dtype == np.float32  # frames 0..2, mice 1..2, parts
+    assert tr.mouse_ids == [1, 2] and tr.bodyparts == ["nose", "tail_base"]
+    np.testing.assert_array_equal(tr.xy[0, 0, 0], [1.0, 2.0])    # frame 0, mouse 1, nose
+    np.testing.assert_array_equal(tr.xy[0, 1, 1], [3.0, 4.0])    # frame 0, mouse 2, tail_base
+    np.testing.assert_array_equal(tr.xy[2, 0, 1], [5.0, 6.0])
+    np.testing.assert_array_equal(tr.xy[2, 1, 0], [7.5, 8.5])
+    assert np.isnan(tr.xy[1]).all()              # a whole missing frame
+    assert np.isnan(tr.xy[0, 0, 1]).all()        # a missing row
+    assert np.isnan(tr.xy).sum() == 2 * (3 * 2 * 2 - 4)
+
+
+def test_read_tracking_matches_pandas_pivot(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = ["ear_left", "nose", "tail_base", "body_center"]
+    rows = [(f, m, b, float(rng.normal()), float(rng.normal())) for f in range(50) for m in (1, 3) for b in parts
+            if rng.random() > 0.2]
+    p = _write(_tracking_table(rows, m=pa.int8(), f=pa.int32(), b=pa.dictionary(pa.int8(), pa.string())),
+               tmp_path / "5.parquet")
+    tr = read_tracking(p)
+    df = pd.read_parquet(p)
+    df["bodypart"] = df["bodypart"].astype(str)
+    wide = df.pivot_table(index="video_frame", columns=["mouse_id", "bodypart"], values=["x", "y"])
+    for (coord, mouse, part), col in wide.items():
+        got = tr.xy[wide.index.to_numpy(), tr.mouse_ids.index(mouse), tr.bodyparts.index(part), "xy".index(coord)]
+        np.testing.assert_allclose(got, col.to_numpy(), rtol=1e-6)
+    assert tr.mouse_ids == [1, 3]
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("missing_column", r"missing column.*'y'"),
+    ("misspelt_column", r"missing column.*'bodypart'.*bodyprt.*misspelt"),
+    ("x_as_strings", r"column 'x' has type string, expected numeric"),
+    ("empty", r"no rows"),
+    ("corrupt", r"corrupt or unreadable parquet"),
+    ("negative_frame", r"negative frame number -3"),
+    ("nan_xy", r"1 row\(s\) with NaN"),
+    ("missing_file", r"tracking file not found"),
+])
+def test_read_tracking_bad_input(tmp_path, case, pattern):
+    path = tmp_path / "train_tracking" / "LabX" / "777.parquet"
+    t = _tracking_table(ROWS)
+    if case == "missing_column":
+        _write(t.drop(["y"]), path)
+    elif case == "misspelt_column":
+        _write(t.rename_columns(["video_frame", "mouse_id", "bodyprt", "x", "y"]), path)
+    elif case == "x_as_strings":
+        _write(t.set_column(3, "x", pa.array([str(v) for v in t.column("x").to_pylist()])), path)
+    elif case == "empty":
+        _write(t.slice(0, 0), path)
+    elif case == "corrupt":
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"PAR1 garbage garbage garbage")
+    elif case == "negative_frame":
+        _write(_tracking_table(ROWS + [(-3, 1, "nose", 0.0, 0.0)]), path)
+    elif case == "nan_xy":
+        _write(_tracking_table(ROWS + [(1, 1, "nose", float("nan"), 0.0)]), path)
+    with pytest.raises(MabeDataError, match=pattern) as exc:
+        read_tracking(path)
+    assert "777.parquet" in str(exc.value) and "video 777" in str(exc.value)
+
+
+# ----------------------------------------------------------------------------------------- annotations
+def _ann(rows):
+    a, t, act, s, e = zip(*rows)
+    return pa.table({"agent_id": pa.array(a, pa.int8()), "target_id": pa.array(t, pa.int8()),
+                     "action": pa.array(act), "start_frame": pa.array(s, pa.int32()),
+                     "stop_frame": pa.array(e, pa.int32())})
+
+
+def test_read_annotations_ints(tmp_path):
+    p = _write(_ann([(1, 2, "sniff", 0, 10), (2, 2, "rear", 5, 5)]), tmp_path / "9.parquet")
+    df = read_annotations(p)
+    assert list(df.columns) == ["agent_id", "target_id", "action", "start_frame", "stop_frame"]
+    assert [str(d) for d in df.dtypes] == ["int64", "int64", "str", "int64", "int64"]
+    assert df.values.tolist() == [[1, 2, "sniff", 0, 10], [2, 2, "rear", 5, 5]]
+
+
+@pytest.mark.parametrize("rows, pattern", [
+    ([(1, 2, "sniff", 10, 5)], r"start_frame 10 > stop_frame 5"),
+    ([(1, 2, "sniff", -1, 5)], r"negative start_frame -1"),
+    ([(1, 2, "dance", 0, 5)], r"unknown action"),
+    ([(1, 1, "sniff", 0, 5)], r"self actions need target == agent"),
+])
+def test_read_annotations_bad_input(tmp_path, rows, pattern):
+    p = _write(_ann(rows), tmp_path / "31.parquet")
+    with pytest.raises(MabeDataError, match=pattern) as exc:
+        read_annotations(p)
+    assert "31.parquet" in str(exc.value) and "video 31" in str(exc.value)
+
+
+def test_read_annotations_missing_column(tmp_path):
+    p = _write(_ann([(1, 2, "sniff", 0, 5)]).drop(["stop_frame"]), tmp_path / "32.parquet")
+    with pytest.raises(MabeDataError, match=r"32\.parquet.*video 32.*missing column.*stop_frame"):
+        read_annotations(p)
+
+
+# ----------------------------------------------------------------------------------------- video level
+def _meta_row(video_id=777, whitelist='["mouse1,mouse2,sniff", "mouse2,mouse1,sniff"]'):
+    return pd.Series({"video_id": video_id, "lab_id": "LabX", "frames_per_second": 30.0, "pix_per_cm_approx": 10.0,
+                      "behaviors_labeled": whitelist})
+
+
+def test_annotation_naming_untracked_mouse(tmp_path):
+    tp = _write(_tracking_table(ROWS), tmp_path / "train_tracking" / "LabX" / "777.parquet")
+    ap = _write(_ann([(1, 3, "sniff", 0, 2)]), tmp_path / "train_annotation" / "LabX" / "777.parquet")
+    with pytest.raises(MabeDataError, match=r"777\.parquet.*video 777.*mouse \[3\] that is not tracked"):
+        load_video(tmp_path, "train", _meta_row(), FeatureSettings())
+    assert kaggle_paths(tmp_path, "train", "LabX", 777) == (tp, ap)
+
+
+def test_listed_video_without_tracking_file(tmp_path):
+    with pytest.raises(MabeDataError, match=r"video 777.*no tracking file"):
+        load_video(tmp_path, "train", _meta_row(), FeatureSettings())
+
+
+def test_whitelisted_mouse_with_no_valid_point(tmp_path):
+    rows = [(f, 1, "nose", 1.0, 2.0) for f in range(3)]  # mouse 2 has no row at all
+    p = _write(_tracking_table(rows), tmp_path / "777.parquet")
+    with pytest.raises(MabeDataError, match=r"777\.parquet.*video 777.*mouse 2 .*no valid tracked point"):
+        video_features(_meta_row(), read_tracking(p), FeatureSettings(), source=p)
+    # a mouse whose only rows are body parts the canonical skeleton ignores has no valid point either
+    rows += [(f, 2, "forepaw_left", 1.0, 2.0) for f in range(3)]
+    p = _write(_tracking_table(rows), tmp_path / "777.parquet")
+    with pytest.raises(MabeDataError, match="mouse 2 .*no valid tracked point"):
+        video_features(_meta_row(), read_tracking(p), FeatureSettings(), source=p)
+
+
+def test_unannotated_video_has_no_pairs(tmp_path):
+    p = _write(_tracking_table(ROWS), tmp_path / "777.parquet")
+    vf = video_features(_meta_row(whitelist=float("nan")), read_tracking(p), FeatureSettings())
+    assert vf.pairs == [] and vf.x.shape == (0, 3, FeatureSettings().num_features) and vf.labels is None
