@@ -1,0 +1,239 @@
+"""The trainer end to end on small caches: loss, schedule, windows, checkpoints, resume, learning vs shuffled labels."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from features.labels import CLASS_OF, NUM_CLASSES
+from tune.checkpoint import load_model, load_state, save_checkpoint
+from tune.config import TrainConfig
+from tune.data import (IGNORE, class_weights, epoch_batches, gather, load_pairs, open_cache, sample_windows,
+                       select_rows)
+from tune.train import hard_targets, lr_lambda, masked_loss, train
+
+LABS = {"LabA": ["sniff", "approach"], "LabB": ["attack", "chase", "sniff"]}
+
+
+def write_cache(root: Path, n_videos=10, T=400, F=8, n_folds=5, seed=0) -> Path:
+    """A feature cache in the features.cache layout whose features carry the label (plus noise).
+
+    Each class has a fixed random signature vector; a frame's features are the signature of its label
+    smoothed over time plus unit noise, so a temporal model can learn it and shuffled labels cannot.
+    """
+    rng = np.random.default_rng(seed)
+    sig = rng.normal(0, 1.5, size=(NUM_CLASSES, F)).astype(np.float32)
+    sig[0] = 0
+    (root / "videos").mkdir(parents=True)
+    rows = []
+    for v in range(n_videos):
+        lab = list(LABS)[v % 2]
+        acts = LABS[lab]
+        vid = 1000 + v
+        xs, ys = [], []
+        for p, (agent, target) in enumerate([(1, 2), (2, 1)]):
+            y = np.zeros(T, np.int8)
+            t = int(rng.integers(0, 30))
+            while t < T:
+                n = int(rng.integers(20, 60))
+                y[t:t + n] = CLASS_OF[acts[int(rng.integers(len(acts)))]]
+                t += n + int(rng.integers(30, 90))
+            kernel = np.ones(5, np.float32) / 5
+            clean = np.stack([np.convolve(sig[y][:, f], kernel, mode="same") for f in range(F)], axis=1)
+            xs.append(clean + rng.normal(0, 1.0, size=(T, F)).astype(np.float32) + 3.0)
+            ys.append(y)
+            allowed = np.zeros(NUM_CLASSES, bool)
+            allowed[0] = True
+            allowed[[CLASS_OF[a] for a in acts]] = True
+            raw = allowed.copy()
+            if v == 1:
+                raw[CLASS_OF["attack"]] = False  # a malformed raw whitelist entry: the metric ignores attack here
+            rows.append(dict(video_id=vid, lab_id=lab, agent=agent, target=target, pair=p, n_frames=T,
+                             n_frames_orig=T, fps=30.0, fold=v % n_folds, split="train", file=f"videos/{vid}",
+                             allowed=allowed.tolist(), allowed_raw=raw.tolist()))
+        np.save(root / "videos" / f"{vid}.x.npy", np.stack(xs))
+        np.save(root / "videos" / f"{vid}.y.npy", np.stack(ys))
+    pd.DataFrame(rows).to_parquet(root / "index.parquet")
+    (root / "meta.json").write_text(json.dumps({
+        "settings": {"feature_set": "pair", "target_fps": 30.0}, "feature_names": [f"f{i}" for i in range(F)],
+        "num_features": F, "n_folds": n_folds, "seed": seed, "split": "train"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return write_cache(tmp_path_factory.mktemp("cache") / "c")
+
+
+def small_cfg(cache_dir, out_dir, **kw) -> TrainConfig:
+    base = {"data.cache": str(cache_dir), "run.out_dir": str(out_dir), "optim.epochs": 3, "optim.batch_size": 16,
+            "data.window": 64, "model.hidden": 16, "model.conv_layers": 1, "optim.warmup_epochs": 1,
+            "optim.lr": 3e-3, "optim.lr_scaling": "none", "run.checkpoint_every": 2, "run.progress": False,
+            "run.threads": 1}
+    base.update(kw)
+    return TrainConfig().replace(**base)
+
+
+# ------------------------------------------------------------------------------------------------ loss
+def test_loss_masks_non_allowed_classes_and_ignored_frames():
+    allowed = torch.zeros(1, NUM_CLASSES, dtype=torch.bool)
+    allowed[0, [0, 5]] = True
+    logits = torch.zeros(1, 3, NUM_CLASSES)
+    logits[0, :, 9] = 50.0  # a huge logit on a non-allowed class must not matter
+    target = torch.tensor([[0, 5, IGNORE]])
+    w = torch.ones(NUM_CLASSES)
+    # allowed = {0, 5}, equal logits -> p = 1/2 each: loss = ln 2 on both real frames
+    assert masked_loss(logits, target, allowed, w).item() == pytest.approx(math.log(2), abs=1e-6)
+    # class weight 3 on class 5: weighted mean of two equal losses is still ln 2
+    w[5] = 3.0
+    assert masked_loss(logits, target, allowed, w).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_label_smoothing_spreads_over_allowed_only():
+    allowed = torch.zeros(1, NUM_CLASSES, dtype=torch.bool)
+    allowed[0, [0, 3, 7, 8]] = True
+    q, w = hard_targets(torch.tensor([[3, IGNORE]]), allowed, torch.ones(NUM_CLASSES), 0.2)
+    # 0.8 on the label + 0.2 / 4 allowed classes each: 0.85 on class 3, 0.05 on 0, 7, 8, 0 elsewhere
+    assert q[0, 0, 3].item() == pytest.approx(0.85)
+    assert q[0, 0, [0, 7, 8]].tolist() == pytest.approx([0.05] * 3)
+    assert q[0, 0].sum().item() == pytest.approx(1.0) and q[0, 0, 1].item() == 0.0
+    assert w.tolist() == [[1.0, 0.0]]
+
+
+def test_class_weights_v6_equivalent():
+    # background 90 %, an action at 3.6 % (sqrt(25) = 5), one at 0.9 % (sqrt(100) = 10 -> cap 8), one unseen
+    freq = np.zeros(NUM_CLASSES)
+    freq[[0, 1, 2]] = [0.9, 0.036, 0.009]
+    freq[3] = 1 - freq.sum()  # 0.055
+    w = class_weights(freq, bg_weight=1.0, power=0.5, cap=8.0, n_frames=100_000)
+    assert w[0] == 1.0 and w[1] == pytest.approx(5.0) and w[2] == 8.0 and w[4] == 8.0
+    assert (class_weights(freq, 0.5, 0.0, 8.0, 100_000)[1:] == 1.0).all()  # power 0: all actions weigh 1
+
+
+def test_warmup_then_cosine():
+    f = lr_lambda(total_steps=110, warmup_steps=10, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def test_windows_and_sharding(cache_dir):
+    cache = open_cache(cache_dir)
+    train_rows, val_rows = select_rows(cache, 0, [])
+    assert set(val_rows["fold"]) == {0} and 0 not in set(train_rows["fold"])
+    tab = load_pairs(cache, train_rows)
+    assert tab.n_frames == 16 * 400 and tab.x.shape == (6400, 8)
+    # a window past the end of a pair is padded: mask is a prefix, padding has IGNORE labels and zeros
+    x, y, mask, allowed = gather(tab, np.array([3]), np.array([380]), 64)
+    assert mask[0, :20].all() and not mask[0, 20:].any()
+    assert (y[0, 20:] == IGNORE).all() and (x[0, 20:] == 0).all()
+    np.testing.assert_array_equal(x[0, :20], tab.pair_x(3)[380:400])
+    assert allowed[0, 0] and allowed.shape == (1, NUM_CLASSES)
+    # behaviour bias 1: every window contains a behaviour frame
+    pair, start = sample_windows(tab, 200, 64, 1.0, np.random.default_rng(0))
+    _, y, _, _ = gather(tab, pair, start, 64)
+    assert (y > 0).any(axis=1).all()
+    # two ranks split the same global batches without overlap
+    full = epoch_batches(tab, 64, 64, 16, 0.5, seed=1, epoch=3)
+    r0 = epoch_batches(tab, 64, 64, 16, 0.5, seed=1, epoch=3, rank=0, world=2)
+    r1 = epoch_batches(tab, 64, 64, 16, 0.5, seed=1, epoch=3, rank=1, world=2)
+    assert len(r0) == len(r1) == len(full) == 4 and len(r0[0][0]) == 8
+    all_pairs = np.concatenate([b[0] for b in full])
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in r0]), all_pairs[0::2])
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in r1]), all_pairs[1::2])
+
+
+def test_shuffled_labels_keep_statistics(cache_dir):
+    cache = open_cache(cache_dir)
+    rows, _ = select_rows(cache, 0, [])
+    a, b = load_pairs(cache, rows), load_pairs(cache, rows, shuffle_labels=True)
+    np.testing.assert_array_equal(np.bincount(a.y[a.y >= 0]), np.bincount(b.y[b.y >= 0]))
+    assert (a.y != b.y).mean() > 0.2
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_is_atomic_and_recovers(tmp_path):
+    from models import build_model
+
+    cfg = TrainConfig().replace(**{"model.hidden": 8})
+    m = build_model(cfg.model, 4)
+    d = tmp_path / "last"
+    save_checkpoint(d, m, cfg, {"epoch": 1}, {"epoch": 1})
+    # simulate a kill between the two renames: the folder moved to .old, the new one never arrived
+    d.rename(tmp_path / "last.old-999999")
+    (tmp_path / "last.tmp-999999").mkdir()
+    model, cfg2 = load_model(d)
+    assert cfg2.model.hidden == 8 and load_state(d)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    # weights round-trip exactly and load with weights_only
+    sd = torch.load(d / "model.pt", weights_only=True)
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(sd[k], v)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_train_writes_checkpoints_and_resumes(cache_dir, tmp_path):
+    reports = []
+    cfg = small_cfg(cache_dir, tmp_path / "run", **{"optim.epochs": 2})
+    out = train(cfg, report=lambda m, d: reports.append((dict(m), d)))
+    run = tmp_path / "run"
+    for sub in ("last", "best"):
+        assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in (run / sub).iterdir()}
+    assert [m["epoch"] for m, _ in reports] == [1, 2]
+    assert reports[-1][1] == str(run / "last")  # the final epoch always checkpoints
+    m = reports[-1][0]
+    for key in ("train/loss", "val/loss", "val/score", "val/best_score", "lr", "epoch"):
+        assert key in m and np.isfinite(m[key])
+    assert any(k.startswith("val/f1_") for k in m)
+    assert m["val/best_score"] == max(r["val/score"] for r, _ in reports)
+    assert len(pd.read_csv(run / "summary.csv")) == 2
+    # the checkpoint rebuilds the model alone, with the cache's feature settings and the class list
+    model, saved = load_model(run / "best")
+    assert saved.features == {"feature_set": "pair", "target_fps": 30.0} and len(saved.classes) == 38
+    assert model(torch.zeros(1, 10, 8), torch.ones(1, 10, dtype=torch.bool)).shape == (1, 10, 38)
+    assert out["epochs_run"] == 2 and out["best_score"] == m["val/best_score"]
+
+    # a second run with more epochs continues at epoch 3
+    reports2 = []
+    out2 = train(cfg.replace(**{"optim.epochs": 4}), report=lambda m, d: reports2.append(m))
+    assert [r["epoch"] for r in reports2] == [3, 4] and out2["start_epoch"] == 2
+    assert list(pd.read_csv(run / "summary.csv")["epoch"]) == [1, 2, 3, 4]
+
+
+def test_resume_equals_uninterrupted(cache_dir, tmp_path):
+    """2 epochs + resume for 2 more give the same weights as 4 epochs straight (states fully restored).
+
+    Same total schedule in both: epochs=4 from the start; the first run is stopped after epoch 2 by
+    raising from `report`, as a kill would."""
+    straight = small_cfg(cache_dir, tmp_path / "a", **{"optim.epochs": 4, "run.checkpoint_every": 1})
+    train(straight)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(m, d):
+        if m["epoch"] == 2:
+            raise Stop
+
+    interrupted = straight.replace(**{"run.out_dir": str(tmp_path / "b")})
+    with pytest.raises(Stop):
+        train(interrupted, report=stop_after_2)
+    out = train(interrupted)
+    assert out["start_epoch"] == 2
+    a = torch.load(tmp_path / "a" / "last" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last" / "model.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_learns_real_labels_not_shuffled(cache_dir, tmp_path):
+    kw = {"optim.epochs": 6, "data.samples_per_epoch": 256, "optim.batch_size": 32, "run.patience": 0}
+    real = train(small_cfg(cache_dir, tmp_path / "real", **kw))
+    shuf = train(small_cfg(cache_dir, tmp_path / "shuf", **kw, **{"data.shuffle_labels": True}))
+    print(f"real {real['best_score']:.3f} shuffled {shuf['best_score']:.3f}")
+    assert real["best_score"] > 0.5 and real["best_score"] > shuf["best_score"] + 0.2
