@@ -1,0 +1,92 @@
+"""Ray Train (V2, Ray 2.60): the same `tune.train.train` on N DDP workers, with fault tolerance.
+
+Commands:
+    python -m tune.train --smoke-test --workers 2                 # 2 CPU workers (gloo), local Ray
+    python -m tune.train --config tune/configs/v6.yaml --workers 8 --gpu --name v6-a --storage s3://bucket/runs
+    # same --name + --storage again = resume that run from its latest checkpoint
+
+Pieces:
+- `train_loop_per_worker(config_dict)`: the worker loop. `config_dict` is `TrainConfig.to_dict()` (nested).
+  Every rank calls `ray.train.report(metrics, checkpoint=...)` once per epoch (a barrier); rank 0 attaches
+  the checkpoint folder it just wrote. On (re)start it resumes from `ray.train.get_checkpoint()`.
+  The local run folder is `<run.out_dir>/<experiment name>` (summary.csv, last/, best/); Ray's storage
+  holds the kept checkpoints.
+- `run_ray_train(cfg, workers, ...)`: builds and fits the `TorchTrainer` -> `ray.train.Result`.
+  `FailureConfig(max_failures)` restarts the worker group from the latest checkpoint;
+  `CheckpointConfig(num_to_keep, "val/score", "max")` keeps the best N.
+A Ray Tune trial (tune/search.py) builds its own `TorchTrainer(train_loop_per_worker, train_loop_config=
+cfg.to_dict(), run_config=RunConfig(name=f"train-{trial_id}", callbacks=[TuneReportCallback()]))` with
+`trainer_kwargs(...)` from here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tune.config import TrainConfig
+
+
+def train_loop_per_worker(config_dict: dict) -> None:
+    """Ray Train worker: TrainConfig from the dict, resume from Ray's checkpoint, report every epoch."""
+    import ray.train
+    import ray.train.torch
+
+    from tune.train import train
+
+    cfg = TrainConfig.from_dict(config_dict)
+    ctx = ray.train.get_context()
+    run_dir = Path(cfg.run.out_dir).resolve() / ctx.get_experiment_name()
+    # Resume only from what Ray hands over: the local folder may belong to an older attempt.
+    cfg = cfg.replace(**{"run.out_dir": str(run_dir), "run.resume": False})
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    device = ray.train.torch.get_device()
+    kw = dict(device=device, wrap_model=ray.train.torch.prepare_model if ctx.get_world_size() > 1 else None)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        train(cfg, report, **kw)
+    else:
+        with checkpoint.as_directory() as d:
+            train(cfg, report, resume_from=d, **kw)
+
+
+def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
+                   name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2,
+                   callbacks=None, resources_per_worker: dict | None = None) -> dict:
+    """Keyword arguments of `TorchTrainer` for `cfg` (shared by run_ray_train and the Tune driver)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    storage = storage_path if storage_path is None or "://" in str(storage_path) else str(Path(storage_path).resolve())
+    cfg = cfg.replace(**{"run.out_dir": str(Path(cfg.run.out_dir).resolve())})  # workers may run elsewhere
+    return dict(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config=cfg.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker),
+        run_config=RunConfig(
+            name=name, storage_path=storage, callbacks=callbacks,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute="val/score",
+                                               checkpoint_score_order="max")),
+    )
+
+
+def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
+                  name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2, callbacks=None,
+                  resources_per_worker: dict | None = None):
+    """Fit a TorchTrainer running `train` on `workers` workers -> ray.train.Result.
+
+    Same (storage_path, name) as an earlier run = Ray resumes that run (a fresh run needs a new name).
+    Starts a local Ray (`ray.init()`) if none is running.
+    """
+    import ray
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized() and workers > 0:
+        ray.init(include_dashboard=False)
+    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures, num_to_keep,
+                                            callbacks, resources_per_worker))
+    return trainer.fit()
