@@ -1,0 +1,319 @@
+"""Tune post-processing on out-of-fold probabilities to maximise the competition metric.
+
+`tune(items)` starts from a config (default: `PostprocessConfig()`) and improves it in four recorded steps:
+
+1. defaults: the exact score of the starting config;
+2. thresholds: per (lab, action), coordinate ascent. For one action with the others fixed, a frame goes to
+   the action iff its threshold <= u = p - max(best other margin, 0), so one histogram of u over the
+   threshold grid gives the lab's TP/FP/FN for every threshold at once (including the frames the action
+   steals from the others' argmax). Repeated over the lab's actions until nothing improves;
+3. smoothing: each window of a small grid, thresholds re-tuned for one round from the current ones;
+4. minimum duration (with gap filling): a small grid, exact evaluation.
+
+A step's change is kept only if it raises the exact score, so the result is never below the start (the
+final config is re-scored through the real post-processing path, `evaluate`). A per-action fallback
+threshold (median over labs of the tuned values) covers labs that were not in the out-of-fold set.
+Imports only numpy (and pandas through ensemble.metric).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ensemble.metric import PairFrames, aggregate, score_frames
+from ensemble.postprocess import PostprocessConfig, drop_short, fill_gaps, frame_decisions, smooth
+from features.errors import MabeDataError
+from features.labels import ACTIONS, BACKGROUND, NUM_CLASSES
+
+OFF = 2.0  # a threshold no probability reaches: the action is never predicted in that lab
+
+
+@dataclass
+class OOFItem:
+    """Out-of-fold predictions of one (agent, target) pair: probs float[T, 38], labels int[T], and the raw
+    whitelist (what the metric accepts) allowed_raw bool[38]. target == agent is a self pair."""
+
+    lab_id: str
+    video_id: int
+    agent: int
+    target: int
+    probs: np.ndarray
+    labels: np.ndarray
+    allowed_raw: np.ndarray
+
+    def __post_init__(self):
+        self.probs = np.asarray(self.probs)
+        self.labels = np.asarray(self.labels)
+        self.allowed_raw = np.asarray(self.allowed_raw, dtype=bool)
+        where = f"pair (agent {self.agent}, target {self.target})"
+        if self.probs.ndim != 2 or self.probs.shape != (self.labels.size, NUM_CLASSES) or self.labels.ndim != 1:
+            raise MabeDataError(f"{where}: probs must be float[T, {NUM_CLASSES}] and labels int[T], got "
+                                f"{self.probs.shape} and {self.labels.shape}", video=self.video_id)
+        if self.allowed_raw.shape != (NUM_CLASSES,):
+            raise MabeDataError(f"{where}: allowed_raw must be bool[{NUM_CLASSES}]", video=self.video_id)
+        if not np.isfinite(self.probs).all():
+            raise MabeDataError(f"{where}: probs contain NaN or inf", video=self.video_id)
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= NUM_CLASSES):
+            raise MabeDataError(f"{where}: labels must be class ids 0..{NUM_CLASSES - 1}", video=self.video_id)
+
+
+@dataclass
+class TuneGrid:
+    """The small grids searched. Thresholds are the candidates per (lab, action) (plus the current value
+    and OFF = never predict)."""
+
+    thresholds: tuple[float, ...] = tuple(np.round(np.arange(0.05, 0.951, 0.025), 4))
+    windows: tuple[int, ...] = (1, 3, 5, 9, 15, 25)
+    min_durations: tuple[int, ...] = (1, 2, 3, 5, 9)
+    gap_fills: tuple[int, ...] = (0, 3)
+    rounds: int = 3
+
+
+@dataclass
+class TuneResult:
+    config: PostprocessConfig
+    steps: dict[str, float] = field(default_factory=dict)  # defaults, thresholds, smoothing, min_duration
+
+    def summary(self) -> str:
+        lines = [f"  {name:<13} {value:.5f}" for name, value in self.steps.items()]
+        c = self.config
+        n_thr = sum(len(d) for d in c.thresholds.values())
+        lines.append(f"  -> smooth_window {c.smooth_window}, min_duration {c.min_duration}, gap_fill "
+                     f"{c.gap_fill}, {n_thr} (lab, action) thresholds, {len(c.action_thresholds)} fallbacks")
+        return "\n".join(lines)
+
+
+def evaluate(items: list[OOFItem], cfg: PostprocessConfig, beta: float = 1.0) -> float:
+    """The exact OOF score of `cfg`: the real post-processing per pair, then the frame metric."""
+    pairs = [PairFrames(it.lab_id, it.video_id, it.agent, it.target, it.labels,
+                        frame_decisions(it.probs, it.allowed_raw, cfg, it.lab_id), it.allowed_raw)
+             for it in items]
+    return score_frames(pairs, beta)
+
+
+# --------------------------------------------------------------------------------------------------------
+# One lab's frames as dense arrays
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Lab:
+    lab: str
+    classes: np.ndarray  # int64[K] global class ids allowed somewhere in the lab (sorted)
+    labels: np.ndarray  # int64[N]
+    probs: np.ndarray  # float32[N, K], -inf where the pair does not allow the class
+    bounds: np.ndarray  # int64[n_items + 1] item offsets in N
+    thr: np.ndarray  # float64[K] current thresholds
+
+    def decide(self) -> np.ndarray:
+        """Per-frame global class ids with the current thresholds (same rule as postprocess)."""
+        pred = np.zeros(self.labels.size, dtype=np.int64)
+        if self.classes.size:
+            margin = self.probs - self.thr[None, :]
+            best = margin.argmax(axis=1)
+            ok = margin[np.arange(margin.shape[0]), best] >= 0
+            pred[ok] = self.classes[best[ok]]
+        return pred
+
+
+def _counts(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """int64[3, 38]: tp, n_pred, n_label per class (class 0 included, ignored later)."""
+    tp = np.bincount(labels[pred == labels], minlength=NUM_CLASSES)
+    return np.stack([tp, np.bincount(pred, minlength=NUM_CLASSES), np.bincount(labels, minlength=NUM_CLASSES)])
+
+
+def _counts_dict(lab: str, c: np.ndarray) -> dict:
+    """(lab, action) -> (tp, fp, fn) for the lab's action set, as ensemble.metric.frame_counts gives it."""
+    out = {}
+    for cls in np.flatnonzero((c[1, 1:] > 0) | (c[2, 1:] > 0)) + 1:
+        tp, n_pred, n_label = (int(v) for v in c[:, cls])
+        out[(lab, ACTIONS[cls - 1])] = (tp, n_pred - tp, n_label - tp)
+    return out
+
+
+def _prepare(items: list[OOFItem], window: int, start: PostprocessConfig) -> list[_Lab]:
+    """Dense per-lab arrays of the items the metric scores (videos with at least one labelled frame)."""
+    labelled = {it.video_id for it in items if it.labels.any()}
+    by_lab: dict[str, list[OOFItem]] = {}
+    for it in items:
+        if it.video_id in labelled:
+            by_lab.setdefault(str(it.lab_id), []).append(it)
+    labs = []
+    for lab in sorted(by_lab):
+        group = by_lab[lab]
+        union = np.zeros(NUM_CLASSES, dtype=bool)
+        for it in group:
+            union |= it.allowed_raw
+        union[BACKGROUND] = False
+        classes = np.flatnonzero(union)
+        parts = []
+        for it in group:
+            p = smooth(it.probs[:, classes], window).astype(np.float32, copy=False)
+            p = np.where(it.allowed_raw[classes][None, :], p, -np.inf).astype(np.float32)
+            parts.append(p)
+        lengths = [it.labels.size for it in group]
+        labs.append(_Lab(
+            lab=lab, classes=classes.astype(np.int64),
+            labels=np.concatenate([it.labels.astype(np.int64) for it in group]),
+            probs=np.concatenate(parts) if parts else np.zeros((0, classes.size), np.float32),
+            bounds=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            thr=start.threshold_vector(lab)[classes].astype(np.float64)))
+    return labs
+
+
+# --------------------------------------------------------------------------------------------------------
+# The threshold sweep
+# --------------------------------------------------------------------------------------------------------
+
+def _sweep_scores(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """The lab's score for every candidate threshold of column k, the others fixed: (candidates, scores).
+
+    Candidates = grid + the current threshold + OFF. Exact except for exact ties of two margins.
+    """
+    cls_a = L.classes[k]
+    cand = np.unique(np.concatenate([grid, [L.thr[k], OFF]]))
+    G = cand.size
+    margin = L.probs.astype(np.float64) - L.thr[None, :]
+    margin[:, k] = -np.inf
+    other_col = margin.argmax(axis=1)
+    other_m = margin[np.arange(margin.shape[0]), other_col]
+    has_other = other_m >= 0
+    other = np.where(has_other, L.classes[other_col], BACKGROUND)
+    u = L.probs[:, k].astype(np.float64) - np.maximum(other_m, 0.0)
+    j = np.searchsorted(cand, u, side="right")  # the action wins at candidate i iff i < j
+
+    def above(hist):  # hist[G+1, ...] -> wins at each candidate i: sum of hist[k] for k > i
+        rc = np.cumsum(hist[::-1], axis=0)[::-1]
+        return rc[1:]
+
+    labels = L.labels
+    is_a = labels == cls_a
+    tp_a = above(np.bincount(j[is_a], minlength=G + 1))
+    pred_a = above(np.bincount(j, minlength=G + 1))
+    stolen = has_other
+    idx = j[stolen] * NUM_CLASSES + other[stolen]
+    hit = labels[stolen] == other[stolen]
+    lost_tp = above(np.bincount(idx, weights=hit, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
+    lost_pred = above(np.bincount(idx, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
+
+    base = _counts(labels, other)  # the action never wins
+    tp = base[0][None, :] - lost_tp
+    n_pred = base[1][None, :] - lost_pred
+    tp[:, cls_a] = tp_a
+    n_pred[:, cls_a] = pred_a
+    n_label = np.broadcast_to(base[2][None, :], tp.shape)
+    fn = n_label - tp
+    fp = n_pred - tp
+    b2 = beta * beta
+    denom = (1 + b2) * tp + b2 * fn + fp
+    f = np.where(denom > 0, (1 + b2) * tp / np.where(denom > 0, denom, 1), 0.0)
+    in_set = (n_label > 0) | (n_pred > 0)
+    in_set[:, BACKGROUND] = False
+    n_set = in_set.sum(axis=1)
+    return cand, np.where(n_set > 0, (f * in_set).sum(axis=1) / np.maximum(n_set, 1), 0.0)
+
+
+def _sweep_action(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[float, float]:
+    """Best threshold of column k with the other thresholds fixed: (threshold, lab score); ties keep the
+    current threshold."""
+    current = L.thr[k]
+    cand, scores = _sweep_scores(L, k, grid, beta)
+    cur = int(np.flatnonzero(cand == current)[0])
+    best = int(np.argmax(scores))
+    if scores[best] <= scores[cur] + 1e-12:
+        return current, float(scores[cur])
+    return float(cand[best]), float(scores[best])
+
+
+def _ascent(labs: list[_Lab], grid: np.ndarray, rounds: int, beta: float) -> None:
+    for L in labs:
+        for _ in range(rounds):
+            changed = False
+            for k in range(L.classes.size):
+                thr, _ = _sweep_action(L, k, grid, beta)
+                if thr != L.thr[k]:
+                    L.thr[k] = thr
+                    changed = True
+            if not changed:
+                break
+
+
+def _post(L: _Lab, pred: np.ndarray, min_duration: int, gap_fill: int) -> np.ndarray:
+    if min_duration <= 1 and gap_fill <= 0:
+        return pred
+    out = np.empty_like(pred)
+    for s, e in zip(L.bounds[:-1], L.bounds[1:]):
+        out[s:e] = drop_short(fill_gaps(pred[s:e], gap_fill), min_duration)
+    return out
+
+
+def _score(labs: list[_Lab], beta: float, min_duration: int = 1, gap_fill: int = 0) -> float:
+    """Exact score of the current thresholds (equals `evaluate` of the corresponding config)."""
+    counts = {}
+    for L in labs:
+        counts.update(_counts_dict(L.lab, _counts(L.labels, _post(L, L.decide(), min_duration, gap_fill))))
+    return aggregate(counts, beta)
+
+
+def _config(labs: list[_Lab], start: PostprocessConfig, **changes) -> PostprocessConfig:
+    thresholds = {L.lab: {ACTIONS[c - 1]: float(t) for c, t in zip(L.classes, L.thr)} for L in labs}
+    per_action: dict[str, list[float]] = {}
+    for d in thresholds.values():
+        for a, t in d.items():
+            if t < OFF:
+                per_action.setdefault(a, []).append(t)
+    fallback = dict(start.action_thresholds)
+    fallback.update({a: float(np.median(v)) for a, v in per_action.items()})
+    return replace(start, thresholds={**start.thresholds, **thresholds}, action_thresholds=fallback, **changes)
+
+
+def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: TuneGrid | None = None,
+         beta: float = 1.0) -> TuneResult:
+    """Thresholds, smoothing window and minimum duration that maximise the OOF metric (see module doc)."""
+    start = start or PostprocessConfig()
+    grid = grid or TuneGrid()
+    thr_grid = np.asarray(sorted(grid.thresholds), dtype=np.float64)
+    steps: dict[str, float] = {}
+    base = evaluate(items, start, beta)
+    steps["defaults"] = base
+
+    # 2. thresholds at the starting window
+    labs = _prepare(items, start.smooth_window, start)
+    _ascent(labs, thr_grid, grid.rounds, beta)
+    cfg = _config(labs, start)
+    s = _score(labs, beta, start.min_duration, start.gap_fill)
+    if s > base:
+        best, best_cfg, best_labs = s, cfg, labs
+    else:
+        best, best_cfg, best_labs = base, start, _prepare(items, start.smooth_window, start)
+    steps["thresholds"] = best
+
+    # 3. smoothing window, thresholds re-tuned for one round from the current ones
+    for window in grid.windows:
+        if window == best_cfg.smooth_window:
+            continue
+        labs = _prepare(items, window, best_cfg)
+        _ascent(labs, thr_grid, 1, beta)
+        s = _score(labs, beta, best_cfg.min_duration, best_cfg.gap_fill)
+        if s > best:
+            best, best_labs = s, labs
+            best_cfg = _config(labs, best_cfg, smooth_window=window)
+    steps["smoothing"] = best
+
+    # 4. minimum duration and gap filling
+    for md in grid.min_durations:
+        for gf in grid.gap_fills:
+            if (md, gf) == (best_cfg.min_duration, best_cfg.gap_fill):
+                continue
+            s = _score(best_labs, beta, md, gf)
+            if s > best:
+                best = s
+                best_cfg = replace(best_cfg, min_duration=md, gap_fill=gf)
+    steps["min_duration"] = best
+
+    # verify through the real post-processing path; never return worse than the start
+    final = evaluate(items, best_cfg, beta)
+    if final < base:
+        best_cfg, final = start, base
+    steps["verified"] = final
+    return TuneResult(best_cfg, steps)

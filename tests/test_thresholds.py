@@ -1,0 +1,121 @@
+"""Threshold tuning: hand-computed thresholds, the vectorised sweep against brute force, and never-worse."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ensemble.postprocess import PostprocessConfig
+from ensemble.thresholds import (
+    OOFItem,
+    TuneGrid,
+    _prepare,
+    _score,
+    _sweep_scores,
+    evaluate,
+    tune,
+)
+from features.errors import MabeDataError
+from features.labels import CLASS_OF, NUM_CLASSES
+
+SNIFF, ATTACK, CHASE = CLASS_OF["sniff"], CLASS_OF["attack"], CLASS_OF["chase"]
+SMALL = TuneGrid(windows=(1, 3), min_durations=(1, 3), gap_fills=(0, 2))
+
+
+def mask(*classes):
+    m = np.zeros(NUM_CLASSES, dtype=bool)
+    m[[0, *classes]] = True
+    return m
+
+
+def test_low_probabilities_get_a_low_threshold():
+    # sniff frames have p = 0.3, others 0.1: at the default 0.5 nothing is predicted (score 0); the first
+    # grid threshold above 0.1 (0.125) predicts exactly the sniff frames (score 1).
+    labels = np.array([0, 0, SNIFF, SNIFF, SNIFF, 0, 0, 0])
+    probs = np.zeros((8, NUM_CLASSES), dtype=np.float32)
+    probs[:, SNIFF] = np.where(labels == SNIFF, 0.3, 0.1)
+    items = [OOFItem("L", 1, 1, 2, probs, labels, mask(SNIFF))]
+    result = tune(items, grid=SMALL)
+    assert result.steps["defaults"] == 0.0
+    assert result.steps["thresholds"] == 1.0
+    assert result.config.thresholds["L"]["sniff"] == 0.125
+    assert result.config.action_thresholds["sniff"] == 0.125  # fallback = median over labs
+    assert result.steps["verified"] == evaluate(items, result.config) == 1.0
+    assert list(result.steps) == ["defaults", "thresholds", "smoothing", "min_duration", "verified"]
+
+
+def test_unlabelled_action_is_switched_off():
+    # attack is allowed but never labelled: any attack prediction adds an F = 0 term, so the best thresholds
+    # are those above every attack probability (0.8); among equal scores the lowest grid value wins: 0.825
+    labels = np.array([SNIFF] * 4 + [0] * 4)
+    probs = np.zeros((8, NUM_CLASSES), dtype=np.float32)
+    probs[:4, SNIFF] = 0.9
+    probs[4:, ATTACK] = np.array([0.2, 0.4, 0.6, 0.8], dtype=np.float32)
+    items = [OOFItem("L", 1, 1, 2, probs, labels, mask(SNIFF, ATTACK))]
+    assert evaluate(items, PostprocessConfig()) == 0.5  # sniff 1, attack 0
+    result = tune(items, grid=SMALL)
+    assert result.config.thresholds["L"]["attack"] == 0.825
+    assert result.steps["verified"] == 1.0
+
+
+def random_items(seed: int, n_videos: int = 4, T: int = 120):
+    rng = np.random.default_rng(seed)
+    items = []
+    for v in range(n_videos):
+        lab = ["A", "B"][v % 2]
+        for agent, target in ((1, 2), (2, 1)):
+            allowed = mask(*[c for c in (SNIFF, ATTACK, CHASE) if rng.random() < 0.8])
+            labels = np.repeat(rng.choice([0, SNIFF, ATTACK, CHASE], T // 6), 6)
+            probs = rng.random((T, NUM_CLASSES)).astype(np.float32) * 0.6
+            probs[np.arange(T), labels] += rng.random(T).astype(np.float32) * 0.4
+            items.append(OOFItem(lab, v, agent, target, probs, labels, allowed))
+    return items
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_sweep_matches_brute_force(seed):
+    """The one-pass histogram sweep gives, for every candidate threshold, the exact lab score."""
+    items = random_items(seed)
+    grid = np.round(np.arange(0.1, 0.95, 0.1), 4)
+    for lab in _prepare(items, 1, PostprocessConfig()):
+        for k in range(lab.classes.size):
+            cand, scores = _sweep_scores(lab, k, grid, 1.0)
+            saved = lab.thr[k]
+            for t, s in zip(cand, scores):
+                lab.thr[k] = t
+                assert math.isclose(s, _score([lab], 1.0), rel_tol=0, abs_tol=1e-12)
+            lab.thr[k] = saved
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), default=st.sampled_from([0.2, 0.5, 0.8]))
+def test_tuning_never_returns_a_worse_config(seed, default):
+    items = random_items(seed)
+    start = PostprocessConfig(default_threshold=default, smooth_window=3)
+    result = tune(items, start=start, grid=SMALL)
+    s = result.steps
+    assert s["defaults"] == evaluate(items, start)
+    assert s["defaults"] <= s["thresholds"] <= s["smoothing"] <= s["min_duration"]
+    assert s["verified"] == evaluate(items, result.config) == s["min_duration"]
+    assert s["verified"] >= s["defaults"]
+
+
+def test_already_optimal_start_is_kept():
+    # one-hot probabilities: the defaults already score 1.0; tuning must not make it worse
+    rng = np.random.default_rng(3)
+    labels = np.repeat(rng.choice([0, SNIFF, ATTACK], 20), 5)
+    probs = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    items = [OOFItem("L", 1, 1, 2, probs, labels, mask(SNIFF, ATTACK))]
+    result = tune(items, grid=SMALL)
+    assert result.steps["defaults"] == result.steps["verified"] == 1.0
+
+
+def test_oof_item_validates():
+    with pytest.raises(MabeDataError, match="probs must be"):
+        OOFItem("L", 1, 1, 2, np.zeros((3, 5)), np.zeros(3, int), mask())
+    with pytest.raises(MabeDataError, match="NaN"):
+        OOFItem("L", 1, 1, 2, np.full((3, NUM_CLASSES), np.nan), np.zeros(3, int), mask())
