@@ -276,11 +276,16 @@ def _video_of(path: Path, video_id):
         return path.stem
 
 
-def _read_table(path: Path, video, kind: str) -> pa.Table:
+def _read_table(path: Path, video, kind: str, dictionary: tuple[str, ...] = ()) -> pa.Table:
+    """Read a parquet file; string columns named in `dictionary` are decoded as dictionary arrays (codes +
+    a few names: much faster than materialising millions of strings)."""
     if not path.is_file():
         raise MabeDataError(f"{kind} file not found", file=path, video=video)
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        names = set(pf.schema_arrow.names)
+        pf = pq.ParquetFile(path, read_dictionary=[c for c in dictionary if c in names])
+        table = pf.read(use_threads=True)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise MabeDataError(f"corrupt or unreadable parquet ({exc})", file=path, video=video) from None
     return table
@@ -312,18 +317,19 @@ def _int_column(table: pa.Table, col: str) -> np.ndarray:
     arr = table.column(col)
     if arr.null_count:
         raise ValueError(col)
-    return arr.to_numpy().astype(np.int64, copy=False)
+    return arr.to_numpy()
 
 
 def read_tracking(path: str | Path, video_id=None) -> Tracking:
     """Long tracking parquet -> dense `Tracking` (xy float32 [T = max frame + 1, M, K, 2], NaN = missing).
 
-    Mice are sorted by id, body parts by name. One vectorised scatter (np.unique inverse codes for mice,
-    Arrow dictionary codes for body parts), no pandas pivot.
+    Mice are sorted by id, body parts by name. Body parts are read as Arrow dictionary codes (no millions of
+    Python strings), mouse ids go through a lookup table, and one vectorised scatter fills the flattened
+    [T, M, K] grid: no pandas pivot (bench/data_bench.py measures the difference).
     """
     path = Path(path)
     video = _video_of(path, video_id)
-    table = _read_table(path, video, "tracking")
+    table = _read_table(path, video, "tracking", dictionary=("bodypart",))
     _check_columns(table, {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
                    path, video)
     if table.num_rows == 0:
@@ -339,26 +345,44 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
         raise MabeDataError(f"mouse_id {int(mice.min())} < 1", file=path, video=video)
     x = table.column("x").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    bad = ~(np.isfinite(x) & np.isfinite(y))
-    if bad.any():
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        bad = ~(np.isfinite(x) & np.isfinite(y))
         raise MabeDataError(f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing "
                             f"rows)", file=path, video=video)
     bp = table.column("bodypart")
     if bp.null_count:
         raise MabeDataError("null values in column 'bodypart'", file=path, video=video)
-    enc = pc.dictionary_encode(bp).combine_chunks()
-    names = [str(s) for s in enc.dictionary.to_pylist()]
-    codes = enc.indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(names)  # sorted body-part names -> deterministic layout
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[order] = np.arange(len(names))
-    k_idx = rank[codes]
-    bodyparts = [names[i] for i in order]
-    mouse_ids, m_idx = np.unique(mice, return_inverse=True)
+    # body-part codes per chunk, mapped onto the sorted global list of names actually used
+    chunks = []
+    for chunk in bp.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        names = [str(n) for n in chunk.dictionary.to_pylist()]
+        codes = chunk.indices.to_numpy(zero_copy_only=False)
+        used = np.bincount(codes, minlength=len(names)) > 0
+        chunks.append((names, codes, used))
+    bodyparts = sorted({n for names, _, used in chunks for n, u in zip(names, used) if u})
+    rank = {n: i for i, n in enumerate(bodyparts)}
+    k_idx = np.concatenate([np.asarray([rank.get(n, -1) for n in names], dtype=np.int32)[codes]
+                            for names, codes, _ in chunks])
+    # mouse ids are small ints: a lookup table instead of a sort (np.unique for odd, large ids)
+    if mice.max() <= 4096:
+        mouse_ids = np.flatnonzero(np.bincount(mice))
+        lookup = np.zeros(int(mice.max()) + 1, dtype=np.int32)
+        lookup[mouse_ids] = np.arange(mouse_ids.size)
+        m_idx = lookup[mice]
+    else:
+        mouse_ids, m_idx = np.unique(mice, return_inverse=True)
+    M, K = mouse_ids.size, len(bodyparts)
     n_frames = int(frames.max()) + 1
-    xy = np.full((n_frames, len(mouse_ids), len(bodyparts), 2), np.nan, dtype=np.float32)
-    xy[frames, m_idx, k_idx, 0] = x
-    xy[frames, m_idx, k_idx, 1] = y
+    itype = np.int32 if n_frames * M * K < 2**31 else np.int64
+    flat = (frames.astype(itype) * M + m_idx) * K + k_idx  # index into the flattened [T, M, K] grid
+    # (x, y) float32 pairs viewed as one 8-byte value: a single scatter moves both coordinates
+    pairs = np.empty((x.size, 2), dtype=np.float32)
+    pairs[:, 0], pairs[:, 1] = x, y
+    grid = np.full((n_frames * M * K, 2), np.nan, dtype=np.float32)
+    grid.view(np.float64)[flat, 0] = pairs.view(np.float64)[:, 0]
+    xy = grid.reshape(n_frames, M, K, 2)
     return Tracking(xy=xy, mouse_ids=[int(m) for m in mouse_ids], bodyparts=bodyparts, n_rows=table.num_rows)
 
 
@@ -377,7 +401,7 @@ def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
     _check_columns(table, {"agent_id": "int", "target_id": "int", "action": "str", "start_frame": "int",
                            "stop_frame": "int"}, path, video)
     try:
-        cols = {c: _int_column(table, c) for c in ("agent_id", "target_id", "start_frame", "stop_frame")}
+        cols = {c: _int_column(table, c).astype(np.int64) for c in ("agent_id", "target_id", "start_frame", "stop_frame")}
     except ValueError as exc:
         raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
     actions = table.column("action").to_pylist()
