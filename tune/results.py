@@ -28,19 +28,33 @@ SCORE = "val/score"
 BEST_CKPT = "best_checkpoint"
 
 
-def _trial_id(result) -> str:
+def _last(result, key: str):
     m = result.metrics or {}
-    if m.get("trial_id"):
-        return str(m["trial_id"])
+    if m.get(key) not in (None, ""):
+        return m[key]
     df = result.metrics_dataframe
-    if df is not None and "trial_id" in df and len(df):
-        return str(df["trial_id"].iloc[-1])
-    # trial folder names are <trainable>_<trial_id>_<index>_<params>...; trial_id = <hash>_<5 digits>
+    if df is not None and key in df and df[key].notna().any():
+        return df[key].dropna().iloc[-1]
+    return None
+
+
+def _trial_id(result) -> str:
+    """Tune's 8-hex trial id (from the metrics, else from the trial folder `<trainable>_<id>_<n>_<params>`)."""
+    tid = _last(result, "trial_id")
+    if tid is not None:
+        return str(tid)
     parts = Path(str(result.path)).name.split("_")
-    for i in range(len(parts) - 1):
-        if len(parts[i + 1]) == 5 and parts[i + 1].isdigit():
-            return f"{parts[i]}_{parts[i + 1]}"
-    return Path(str(result.path)).name
+    return next((p for p in parts if len(p) == 8 and all(c in "0123456789abcdef" for c in p)), parts[0])
+
+
+def _trial_number(result) -> int:
+    """Creation order of the trial (1 = first suggestion = the V6 point): Tune's experiment tag `<n>_<params>`."""
+    tag = _last(result, "experiment_tag")
+    if tag is None:  # never reported: the folder name carries the tag after the id
+        name = Path(str(result.path)).name
+        tag = name.split(_trial_id(result) + "_", 1)[-1]
+    head = str(tag).split("_", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
@@ -93,17 +107,14 @@ def collect(grid, scfg) -> pd.DataFrame:
             status = "TERMINATED"
         else:
             status = "STOPPED"
-        row = {"trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
+        row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
                "wall_s": round(wall, 1), "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
                "best_checkpoint": ckpt, "status": status,
                "error": "" if result.error is None else str(result.error).splitlines()[0][:200]}
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if len(table):
-        # Tune numbers trials <experiment hash>_00000, _00001, ... in creation order
-        table = table.sort_values("trial_id", key=lambda s: s.str.rsplit("_", n=1).str[-1]).reset_index(drop=True)
-    table.insert(0, "trial", range(1, len(table) + 1))
-    return table
+    table = pd.DataFrame(rows, columns=["trial", "trial_id", *keys, "best_score", "epochs", "wall_s", "gpu_hours",
+                                        "cost_usd", "best_checkpoint", "status", "error"])
+    return table.sort_values("trial").reset_index(drop=True)
 
 
 def per_action_f1(grid, trial_id: str) -> dict[str, float]:

@@ -117,6 +117,15 @@ class SearchConfig:
             return Path("experiments").resolve() / self.name
         return Path(self.experiment_path())
 
+    def scratch_dir(self) -> str:
+        """Each Train run's own folder (summary.csv, last/, best/) lives under here; the kept checkpoints are
+        in the experiment storage. Local storage: inside the experiment; remote: node-local /tmp."""
+        if self.is_remote_storage():
+            import tempfile
+
+            return str(Path(tempfile.gettempdir()) / "mabe-tune" / self.name)
+        return str(self.local_dir() / "runs")
+
     def optuna_url(self) -> str:
         return self.optuna_storage or f"sqlite:///{self.local_dir() / 'optuna.db'}"
 
@@ -125,7 +134,7 @@ class SearchConfig:
 
 
 SMOKE = dict(num_samples=2, max_concurrent=2, epochs=2, grace_period=1)
-SMOKE_OVERRIDES = {"optim.batch_size": 32, "data.window": 64, "model.hidden": 16}
+SMOKE_OVERRIDES = {"optim.batch_size": 32, "data.window": 64, "model.hidden": 16}  # pinned, not searched
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -136,32 +145,21 @@ def train_driver(config: dict, setup: dict) -> None:
     """Tune function trainable. `config` = the searcher's point (dotted TrainConfig keys), `setup` = fixed
     settings from `driver_setup`. Launches a TorchTrainer whose epochs reach Tune via TuneReportCallback,
     then reports the best checkpoint's path once more (one extra Tune iteration)."""
-    import ray.train
     import ray.tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from tune.config import apply_overrides
-    from tune.ray_train import train_loop_per_worker
+    from tune.ray_train import trainer_kwargs
 
     trial_id = ray.tune.get_context().get_trial_id()
-    run_name = f"train-{trial_id}"
-    cfg = apply_overrides(setup["base"], {**config, "run.out_dir": f"{setup['local_dir']}/{run_name}"})
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=cfg.to_dict(),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=setup["workers"], use_gpu=setup["gpus_per_worker"] > 0,
-            resources_per_worker={"CPU": setup["cpus_per_worker"],
-                                  **({"GPU": setup["gpus_per_worker"]} if setup["gpus_per_worker"] > 0 else {})}),
-        run_config=ray.train.RunConfig(
-            name=run_name,                       # same name after a restart => Train resumes this run
-            storage_path=setup["experiment_path"],
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=SCORE, checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=setup["train_max_failures"]),
-            callbacks=[TuneReportCallback()]),
-    )
+    run_name = f"train-{trial_id}"   # same name after a restart => Ray Train resumes this run's checkpoints
+    cfg = apply_overrides(setup["base"], {**config, "run.out_dir": setup["scratch_dir"]})
+    gpus = setup["gpus_per_worker"]
+    trainer = TorchTrainer(**trainer_kwargs(
+        cfg, workers=setup["workers"], use_gpu=gpus > 0, storage_path=setup["experiment_path"], name=run_name,
+        max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[TuneReportCallback()],
+        resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
     result = trainer.fit()
     best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last = dict(result.metrics or {})
@@ -174,7 +172,7 @@ def driver_setup(scfg: SearchConfig, base: dict) -> dict:
     return {
         "base": base,
         "experiment_path": scfg.experiment_path(),
-        "local_dir": str(scfg.local_dir()),
+        "scratch_dir": str(scfg.scratch_dir()),
         "workers": scfg.workers_per_trial,
         "cpus_per_worker": scfg.cpus_per_worker,
         "gpus_per_worker": scfg.gpus_per_worker(),
@@ -252,16 +250,6 @@ def make_trainable(trainable: Callable, setup: dict):
     return ray.tune.with_resources(ray.tune.with_parameters(trainable, setup=setup), driver_resources())
 
 
-def progress_reporter(scfg: SearchConfig):
-    """Tune's own table stays on screen: the searched values, the objective, the epoch."""
-    from ray.tune import CLIReporter
-
-    short = {k: k.split(".")[-1] for k in scfg.search_space()}
-    return CLIReporter(parameter_columns=short, metric_columns={OBJECTIVE: "best", SCORE: "score",
-                                                                "epoch": "epoch"},
-                       max_report_frequency=30, sort_by_metric=True, metric=OBJECTIVE, mode="max")
-
-
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
     import ray.tune
 
@@ -275,7 +263,7 @@ def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
         run_config=ray.tune.RunConfig(
             name=scfg.name, storage_path=scfg.storage_path(),
             failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
-            progress_reporter=progress_reporter(scfg), verbose=1),
+            verbose=1),  # Tune's own progress table (trial status, objective) stays on screen
     )
 
 
@@ -340,7 +328,7 @@ def base_config(scfg: SearchConfig, data_root: str, cache: str) -> dict:
     overrides = {"data.root": data_root, "data.cache": cache, "optim.epochs": scfg.epochs,
                  "run.progress": False, "run.resume": True, "run.patience": 0,
                  "run.threads": max(1, int(scfg.cpus_per_worker)),
-                 **(SMOKE_OVERRIDES if scfg.smoke_test else {}), **scfg.overrides}
+                 **scfg.overrides}
     return load_config(scfg.config_file or None, overrides).to_dict()
 
 
@@ -444,7 +432,8 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         gpu_hour_cost=a.gpu_hour_cost, optuna_storage=a.optuna_storage, warm_start=a.warm_start,
         address=a.address, max_failures=a.max_failures, smoke_test=a.smoke_test,
         space=a.space or ("full" if a.gpus_per_trial > 0 else "cpu"),
-        overrides=parse_set_args(a.set), config_file=a.config)
+        overrides={**(SMOKE_OVERRIDES if a.smoke_test else {}), **parse_set_args(a.set)},
+        config_file=a.config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,119 @@
+"""`ray job submit` path: a real `ray start --head` on free ports, a smoke search submitted with
+JobSubmissionClient (working_dir = this repo, data/ excluded), SUCCEEDED, results checked, cluster stopped.
+
+The head runs with `--block` in its own process group and is stopped by terminating exactly that process
+(which shuts down the Ray processes it started). Plain `ray stop` is not used: it kills every Ray process of
+this user on the machine, including other test sessions' private clusters.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _ray_bin():
+    return shutil.which("ray", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+
+
+@pytest.fixture
+def ray_head():
+    """A separate head node: own temp dir (short path: unix sockets), own ports, no auth, never RAY_ADDRESS."""
+    pytest.importorskip("ray.job_submission")
+    if _ray_bin() is None:
+        pytest.skip("ray CLI not found")
+    gcs, dash, client, agent, agent_grpc, metrics, rt_env = _free_ports(7)
+    temp = tempfile.mkdtemp(prefix="rjob", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    cmd = [_ray_bin(), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+           "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client}",
+           f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+           f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}", "--num-cpus=2",
+           f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
+    log = open(Path(temp) / "ray_start.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        client_obj, deadline = None, time.time() + 90
+        while client_obj is None:
+            if proc.poll() is not None:
+                pytest.fail("ray start exited: " + (Path(temp) / "ray_start.log").read_text()[-2000:])
+            try:
+                client_obj = JobSubmissionClient(address)
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        yield client_obj, env
+    finally:
+        # stop exactly the head we started: SIGTERM to `ray start --block` shuts down its Ray processes
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_job_submit_smoke_search(ray_head, tmp_path):
+    client, env = ray_head
+    from ray.job_submission import JobStatus
+
+    storage = tmp_path / "exp"
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} -m tune.search --smoke-test --num-samples 2 --epochs 1 "
+                   f"--storage {storage} --name job --data {_smoke_data(tmp_path)} --cache {tmp_path / 'cache'}",
+        runtime_env={"working_dir": str(ROOT),
+                     "excludes": ["data/", "experiments/", "runs/", ".git/", "**/__pycache__", ".pytest_cache/",
+                                  ".hypothesis/", "bundle/", "build/", "dist/"],
+                     "env_vars": {"TQDM_DISABLE": "1", "RAY_AUTH_MODE": "disabled"}})
+    deadline = time.time() + 420
+    status = client.get_job_status(job_id)
+    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED) and time.time() < deadline:
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "best vs V6:" in logs and "next: python -m ensemble.build --experiment" in logs
+    table = pd.read_csv(storage / "job" / "results.csv")
+    assert len(table) == 2 and table["trial"].tolist() == [1, 2]
+    assert (storage / "job" / "optuna.db").is_file()
+
+
+def _smoke_data(tmp_path):
+    """Tiny synthetic Kaggle layout, generated in this process (the job gets it by path)."""
+    synth = pytest.importorskip("features.synth")
+    root = tmp_path / "synth"
+    synth.generate(root, n_videos=4, n_frames=600, seed=0)
+    return root
