@@ -100,45 +100,56 @@ def place_in_volume(config: dict, run_name: str, root: str | os.PathLike) -> dic
     return cfg
 
 
-def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_MOUNT) -> dict:
+def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_MOUNT,
+                 smoke_test: bool = False) -> dict:
     """Train one config into root/run_name, committing the Volume after every checkpoint; the function body.
 
-    Returns train()'s result plus `checkpoints` (the (epoch, folder) reports that carried one) and `commits`."""
+    Data first: with `smoke_test` the tiny synthetic set + cache of `python -m tune.train --smoke-test`
+    (reused if already in the Volume), else the cache at data.cache, built from data.root when missing
+    (tune.train.ensure_cache); newly built data is committed before training starts.
+    Returns train()'s result plus `checkpoints` ([epoch, folder] of each report that carried one),
+    `commits` (Volume commits made) and `wall_s`."""
     from tune.config import TrainConfig
-    from tune.train import train
+    from tune.train import ensure_cache, smoke_data, train
 
-    cfg = TrainConfig.from_dict(place_in_volume(config, run_name, root))
-    checkpoints: list[tuple[int, str]] = []
-    commits = 0
     t0 = time.time()
+    cfg = TrainConfig.from_dict(place_in_volume(config, run_name, root))
+    commits = 0
+    had_cache = (Path(cfg.data.cache) / "index.parquet").is_file()
+    if smoke_test:
+        smoke_data(cfg.data.root, cfg.data.cache, features=cfg.features)
+    else:
+        ensure_cache(cfg)
+    if not had_cache:
+        commit_volume()  # a retry should not rebuild the cache
+        commits += 1
+    checkpoints: list[list] = []
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         nonlocal commits
-        epoch = int(metrics.get("epoch", len(checkpoints)))
-        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in ("train/loss", "val/loss", "val/score", "val/best_score")
-                         if isinstance(metrics.get(k), (int, float)))
-        note = ""
-        if checkpoint_dir is not None:
-            # Commit now: a container that dies later keeps this checkpoint (seed-history.md).
-            commit_volume()
-            commits += 1
-            checkpoints.append((epoch, str(checkpoint_dir)))
-            note = f" | checkpoint {Path(checkpoint_dir).name}/ committed"
-        print(f"[modal] epoch {epoch} {shown} ({time.time() - t0:.0f}s){note}", flush=True)
+        if checkpoint_dir is None:
+            return
+        # Commit now: a container that dies later keeps this checkpoint (seed-history.md).
+        commit_volume()
+        commits += 1
+        epoch = int(metrics.get("epoch", -1))
+        checkpoints.append([epoch, str(checkpoint_dir)])
+        print(f"[modal] epoch {epoch}: {Path(checkpoint_dir).name}/ committed to Volume {VOLUME_NAME!r} "
+              f"({time.time() - t0:.0f}s)", flush=True)
 
-    result = dict(train(cfg, report=report) or {})
-    commit_volume()  # summary.csv and anything written after the last checkpoint
+    result = dict(train(cfg, report=report))
+    commit_volume()  # summary.csv rows written after the last checkpoint
     commits += 1
-    result.update(run_name=run_name, run_dir=cfg.run.out_dir, checkpoints=checkpoints, commits=commits,
-                  wall_s=time.time() - t0)
+    result.update(run_name=run_name, checkpoints=checkpoints, commits=commits, wall_s=time.time() - t0)
+    result.pop("metrics", None)  # per-action dict of the last epoch: summary.csv has it; keep the reply small
     return result
 
 
 @app.function(image=image, gpu=GPU, volumes={VOLUME_MOUNT: volume}, timeout=TIMEOUT_S,
               retries=modal.Retries(max_retries=RETRIES, initial_delay=RETRY_DELAY_S, backoff_coefficient=1.0))
-def train_remote(config: dict, run_name: str, root: str = VOLUME_MOUNT) -> dict:
+def train_remote(config: dict, run_name: str, root: str = VOLUME_MOUNT, smoke_test: bool = False) -> dict:
     """One training run on one H100; `.local(config, name, root=tmp)` runs the same body in-process."""
-    return run_training(config, run_name, root)
+    return run_training(config, run_name, root, smoke_test)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -200,10 +211,11 @@ def _apply(base: dict, overrides: dict):
 
 
 def smoke_overrides() -> dict:
-    """The overrides `python -m tune.train --smoke-test` uses (one definition, in tune.train)."""
-    from tune.train import SMOKE_OVERRIDES
+    """`python -m tune.train --smoke-test`'s overrides (tune.train.SMOKE) without its run.* keys: here the
+    run folder is the Volume's and a re-run with the same name resumes."""
+    from tune.train import SMOKE
 
-    return dict(SMOKE_OVERRIDES)
+    return {k: v for k, v in SMOKE.items() if not k.startswith("run.")}
 
 
 def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -261,11 +273,14 @@ def _print_plan(cfg: dict, run_name: str) -> None:
 def _print_summary(result: dict) -> None:
     run = result.get("run_name")
     ck = result.get("checkpoints") or []
-    best = result.get("val/best_score", result.get("best_score"))
-    print(f"[modal] done: run {run!r}, {len(ck)} checkpoint reports, {result.get('commits')} Volume commits, "
-          f"best val/score {best}, {result.get('wall_s', 0) / 3600:.2f} h")
-    print("next: download the checkpoints for the ensemble step:\n"
-          f"  mkdir -p runs && modal volume get {VOLUME_NAME} {run} runs   # -> runs/{run}/")
+    print(f"[modal] done: run {run!r}: epochs {result.get('start_epoch', 0) + 1}..{result.get('epochs_run')}"
+          f"{' (early stop)' if result.get('stopped_early') else ''}, best val/score "
+          f"{result.get('best_score', float('nan')):.4f} at epoch {result.get('best_epoch')}, {len(ck)} checkpoints, "
+          f"{result.get('commits')} Volume commits, {result.get('wall_s', 0) / 3600:.2f} h "
+          f"(~${H100_USD_PER_HOUR * result.get('wall_s', 0) / 3600:.2f} estimated)")
+    print("next: download the checkpoints (into runs/<run>/last, best, summary.csv), then build the ensemble:\n"
+          f"  mkdir -p runs && modal volume get {VOLUME_NAME} {run} runs\n"
+          f"  python -m ensemble.build --checkpoints runs/{run}/best")
 
 
 def launch(argv: list[str] | tuple[str, ...]) -> dict | None:
@@ -277,7 +292,7 @@ def launch(argv: list[str] | tuple[str, ...]) -> dict | None:
         print(json.dumps(cfg, indent=2, sort_keys=True))
         print(f"next: modal run -m tune.modal_app -- {' '.join(a for a in argv if a != '--dry-run')}")
         return None
-    result = train_remote.remote(cfg, run_name)
+    result = train_remote.remote(cfg, run_name, VOLUME_MOUNT, args.smoke_test)
     _print_summary(result)
     return result
 
