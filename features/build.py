@@ -40,7 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="processes computing videos in parallel")
     p.add_argument("--feature-set", choices=("pair", "motion"), default="pair",
                    help="'pair': agent-centred rotation-invariant pair features (default); 'motion': the seed's "
-                        "coordinates + speed + acceleration of all mice")
+                        "coordinates + speed + acceleration of all mice (4 mice x 18 points -> 288 values)")
+    p.add_argument("--motion-points", choices=("raw", "canonical"), default="raw",
+                   help="motion set only: the lab's own points padded to 18 slots (the seed's layout) or the "
+                        "9 canonical points")
     p.add_argument("--target-fps", type=_fps, default=30.0,
                    help="resample every video to this frame rate ('none' keeps each video's own fps)")
     p.add_argument("--max-gap", type=int, default=FeatureSettings.max_gap,
@@ -56,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    settings = FeatureSettings(feature_set=args.feature_set, target_fps=args.target_fps, max_gap=args.max_gap)
+    settings = FeatureSettings(feature_set=args.feature_set, target_fps=args.target_fps, max_gap=args.max_gap,
+                               motion_points=args.motion_points)
     print(f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
           f"F = {settings.num_features}")
     s = build_cache(args.data, args.out, settings, workers=args.workers, n_folds=args.folds, seed=args.seed,

@@ -33,15 +33,16 @@ from features.io import Tracking, check_annotations_tracked, kaggle_paths, parse
     read_tracking
 from features.labels import CLASS_OF, NUM_CLASSES, events_to_frames
 from features.resample import ResamplePlan, make_plan, resample_linear, resample_nearest, to_original
-from features.skeleton import CANONICAL, C, to_canonical
+from features.skeleton import CANONICAL, C, fill_gaps, to_canonical
 
 FEATURE_VERSION = 1  # bump when the feature math changes: invalidates caches
+RAW_POINTS = 18  # point slots of the seed's motion layout (the most points any lab tracks)
 
 # Fixed divisors that bring each feature group to O(1) (applied after computing in physical units).
 _SCALE_PAIR_PREFIX = (
+    ("dist_rate", 50.0),     # cm/s
     ("dist_", 10.0),         # cm
     ("rel_vel_", 50.0),      # cm/s
-    ("dist_rate", 50.0),     # cm/s
     ("heading_diff_", 1.0),  # sin / cos
     ("heading_diff", 180.0),  # deg
     ("a_turn_rate", 360.0), ("t_turn_rate", 360.0),  # deg/s
@@ -70,10 +71,13 @@ def _scale_of(name: str) -> float:
 class FeatureSettings:
     """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
 
-    feature_set: str = "pair"        # "pair" (agent-centred, invariant) or "motion" (the seed's set)
+    feature_set: str = "pair"        # "pair" (agent-centred, invariant) or "motion" (the seed's set: 288)
     target_fps: float | None = 30.0  # resample every video to this rate; None keeps the video's own fps
     max_gap: int = 10                # missing runs up to this many (original) frames are interpolated
     max_mice: int = 4                # mouse slots of the motion set (agent, target, others, zero padded)
+    motion_points: str = "raw"       # motion set points: "raw" = the lab's tracked points (sorted by name,
+    #                                  zero padded to 18 slots: the seed's exact 4 x 18 -> 288 layout) or
+    #                                  "canonical" = the 9 canonical points + slot/is_self flags
     clip: float = 10.0               # after scaling, values are clipped to [-clip, clip]
 
     def __post_init__(self):
@@ -86,6 +90,8 @@ class FeatureSettings:
         self.max_gap = int(self.max_gap)
         if self.max_gap < 0:
             raise ValueError("max_gap must be >= 0")
+        if self.motion_points not in ("raw", "canonical"):
+            raise ValueError(f"motion_points must be 'raw' or 'canonical', got {self.motion_points!r}")
         if not 1 <= int(self.max_mice) <= 8:
             raise ValueError("max_mice must be in 1..8")
         self.max_mice = int(self.max_mice)
@@ -104,6 +110,8 @@ class FeatureSettings:
     def feature_names(self) -> list[str]:
         if self.feature_set == "pair":
             return motion.pair_feature_names()
+        if self.motion_points == "raw":
+            return motion.motion_feature_names(self.max_mice, [f"p{k:02d}" for k in range(RAW_POINTS)])
         names = motion.motion_feature_names(self.max_mice, CANONICAL)
         return names + [f"slot{m}_present" for m in range(self.max_mice)] + ["is_self"]
 
@@ -218,7 +226,18 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
     x = np.empty((len(pairs), plan.n_new, F), dtype=np.float32)
     if settings.feature_set == "motion":
         valid_mice = [m for m in tracking.mouse_ids if not np.isnan(canon[:, mouse_pos[m], :, 0]).all()]
-        per_mouse = {m: motion.motion_features(cm[:, [mouse_pos[m]]], fps) for m in valid_mice}  # [T, 4C]
+        if settings.motion_points == "raw":
+            # the lab's own points, gaps filled like the canonical ones, never-seen points at 0, 18 slots
+            order = np.argsort(np.asarray(tracking.bodyparts))[:RAW_POINTS]  # sorted by name
+            raw = fill_gaps(tracking.xy[:, :, order], settings.max_gap) / np.float32(ppc)
+            raw = np.nan_to_num(raw, nan=0.0)
+            pad = RAW_POINTS - raw.shape[2]
+            if pad > 0:
+                raw = np.concatenate([raw, np.zeros(raw.shape[:2] + (pad, 2), dtype=raw.dtype)], axis=2)
+            src, width = raw, RAW_POINTS
+        else:
+            src, width = cm, C
+        per_mouse = {m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice}  # [T, 4 * width]
     for p, (a, t) in enumerate(pairs):
         if settings.feature_set == "pair":
             ia, it = mouse_pos[a], mouse_pos[t]
@@ -226,15 +245,17 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
                                      target_missing=missing[:, it], is_self=(a == t))
         else:
             slots = _mouse_order(a, t, valid_mice, settings.max_mice)
-            zeros = np.zeros((n_orig, 4 * C))
+            zeros = np.zeros((n_orig, 4 * width))
             blocks = [per_mouse[m] if m is not None else zeros for m in slots]
             # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
-            coords = [b[:, :2 * C] for b in blocks]
-            speeds = [b[:, 2 * C:3 * C] for b in blocks]
-            accels = [b[:, 3 * C:] for b in blocks]
-            present = np.array([m is not None for m in slots], dtype=np.float64)
-            f = np.concatenate(coords + speeds + accels + [np.broadcast_to(present, (n_orig, len(slots))),
-                                                           np.full((n_orig, 1), float(a == t))], axis=1)
+            coords = [b[:, :2 * width] for b in blocks]
+            speeds = [b[:, 2 * width:3 * width] for b in blocks]
+            accels = [b[:, 3 * width:] for b in blocks]
+            extra = []
+            if settings.motion_points == "canonical":
+                present = np.array([m is not None for m in slots], dtype=np.float64)
+                extra = [np.broadcast_to(present, (n_orig, len(slots))), np.full((n_orig, 1), float(a == t))]
+            f = np.concatenate(coords + speeds + accels + extra, axis=1)
         f = resample_linear(f, plan) / scales
         x[p] = np.clip(np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
                        -settings.clip, settings.clip)

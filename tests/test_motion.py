@@ -204,10 +204,34 @@ def test_pipeline_resampled_labels_map_back_exactly():
     assert (back[0][20:41] == CLASS_OF["rear"]).all() and back[0].astype(bool).sum() == 21
 
 
+def test_pipeline_motion_set_seed_layout():
+    # agent slot 0, target slot 1; raw points sorted by name: ear_left, ear_right, nose, tail_base (+ 14 zero slots)
+    tr = _tracking_moving()
+    s = FeatureSettings(feature_set="motion", target_fps=None)
+    vf = video_features(_row(), tr, s)
+    names = s.feature_names()
+    assert vf.x.shape == (2, 60, 288)
+    pair12 = vf.pairs.index((1, 2))
+    sp = names.index("m0_p02_speed")  # agent's nose: 1 px/frame -> 3 cm/s, scaled by 50
+    np.testing.assert_allclose(vf.x[pair12, :, sp] * 50.0, 3.0, rtol=1e-5)
+    assert (vf.x[pair12, :, names.index("m1_p02_speed")] == 0).all()   # target (mouse 2) is still
+    np.testing.assert_allclose(vf.x[pair12, 0, names.index("m1_p02_x")] * 50.0, 24.0, rtol=1e-6)  # 240 px
+    assert (vf.x[:, :, names.index("m0_p10_x")] == 0).all()           # padded point slot
+    assert (vf.x[:, :, names.index("m2_p00_x")] == 0).all()           # absent third mouse
+    s = FeatureSettings(feature_set="motion", target_fps=None, motion_points="canonical")
+    vf = video_features(_row(), tr, s)
+    assert vf.x.shape == (2, 60, s.num_features) and np.isfinite(vf.x).all()
+    assert (vf.x[vf.pairs.index((1, 1)), :, s.feature_names().index("is_self")] == 1).all()
+
+
 def test_feature_settings_round_trip_and_validation():
     s = FeatureSettings(feature_set="motion", target_fps=None, max_gap=3)
     assert FeatureSettings.from_dict(s.to_dict()) == s
+    assert s.num_features == 288 == len(s.feature_names())  # the seed's 4 mice x 18 points layout
+    s = FeatureSettings(feature_set="motion", motion_points="canonical")
     assert s.num_features == 4 * C * 4 + 4 + 1 == len(s.feature_names())
+    scales = dict(zip(FeatureSettings().feature_names(), FeatureSettings().scales()))
+    assert scales["dist_rate"] == 50 and scales["dist_nose__nose"] == 10 and scales["a_speed"] == 50
     assert FeatureSettings().num_features == len(motion.pair_feature_names())
     with pytest.raises(ValueError):
         FeatureSettings(feature_set="pca")
