@@ -13,7 +13,7 @@ import torch
 from features.labels import CLASS_OF, NUM_CLASSES
 from tune.checkpoint import load_model, load_state, save_checkpoint
 from tune.config import TrainConfig
-from tune.data import (IGNORE, class_weights, epoch_batches, gather, load_pairs, open_cache, sample_windows,
+from tune.data import (IGNORE, class_weights, epoch_batches, gather, gather_loop, load_pairs, open_cache, sample_windows,
                        select_rows)
 from tune.train import hard_targets, lr_lambda, masked_loss, train
 
@@ -127,13 +127,18 @@ def test_windows_and_sharding(cache_dir):
     train_rows, val_rows = select_rows(cache, 0, [])
     assert set(val_rows["fold"]) == {0} and 0 not in set(train_rows["fold"])
     tab = load_pairs(cache, train_rows)
-    assert tab.n_frames == 16 * 400 and tab.x.shape == (6400, 8)
+    assert tab.n_frames == 16 * 400 and tab.x.shape[1] == 8
     # a window past the end of a pair is padded: mask is a prefix, padding has IGNORE labels and zeros
     x, y, mask, allowed = gather(tab, np.array([3]), np.array([380]), 64)
     assert mask[0, :20].all() and not mask[0, 20:].any()
     assert (y[0, 20:] == IGNORE).all() and (x[0, 20:] == 0).all()
     np.testing.assert_array_equal(x[0, :20], tab.pair_x(3)[380:400])
     assert allowed[0, 0] and allowed.shape == (1, NUM_CLASSES)
+    # the vectorised gather equals the one-window-at-a-time reference, padding included
+    pair, start = sample_windows(tab, 50, 300, 0.5, np.random.default_rng(1))
+    start[:3] = [390, 100, 0]
+    for a, b in zip(gather(tab, pair, start, 300), gather_loop(tab, pair, start, 300)):
+        np.testing.assert_array_equal(a, b)
     # behaviour bias 1: every window contains a behaviour frame
     pair, start = sample_windows(tab, 200, 64, 1.0, np.random.default_rng(0))
     _, y, _, _ = gather(tab, pair, start, 64)

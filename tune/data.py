@@ -22,6 +22,7 @@ from features.errors import MabeDataError
 from features.labels import NUM_CLASSES
 
 IGNORE = -100  # label of frames that contribute no loss (padding, classes outside the pair's whitelist)
+TAIL = 4096  # zero frames after the last pair in RAM, so a window starting near the end is still one slice
 
 
 @dataclass
@@ -115,7 +116,12 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     pair_of_frame = np.repeat(np.arange(len(length)), length)
     y = np.where(allowed[pair_of_frame, np.clip(y, 0, NUM_CLASSES - 1)], y, IGNORE)  # non-whitelisted -> no loss
-    x = np.concatenate(xs) if in_ram else xs
+    if in_ram:  # one contiguous array + TAIL zero frames (see gather)
+        x = np.zeros((int(length.sum()) + TAIL, F), np.float32)
+        np.concatenate(xs, out=x[: int(length.sum())]) if xs else None
+        y = np.concatenate([y, np.full(TAIL, IGNORE, np.int64)])
+    else:
+        x = xs
     return PairTable(x=x, y=y, start=start, length=length, allowed=allowed, allowed_raw=allowed_raw,
                      video_id=rows["video_id"].to_numpy(np.int64), lab_id=rows["lab_id"].astype(str).to_numpy(),
                      agent=rows["agent"].to_numpy(np.int64), target=rows["target"].to_numpy(np.int64))
@@ -183,7 +189,19 @@ def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
     """Windows -> x float32 [B, W, F], y int64 [B, W] (IGNORE on padding), mask bool [B, W], allowed bool [B, 38]."""
     offs = start[:, None] + np.arange(window)[None, :]  # [B, W] frame within the pair
     mask = offs < table.length[pair][:, None]  # a prefix: start >= 0
-    if table.in_memory:
+    if table.in_memory and window <= TAIL:
+        # Each window is one contiguous run of rows: index a strided view of all windows (one memcpy each)
+        # instead of gathering B * W single rows.
+        g = table.start[pair] + start  # [B] first global row
+        n_rows, F = table.x.shape
+        s0, s1 = table.x.strides
+        views = np.lib.stride_tricks.as_strided(table.x, (n_rows - window + 1, window, F), (s0, s0, s1),
+                                                writeable=False)
+        x = views[g]  # [B, W, F] copy
+        ys = table.y.strides[0]
+        y = np.lib.stride_tricks.as_strided(table.y, (len(table.y) - window + 1, window), (ys, ys),
+                                            writeable=False)[g]  # [B, W]
+    elif table.in_memory:
         flat = np.where(mask, table.start[pair][:, None] + offs, table.start[pair][:, None])  # [B, W]
         x = table.x[flat]  # [B, W, F]
         y = table.y[flat]
@@ -195,8 +213,23 @@ def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
             x[b, : len(chunk)] = chunk
         flat = np.where(mask, table.start[pair][:, None] + offs, table.start[pair][:, None])
         y = table.y[flat]
-    x[~mask] = 0.0
-    y = np.where(mask, y, IGNORE)
+    if not mask.all():  # only windows running past a short pair's end need zeroing
+        x[~mask] = 0.0
+        y = np.where(mask, y, IGNORE)
+    return x, y, mask, table.allowed[pair]
+
+
+def gather_loop(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
+    """Reference for `gather`: one window at a time (the per-item Dataset way). Same outputs, for tests/bench."""
+    F = table.pair_x(0).shape[-1]
+    x = np.zeros((len(pair), window, F), np.float32)
+    y = np.full((len(pair), window), IGNORE, np.int64)
+    mask = np.zeros((len(pair), window), bool)
+    for b, (p, s) in enumerate(zip(pair, start)):
+        n = max(0, min(window, int(table.length[p]) - int(s)))
+        x[b, :n] = table.pair_x(int(p))[s:s + n]
+        y[b, :n] = table.pair_y(int(p))[s:s + n]
+        mask[b, :n] = True
     return x, y, mask, table.allowed[pair]
 
 
