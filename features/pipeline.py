@@ -11,13 +11,14 @@ Pairs: every ordered (agent, target) of the video's normalised whitelist (`behav
 input (MabeDataError).
 
 Overlap policy (labels): the metric allows one action per (pair, frame), but annotations sometimes overlap
-with different actions for the same pair. Where they do, the SHORTER interval wins on the overlap (it is the
-more specific event; ties: the rarer class id order is irrelevant, the later class id wins). Every such
+with different actions for the same pair. Where they do, the SHORTER interval wins on the overlap (it is
+usually the more specific, rarer event, e.g. a short attack inside a chase; equal lengths: the higher class
+id wins, so the result never depends on file order). Every such
 pair-frame is counted in `VideoFeatures.counts["overlap_frames"]` (and the build summary).
 
-Quick check on a synthetic dataset (features.synth):
+Used by `python -m features.build` (the cache) and offline predict; quick look at the feature layout:
 
-    python -c "from features.pipeline import FeatureSettings; s = FeatureSettings(); print(s.num_features)"
+    python -c "from features.pipeline import FeatureSettings as S; print(S().num_features, S().feature_names()[:6])"
 """
 from __future__ import annotations
 

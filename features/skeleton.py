@@ -12,7 +12,11 @@ Canonical points (C = 9), in this order:
     nose, ear_left, ear_right, neck, body_center, hip_left, hip_right, tail_base, tail_tip
 
 Aliases: head -> nose (GroovyShrew); lateral_left/right -> hip_left/right (ReflectiveManatee, SparklingTapir,
-AdaptableSnail); tail_midpoint / tail_middle_2 -> tail_tip when no tip is tracked... see the table.
+AdaptableSnail, UppityFerret when hips are missing); tail_middle_2 / tail_midpoint stand in for tail_tip when no
+tip is tracked. Derived: neck = mean of the ears, body_center = mean of the hips (or laterals, spine_1/2, neck +
+tail_base, ears + tail_base).
+
+    python -c "from features.skeleton import SOURCES; [print(k, v) for k, v in SOURCES.items()]"
 
 Gaps (`fill_gaps`): a run of <= max_gap missing frames between two observed frames is filled by linear
 interpolation; longer runs hold the last observed position (forward fill), leading runs take the first
