@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -146,3 +147,137 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     # an existing experiment is never silently overwritten
     with pytest.raises(SystemExit, match="--resume"):
         search.run_search(scfg2, _make_trivial(), base)
+
+
+# ------------------------------------------------------------------------- real driver: Ray Train + tune.train
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A tiny synthetic Kaggle-layout set and its feature cache, shared by the end-to-end tests."""
+    synth = pytest.importorskip("features.synth")
+    from features.cache import build_cache
+
+    root = tmp_path_factory.mktemp("tiny") / "synth"
+    synth.generate(root, n_videos=4, n_frames=600, seed=0)
+    build_cache(root, root / "cache", progress=False)
+    return root, root / "cache"
+
+
+def _e2e_args(data, storage, name, *extra):
+    root, cache = data
+    return ["--data", str(root), "--cache", str(cache), "--storage", str(storage), "--name", name,
+            "--set", "optim.batch_size=16", "--set", "data.window=64", "--set", "model.hidden=16",
+            "--set", "run.checkpoint_every=1", *extra]
+
+
+def test_real_search_three_trials(ray_local, tiny_data, tmp_path, capsys):
+    """3 trials through Tuner + OptunaSearch + ASHA + TorchTrainer(tune.train) on a local Ray. One trial's
+    Train worker fails once after its first checkpoint (run.fail_once_marker) and resumes from it."""
+    marker = tmp_path / "failed-once"
+    argv = _e2e_args(tiny_data, tmp_path / "exp", "e2e", "--num-samples", "3", "--max-concurrent", "2",
+                     "--epochs", "2", "--grace-period", "3", "--set", f"run.fail_once_marker={marker}")
+    assert search.main(argv) == 0
+    out = capsys.readouterr().out
+    exp = tmp_path / "exp" / "e2e"
+    table = pd.read_csv(exp / "results.csv")
+    assert table["trial"].tolist() == [1, 2, 3]
+    assert (table["status"] == "TERMINATED").all() and (table["epochs"] == 2).all()
+    scfg = search.parse_args(argv)
+    for key, value in scfg.v6_point().items():          # trial 1 = V6 (the values that are searched here)
+        assert table.loc[0, key] == value, key
+    for ckpt in table["best_checkpoint"]:                # checkpoints rebuild their model alone
+        assert {"model.pt", "config.json", "metrics.json"} <= {p.name for p in Path(ckpt).iterdir()}
+        assert str(ckpt).startswith(str(exp / "train-"))
+    for png in ("optimization_history.png", "parallel_coordinates.png", "per_action_f1.png"):
+        assert (exp / png).is_file()
+    rows, _ = _study_trials(exp / "optuna.db", "e2e")     # the study file holds the same 3 trials
+    assert len(rows) == 3 and all(r[1] == "COMPLETE" for r in rows)
+    assert sorted(r[2] for r in rows) == pytest.approx(sorted(table["best_score"]))
+    # the failing trial was retried from its checkpoint: after the restart, training started at epoch 2
+    assert marker.is_file()
+    starts = [json.loads(line).get("start_epoch") for p in exp.glob("*/result.json")
+              for line in p.read_text().splitlines() if line.strip()]
+    assert 2 in starts
+    assert "best vs V6: " in out and f"next: python -m ensemble.build --experiment {exp}" in out
+
+
+def _terminated_trials(exp: Path) -> int:
+    """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
+    n = 0
+    for f in exp.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(f.read_text())
+        except ValueError:   # being rewritten
+            continue
+        n = max(n, sum('"TERMINATED"' in json.dumps(t) for t in state.get("trial_data", [])))
+    return n
+
+
+def _kill_ray_under(tmpdir: Path):
+    """SIGKILL the Ray processes whose command line names our private RAY_TMPDIR (only ours)."""
+    import os
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmpdir) in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow
+def test_kill_and_resume(tiny_data, tmp_path):
+    """Kill the search driver (SIGKILL) after its first trial finished; `--resume` finishes the search without
+    running the finished trial again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import tempfile
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rkr", dir="/tmp"))  # short: Ray's unix socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_MODE="disabled", TQDM_DISABLE="1", TUNE_GLOBAL_CHECKPOINT_S="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    argv = _e2e_args(tiny_data, tmp_path / "exp", "kr", "--num-samples", "3", "--max-concurrent", "1",
+                     "--epochs", "2", "--grace-period", "3")
+    exp = tmp_path / "exp" / "kr"
+    cmd = [sys.executable, "-m", "tune.search", *argv]
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while _terminated_trials(exp) < 1:
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "first trial did not finish in time"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        log.close()
+        _kill_ray_under(ray_tmp)
+    assert not (exp / "results.csv").exists()         # it really died mid-search
+    first_done = {p.parent.name: len(p.read_text().splitlines()) for p in exp.glob("*/result.json")}
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    _kill_ray_under(ray_tmp)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "resuming" in done.stdout
+    table = pd.read_csv(exp / "results.csv")
+    assert table["trial"].tolist() == [1, 2, 3] and (table["status"] == "TERMINATED").all()
+    # the trial that had finished before the kill reported nothing more (2 epochs + the driver's final report)
+    after = {p.parent.name: len(p.read_text().splitlines()) for p in exp.glob("*/result.json")}
+    finished_before = [name for name, n in first_done.items() if n == 3]
+    assert finished_before and all(after[name] == 3 for name in finished_before)
+    rows, _ = _study_trials(exp / "optuna.db", "kr")
+    assert sum(r[1] == "COMPLETE" for r in rows) == 3
