@@ -232,7 +232,8 @@ def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSetting
         pq.write_table(table, tmp / "index.parquet")
         seconds = time.perf_counter() - t0
         counts = {k: int(sum(r["counts"].get(k, 0) for r in results))
-                  for k in ("overlap_frames", "overlap_pairs", "dropped_events", "clipped_frames", "label_events")}
+                  for k in ("overlap_frames", "overlap_pairs", "dropped_events", "clipped_frames", "label_events",
+                            "unlisted_pairs")}
         frames = int(sum(r["frames"] for r in results))
         summary = {"skipped": False, "videos": len(results), "pairs": len(rows), "frames": frames,
                    "frames_orig": int(sum(r["frames_orig"] for r in results)), **counts,

@@ -7,8 +7,10 @@ so training and inference see identical features. Steps: canonical skeleton with
 per-feature scaling and clipping so every value is finite and O(1).
 
 Pairs: every ordered (agent, target) of the video's normalised whitelist (`behaviors`), self pairs as
-(a, a); only pairs with at least one whitelisted action. A whitelisted mouse with no tracked point is bad
-input (MabeDataError).
+(a, a); only pairs with at least one whitelisted action. A whitelisted mouse that the metadata lists but
+that has no valid tracked point is bad input (MabeDataError). Exception, a real quirk: four 3-mouse
+AdaptableSnail videos whitelist a `mouse4` the metadata does not list and nobody tracked; pairs with such a
+mouse are dropped and counted (`counts["unlisted_pairs"]`).
 
 Overlap policy (labels): the metric allows one action per (pair, frame), but annotations sometimes overlap
 with different actions for the same pair. Where they do, the SHORTER interval wins on the overlap (it is
@@ -166,6 +168,21 @@ def _whitelists(meta_row, file, video):
     return [tuple(b) for b in beh], [tuple(b) for b in strict]
 
 
+def _listed_mice(meta_row) -> set[int] | None:
+    """Mice the metadata describes (strain or colour given), or None when the row does not say."""
+    listed, known = set(), False
+    for m in range(1, 5):
+        vals = [_get(meta_row, f"mouse{m}_{f}") for f in ("strain", "color")]
+        if any(v is not None for v in vals):
+            known = True
+        if any(v is not None and not (isinstance(v, float) and np.isnan(v)) and v is not pd.NA for v in vals):
+            listed.add(m)
+    if not known:
+        n = _get(meta_row, "n_mice")
+        return set(range(1, int(n) + 1)) if n is not None else None
+    return listed
+
+
 def _labels_for_pair(events: list[tuple[int, int, int]], n_frames: int) -> tuple[np.ndarray, int]:
     """Paint events (start, stop, cls) of one pair: shorter intervals win where different classes overlap.
 
@@ -217,10 +234,19 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
     canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.max_gap)
     mouse_pos = {m: i for i, m in enumerate(tracking.mouse_ids)}
     needed = sorted({m for p in pairs for m in p})
+    listed = _listed_mice(meta_row)
+    unlisted = set()
     for m in needed:
         if m not in mouse_pos or np.isnan(canon[:, mouse_pos[m], :, 0]).all():
+            if listed is not None and m not in listed and m not in mouse_pos:
+                unlisted.add(m)  # real quirk: 3-mouse AdaptableSnail videos whitelist a mouse4 that does not exist
+                continue
             raise MabeDataError(f"mouse {m} is whitelisted but has no valid tracked point (all coordinates "
                                 f"missing)", file=source, video=video)
+    n_unlisted_pairs = sum(1 for p in pairs if set(p) & unlisted)
+    if unlisted:
+        pairs = [p for p in pairs if not set(p) & unlisted]
+        beh = [b for b in beh if not {b[0], b[1]} & unlisted]
     cm = canon / np.float32(ppc)
 
     scales = settings.scales()
@@ -272,7 +298,7 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
             allowed_raw[row[(a, t)], CLASS_OF[act]] = True
 
     counts = {"overlap_frames": 0, "overlap_pairs": 0, "dropped_events": 0, "clipped_frames": 0,
-              "label_events": 0}
+              "label_events": 0, "unlisted_pairs": n_unlisted_pairs}
     labels = None
     if annotations is not None:
         labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)

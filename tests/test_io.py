@@ -256,3 +256,17 @@ def test_unannotated_video_has_no_pairs(tmp_path):
     p = _write(_tracking_table(ROWS), tmp_path / "777.parquet")
     vf = video_features(_meta_row(whitelist=float("nan")), read_tracking(p), FeatureSettings())
     assert vf.pairs == [] and vf.x.shape == (0, 3, FeatureSettings().num_features) and vf.labels is None
+
+
+def test_whitelisted_mouse_the_metadata_does_not_list_is_dropped(tmp_path):
+    # real quirk: 3-mouse AdaptableSnail videos whitelist mouse4; here 2 listed mice and a mouse3 whitelist
+    p = _write(_tracking_table(ROWS), tmp_path / "777.parquet")
+    row = _meta_row(whitelist='["mouse1,mouse2,sniff", "mouse1,mouse3,sniff", "mouse3,self,rear"]')
+    row = pd.concat([row, pd.Series({"mouse1_strain": "CD-1", "mouse2_strain": "CD-1", "mouse3_strain": None,
+                                     "mouse1_color": "white", "mouse2_color": "white", "mouse3_color": None})])
+    vf = video_features(row, read_tracking(p), FeatureSettings())
+    assert vf.pairs == [(1, 2)] and vf.counts["unlisted_pairs"] == 2
+    # the same whitelist with mouse3 listed in the metadata but untracked is bad input
+    row["mouse3_strain"] = "CD-1"
+    with pytest.raises(MabeDataError, match="mouse 3 .*no valid tracked point"):
+        video_features(row, read_tracking(p), FeatureSettings())
