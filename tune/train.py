@@ -449,8 +449,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    overrides = {**(SMOKE if args.smoke_test else {}), **parse_set_args(args.set)}
-    cfg = load_config(args.config, overrides)
+    try:
+        overrides = {**(SMOKE if args.smoke_test else {}), **parse_set_args(args.set)}
+        cfg = load_config(args.config, overrides)
+    except (ValueError, FileNotFoundError) as exc:  # a bad config is the user's input: one line, exit 2
+        print(f"python -m tune.train: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     t0 = time.perf_counter()
     if args.smoke_test:
         smoke_data(cfg.data.root, cfg.data.cache, features=cfg.features)
