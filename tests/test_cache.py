@@ -221,3 +221,29 @@ def test_cli_bad_input_one_line_exit_2(tmp_path):
 def test_missing_cache_is_reported(tmp_path):
     with pytest.raises(MabeDataError, match="not a feature cache"):
         FeatureCache(tmp_path)
+
+
+def test_synthetic_twin_reads_back_like_the_real_files(tmp_path):
+    """features.synth output goes through our reader with the real dtypes, and builds a cache."""
+    synth = pytest.importorskip("features.synth")
+    from features.io import read_annotations, read_metadata, read_tracking, kaggle_paths
+
+    root = tmp_path / "synth"
+    synth.generate(root, n_videos=3, n_frames=300, seed=1, test_videos=1)
+    real = read_metadata(packaged_metadata("train"))
+    meta = read_metadata(root / "train.csv")
+    assert list(meta.columns) == list(real.columns)
+    assert [str(d) for d in meta.dtypes.iloc[:38]] == [str(d) for d in real.dtypes.iloc[:38]]
+    for r in meta.itertuples():
+        tr_path, ann_path = kaggle_paths(root, "train", r.lab_id, r.video_id)
+        tr = read_tracking(tr_path)
+        assert tr.xy.dtype == np.float32 and tr.xy.ndim == 4 and tr.xy.shape[3] == 2
+        assert set(tr.bodyparts) == set(r.body_parts)  # the metadata's body parts, nothing else
+        assert set(tr.mouse_ids) <= set(range(1, r.n_mice + 1))
+        if ann_path is not None:
+            ann = read_annotations(ann_path)
+            assert [str(d) for d in ann.dtypes] == ["int64", "int64", "str", "int64", "int64"]
+    s = build_cache(root, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert s["videos"] == 3 and s["pairs"] > 0
+    t = build_cache(root, tmp_path / "test-cache", FeatureSettings(), progress=False, split="test")
+    assert t["videos"] == 1 and (FeatureCache(tmp_path / "test-cache").index["fold"] == -1).all()
