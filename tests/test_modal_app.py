@@ -198,3 +198,100 @@ def test_cli_dry_run_and_error_line(offline, tmp_path):
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "results.csv" in bad.stderr and str(tmp_path / "missing") in bad.stderr
+
+
+# ------------------------------------------------------------------------- the function body via .local()
+RUN = "smoke-run"
+
+
+class CommitRecorder:
+    """Stands in for `commit_volume` (only valid inside a Modal container): at each commit it records the
+    epoch of the checkpoint that is complete on disk at that moment (None = no checkpoint yet)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.seen: list[int | None] = []
+
+    def __call__(self) -> None:
+        last = self.run_dir / "last"
+        if not (last / "model.pt").is_file():
+            self.seen.append(None)
+            return
+        assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in last.iterdir()}
+        self.seen.append(json.loads((last / "metrics.json").read_text())["epoch"])
+
+
+def _smoke_args(modal_app, *extra: str):
+    argv = ["--config", str(ROOT / "tune/configs/smoke.yaml"), "--smoke-test", "--run-name", RUN,
+            "--set", "run.progress=false", "--set", "run.threads=1", *extra]
+    return modal_app.resolve(modal_app.build_parser().parse_args(argv))
+
+
+def _summary_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _expected_checkpoint_epochs(rows: list[dict], every: int, last_epoch: int, best_before: float = -1.0):
+    """Epochs that must write a checkpoint, from summary.csv alone: a new best val/score, every `every`
+    epochs, the last epoch (tune.train's rule)."""
+    out, best = [], best_before
+    for r in rows:
+        e, score = int(r["epoch"]), float(r["val/score"])
+        if score > best or e % every == 0 or e == last_epoch:
+            out.append(e)
+        best = max(best, score)
+    return out
+
+
+def test_local_smoke_run_commits_once_per_checkpoint(modal_app, tmp_path, monkeypatch):
+    root = tmp_path / "volume"
+    rec = CommitRecorder(root / RUN)
+    monkeypatch.setattr(modal_app, "commit_volume", rec)
+    cfg, name = _smoke_args(modal_app, "--set", "optim.epochs=4", "--set", "run.checkpoint_every=3")
+    with pytest.warns(UserWarning, match="executing locally"):  # Modal's own .local(), volumes not mounted
+        out = modal_app.train_remote.local(cfg, name, root=str(root), smoke_test=True)
+
+    run_dir = root / RUN
+    assert Path(out["run_dir"]) == run_dir.resolve() and out["start_epoch"] == 0 and out["epochs_run"] == 4
+    assert (root / "data/smoke/cache/index.parquet").is_file()  # the smoke data went into the "Volume"
+    rows = _summary_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    ckpt_epochs = [e for e, _ in out["checkpoints"]]
+    assert ckpt_epochs == _expected_checkpoint_epochs(rows, every=3, last_epoch=4)
+    assert {1, 3, 4} <= set(ckpt_epochs)  # first epoch is always a new best; every 3; the last
+    assert all(Path(d) == run_dir.resolve() / "last" for _, d in out["checkpoints"])
+    # commits: the freshly built data, then one per checkpoint report (seen complete on disk), then the end
+    assert rec.seen == [None, *ckpt_epochs, 4]
+    assert out["commits"] == len(rec.seen) == len(ckpt_epochs) + 2
+    saved = json.loads((run_dir / "best" / "config.json").read_text())
+    assert Path(saved["run"]["out_dir"]).resolve() == run_dir.resolve() and saved["optim"]["epochs"] == 4
+
+
+def test_rerun_after_a_crash_resumes_from_the_last_committed_checkpoint(modal_app, tmp_path, monkeypatch):
+    root = tmp_path / "volume"
+    rec = CommitRecorder(root / RUN)
+    monkeypatch.setattr(modal_app, "commit_volume", rec)
+    marker = tmp_path / "failed-once"
+    cfg, name = _smoke_args(modal_app, "--set", "optim.epochs=3", "--set", "run.checkpoint_every=1",
+                            "--set", f"run.fail_once_marker={marker}")
+    # attempt 1: the container "dies" right after epoch 1's checkpoint was written and committed
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="simulated worker failure"):
+        modal_app.train_remote.local(cfg, name, root=str(root), smoke_test=True)
+    assert rec.seen == [None, 1]
+
+    # attempt 2 (what Modal's retry or a re-run with the same --run-name does): continues at epoch 2
+    rec.seen.clear()
+    with pytest.warns(UserWarning):
+        out = modal_app.train_remote.local(cfg, name, root=str(root), smoke_test=True)
+    assert out["start_epoch"] == 1 and out["epochs_run"] == 3
+    assert [e for e, _ in out["checkpoints"]] == [2, 3]  # checkpoint_every=1: every epoch
+    assert rec.seen == [2, 3, 3]  # data already in the Volume: no data commit this time
+    assert [int(r["epoch"]) for r in _summary_rows(root / RUN)] == [1, 2, 3]  # epoch 1 kept, not redone
+
+    # a later re-run with more epochs picks up at epoch 3
+    rec.seen.clear()
+    cfg5 = modal_app._apply(cfg, {"optim.epochs": "4"}).to_dict()
+    with pytest.warns(UserWarning):
+        out = modal_app.train_remote.local(cfg5, name, root=str(root), smoke_test=True)
+    assert (out["start_epoch"], out["epochs_run"], rec.seen) == (3, 4, [4, 4])
