@@ -14,6 +14,7 @@ temporary folder, then times in the same run:
 Both conversions are checked to give identical arrays before any number is printed.
 `run(quick)` returns the rows {stage, ours, baseline, ratio, target, unit} for a bench suite to collect.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,26 @@ from features.io import read_tracking
 from features.pipeline import FeatureSettings, video_features
 
 PARTS_7 = ["ear_left", "ear_right", "hip_left", "hip_right", "neck", "nose", "tail_base"]
-PARTS_18 = ["body_center", "ear_left", "ear_right", "headpiece_bottombackleft", "headpiece_bottombackright",
-            "headpiece_bottomfrontleft", "headpiece_bottomfrontright", "headpiece_topbackleft",
-            "headpiece_topbackright", "headpiece_topfrontleft", "headpiece_topfrontright", "lateral_left",
-            "lateral_right", "neck", "nose", "tail_base", "tail_midpoint", "tail_tip"]
+PARTS_18 = [
+    "body_center",
+    "ear_left",
+    "ear_right",
+    "headpiece_bottombackleft",
+    "headpiece_bottombackright",
+    "headpiece_bottomfrontleft",
+    "headpiece_bottomfrontright",
+    "headpiece_topbackleft",
+    "headpiece_topbackright",
+    "headpiece_topfrontleft",
+    "headpiece_topfrontright",
+    "lateral_left",
+    "lateral_right",
+    "neck",
+    "nose",
+    "tail_base",
+    "tail_midpoint",
+    "tail_tip",
+]
 
 
 def write_long_parquet(path: Path, n_frames: int, n_mice: int, parts: list[str], seed: int = 0) -> int:
@@ -49,13 +66,15 @@ def write_long_parquet(path: Path, n_frames: int, n_mice: int, parts: list[str],
     keep = rng.random(f.size) > 0.05
     lost_frames = rng.random(n_frames) < 0.02
     keep &= ~lost_frames[f]
-    table = pa.table({
-        "video_frame": pa.array(f[keep], pa.int32()),
-        "mouse_id": pa.array(m[keep] + 1, pa.int8()),
-        "bodypart": pa.array(np.asarray(parts, dtype=object)[k[keep]], pa.string()),
-        "x": pa.array(xy[keep, 0], pa.float32()),
-        "y": pa.array(xy[keep, 1], pa.float32()),
-    })
+    table = pa.table(
+        {
+            "video_frame": pa.array(f[keep], pa.int32()),
+            "mouse_id": pa.array(m[keep] + 1, pa.int8()),
+            "bodypart": pa.array(np.asarray(parts, dtype=object)[k[keep]], pa.string()),
+            "x": pa.array(xy[keep, 0], pa.float32()),
+            "y": pa.array(xy[keep, 1], pa.float32()),
+        }
+    )
     pq.write_table(table, path)
     return int(keep.sum())
 
@@ -98,33 +117,64 @@ def run(quick: bool = False) -> list[dict]:
             n_rows = write_long_parquet(path, n_frames, n_mice, parts, seed=n_mice)
             t_ours, tr = _best_of(lambda: read_tracking(path, video_id=1), repeats)
             for how in ("pivot", "pivot_table"):
-                t_base, dense = _best_of(lambda: pandas_pivot_dense(path, table=how == "pivot_table"), repeats)
-                if not np.array_equal(np.isnan(tr.xy), np.isnan(dense)) or \
-                        not np.allclose(np.nan_to_num(tr.xy), np.nan_to_num(dense)):
+                t_base, dense = _best_of(
+                    lambda: pandas_pivot_dense(path, table=how == "pivot_table"), repeats
+                )
+                if not np.array_equal(np.isnan(tr.xy), np.isnan(dense)) or not np.allclose(
+                    np.nan_to_num(tr.xy), np.nan_to_num(dense)
+                ):
                     raise AssertionError(f"read_tracking and the pandas {how} disagree")
                 ours, base = n_rows / t_ours, n_rows / t_base
-                rows.append({"stage": f"parquet->dense {n_mice}x{len(parts)} ({minutes} min, {n_rows:,} rows) "
-                                      f"vs pd.{how}",
-                             "ours": round(ours), "baseline": round(base), "ratio": round(ours / base, 2),
-                             "target": 10.0, "unit": "rows/s"})
-            meta = {"video_id": 1, "lab_id": "Bench", "frames_per_second": 30.0, "pix_per_cm_approx": 12.0,
-                    "behaviors_labeled": json.dumps(
-                        [f"mouse{a},mouse{b},sniff" for a in range(1, n_mice + 1) for b in range(1, n_mice + 1)
-                         if a != b] + [f"mouse{a},self,rear" for a in range(1, n_mice + 1)])}
+                rows.append(
+                    {
+                        "stage": f"parquet->dense {n_mice}x{len(parts)} ({minutes} min, {n_rows:,} rows) "
+                        f"vs pd.{how}",
+                        "ours": round(ours),
+                        "baseline": round(base),
+                        "ratio": round(ours / base, 2),
+                        "target": 10.0,
+                        "unit": "rows/s",
+                    }
+                )
+            meta = {
+                "video_id": 1,
+                "lab_id": "Bench",
+                "frames_per_second": 30.0,
+                "pix_per_cm_approx": 12.0,
+                "behaviors_labeled": json.dumps(
+                    [
+                        f"mouse{a},mouse{b},sniff"
+                        for a in range(1, n_mice + 1)
+                        for b in range(1, n_mice + 1)
+                        if a != b
+                    ]
+                    + [f"mouse{a},self,rear" for a in range(1, n_mice + 1)]
+                ),
+            }
             for fs in ("pair", "motion"):
                 settings = FeatureSettings(feature_set=fs)
                 t_feat, vf = _best_of(lambda: video_features(meta, tr, settings), repeats)
                 rate = tr.n_frames / t_feat
-                rows.append({"stage": f"video_features {fs} {n_mice} mice ({len(vf.pairs)} pairs, F={vf.x.shape[2]})",
-                             "ours": round(rate), "baseline": 30.0, "ratio": round(rate / 30.0, 1),
-                             "target": 100.0, "unit": "video frames/s (baseline: real time)"})
+                rows.append(
+                    {
+                        "stage": f"video_features {fs} {n_mice} mice ({len(vf.pairs)} pairs, "
+                        f"F={vf.x.shape[2]})",
+                        "ours": round(rate),
+                        "baseline": 30.0,
+                        "ratio": round(rate / 30.0, 1),
+                        "target": 100.0,
+                        "unit": "video frames/s (baseline: real time)",
+                    }
+                )
     return rows
 
 
 def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m bench.data_bench",
-                                description="Time parquet->dense conversion (ours vs pandas pivot) and feature "
-                                            "building; prints rates and ratios measured in this run.")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.data_bench",
+        description="Time parquet->dense conversion (ours vs pandas pivot) and feature "
+        "building; prints rates and ratios measured in this run.",
+    )
     p.add_argument("--quick", action="store_true", help="1-minute videos instead of 10-minute ones")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -133,8 +183,10 @@ def main(argv=None) -> list[dict]:
     print(f"{'stage':<{w}}  {'ours':>12}  {'baseline':>12}  {'ratio':>7}  {'target':>6}  unit")
     for r in rows:
         ok = "ok" if r["ratio"] >= r["target"] else "BELOW"
-        print(f"{r['stage']:<{w}}  {r['ours']:>12,.0f}  {r['baseline']:>12,.0f}  {r['ratio']:>6.1f}x  "
-              f"{r['target']:>5.0f}x  {r['unit']} [{ok}]")
+        print(
+            f"{r['stage']:<{w}}  {r['ours']:>12,.0f}  {r['baseline']:>12,.0f}  {r['ratio']:>6.1f}x  "
+            f"{r['target']:>5.0f}x  {r['unit']} [{ok}]"
+        )
     print(f"data_bench: {len(rows)} rows in {time.perf_counter() - t0:.1f} s")
     print("next: python -m features.build --data data/synth --out data/synth-cache")
     return rows

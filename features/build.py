@@ -3,13 +3,14 @@
     python -m features.synth --out data/synth                       # a synthetic dataset (if no Kaggle data)
     python -m features.build --data data/synth --out data/synth-cache
     python -m features.build --data /kaggle/input/MABe-mouse-behavior-detection --out cache/pair30 --workers 2
-    python -m features.build --data data/synth --out data/synth-cache-motion --feature-set motion --target-fps none
+    python -m features.build --data data/synth --out data/synth-motion --feature-set motion --target-fps none
     python -m features.build --data data/synth --out data/synth-test-cache --split test
 
 A second run with the same inputs and settings does nothing and says so; a changed setting (or a changed
 input file) rebuilds. The cache is written into a temporary folder and renamed into place, so a failed or
 interrupted build never leaves a half-written cache. Layout and reader: features/cache.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,28 +31,55 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m features.build",
         description="Turn tracking + annotation parquet files into a memory-mappable feature cache: one "
-                    "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
-                    "plus index.parquet (one row per (video, agent, target) with fold and whitelist masks) and "
-                    "meta.json (settings, feature names, fingerprint).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="Kaggle-layout folder: train.csv, train_tracking/<lab>/<video>"
-                                                 ".parquet, train_annotation/... (or test.csv + test_tracking/)")
+        "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
+        "plus index.parquet (one row per (video, agent, target) with fold and whitelist masks) and "
+        "meta.json (settings, feature names, fingerprint).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="Kaggle-layout folder: train.csv, train_tracking/<lab>/<video>"
+        ".parquet, train_annotation/... (or test.csv + test_tracking/)",
+    )
     p.add_argument("--out", required=True, help="cache folder to create or update")
     p.add_argument("--workers", type=int, default=1, help="processes computing videos in parallel")
-    p.add_argument("--feature-set", choices=("pair", "motion"), default="pair",
-                   help="'pair': agent-centred rotation-invariant pair features (default); 'motion': the seed's "
-                        "coordinates + speed + acceleration of all mice (4 mice x 18 points -> 288 values)")
-    p.add_argument("--motion-points", choices=("raw", "canonical"), default="raw",
-                   help="motion set only: the lab's own points padded to 18 slots (the seed's layout) or the "
-                        "9 canonical points")
-    p.add_argument("--target-fps", type=_fps, default=30.0,
-                   help="resample every video to this frame rate ('none' keeps each video's own fps)")
-    p.add_argument("--max-gap", type=int, default=FeatureSettings.max_gap,
-                   help="missing runs up to this many frames are linearly interpolated (longer: held)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (grouped by video, stratified by lab)")
+    p.add_argument(
+        "--feature-set",
+        choices=("pair", "motion"),
+        default="pair",
+        help="'pair': agent-centred rotation-invariant pair features (default); 'motion': the seed's "
+        "coordinates + speed + acceleration of all mice (4 mice x 18 points -> 288 values)",
+    )
+    p.add_argument(
+        "--motion-points",
+        choices=("raw", "canonical"),
+        default="raw",
+        help="motion set only: the lab's own points padded to 18 slots (the seed's layout) or the "
+        "9 canonical points",
+    )
+    p.add_argument(
+        "--target-fps",
+        type=_fps,
+        default=30.0,
+        help="resample every video to this frame rate ('none' keeps each video's own fps)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=FeatureSettings.max_gap,
+        help="missing runs up to this many frames are linearly interpolated (longer: held)",
+    )
+    p.add_argument(
+        "--folds", type=int, default=5, help="number of folds (grouped by video, stratified by lab)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
-    p.add_argument("--split", choices=("train", "test"), default="train",
-                   help="which half of the layout to cache (test: no labels, fold -1)")
+    p.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="which half of the layout to cache (test: no labels, fold -1)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N videos (quick looks)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p.parse_args(argv)
@@ -59,21 +87,40 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    settings = FeatureSettings(feature_set=args.feature_set, target_fps=args.target_fps, max_gap=args.max_gap,
-                               motion_points=args.motion_points)
-    print(f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
-          f"F = {settings.num_features}")
-    s = build_cache(args.data, args.out, settings, workers=args.workers, n_folds=args.folds, seed=args.seed,
-                    split=args.split, progress=not args.no_progress, limit=args.limit)
+    settings = FeatureSettings(
+        feature_set=args.feature_set,
+        target_fps=args.target_fps,
+        max_gap=args.max_gap,
+        motion_points=args.motion_points,
+    )
+    print(
+        f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
+        f"F = {settings.num_features}"
+    )
+    s = build_cache(
+        args.data,
+        args.out,
+        settings,
+        workers=args.workers,
+        n_folds=args.folds,
+        seed=args.seed,
+        split=args.split,
+        progress=not args.no_progress,
+        limit=args.limit,
+    )
     if s["skipped"]:
-        print(f"cache {args.out} is up to date (fingerprint {s['fingerprint']}): nothing to do "
-              f"({s.get('videos', '?')} videos, {s.get('pairs', '?')} pairs)")
+        print(
+            f"cache {args.out} is up to date (fingerprint {s['fingerprint']}): nothing to do "
+            f"({s.get('videos', '?')} videos, {s.get('pairs', '?')} pairs)"
+        )
     else:
-        print(f"built {args.out}: {s['videos']} videos, {s['pairs']} pairs, {s['frames']:,} pair-frames "
-              f"(from {s['frames_orig']:,} video frames); overlapping different-action labels: "
-              f"{s['overlap_frames']:,} pair-frames in {s['overlap_pairs']} pairs (shorter interval kept); "
-              f"{s['dropped_events']} non-whitelisted events dropped; {s['seconds']:.1f} s, "
-              f"{s['rows_per_s']:,.0f} pair-frames/s")
+        print(
+            f"built {args.out}: {s['videos']} videos, {s['pairs']} pairs, {s['frames']:,} pair-frames "
+            f"(from {s['frames_orig']:,} video frames); overlapping different-action labels: "
+            f"{s['overlap_frames']:,} pair-frames in {s['overlap_pairs']} pairs (shorter interval kept); "
+            f"{s['dropped_events']} non-whitelisted events dropped; {s['seconds']:.1f} s, "
+            f"{s['rows_per_s']:,.0f} pair-frames/s"
+        )
     if args.split == "train":
         print(f"next: python -m tune.train --set data.cache={args.out}")
     else:

@@ -3,7 +3,8 @@
 Layout of a cache folder (docs/contracts.md):
 
     index.parquet          one row per (video, pair): video_id, lab_id, agent, target, pair, n_frames,
-                           n_frames_orig, fps, fold, split, file, allowed list<bool>[38], allowed_raw list<bool>[38]
+                           n_frames_orig, fps, fold, split, file, allowed list<bool>[38],
+                           allowed_raw list<bool>[38]
     meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary
     videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
@@ -16,6 +17,7 @@ seed and dealt round-robin, continuing the deal across labs so small labs do not
 
 CLI: `python -m features.build --help` (features/build.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +49,10 @@ class FeatureCache:
         self.path = Path(path)
         meta_file, index_file = self.path / "meta.json", self.path / "index.parquet"
         if not meta_file.is_file() or not index_file.is_file():
-            raise MabeDataError("not a feature cache (meta.json / index.parquet missing): run python -m "
-                                "features.build first", file=self.path)
+            raise MabeDataError(
+                "not a feature cache (meta.json / index.parquet missing): run python -m features.build first",
+                file=self.path,
+            )
         try:
             self.meta: dict = json.loads(meta_file.read_text())
             self.index: pd.DataFrame = pd.read_parquet(index_file)
@@ -87,19 +91,25 @@ class FeatureCache:
         return np.load(self.path / f"{self._rows(video_id)['file'].iloc[0]}.y.npy", mmap_mode="r")
 
     def allowed(self, video_id: int, raw: bool = False) -> np.ndarray:
-        """bool [P, 38] in pair order: normalised whitelist, or with raw=True only the metric's raw entries."""
+        """bool [P, 38] in pair order: normalised whitelist, or
+        with raw=True only the entries the metric accepts verbatim."""
         rows = self._rows(video_id).sort_values("pair")
         col = "allowed_raw" if raw else "allowed"
-        return np.stack([np.asarray(v, dtype=bool) for v in rows[col]]) if len(rows) else \
-            np.zeros((0, NUM_CLASSES), dtype=bool)
+        return (
+            np.stack([np.asarray(v, dtype=bool) for v in rows[col]])
+            if len(rows)
+            else np.zeros((0, NUM_CLASSES), dtype=bool)
+        )
 
     def pairs(self, video_id: int) -> list[tuple[int, int]]:
         rows = self._rows(video_id).sort_values("pair")
         return [(int(a), int(t)) for a, t in zip(rows["agent"], rows["target"])]
 
     def __repr__(self) -> str:
-        return (f"FeatureCache({str(self.path)!r}: {len(self._by_video)} videos, {len(self.index)} pairs, "
-                f"F={self.num_features})")
+        return (
+            f"FeatureCache({str(self.path)!r}: {len(self._by_video)} videos, {len(self.index)} pairs, "
+            f"F={self.num_features})"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ folds
@@ -126,13 +136,25 @@ def _file_stamp(p: Path | None) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
-def fingerprint(data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int,
-                videos: pd.DataFrame) -> str:
+def fingerprint(
+    data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int, videos: pd.DataFrame
+) -> str:
     """Hash of everything a cache depends on (settings, folds, and the size + mtime of every input file)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"format": CACHE_FORMAT, "features": FEATURE_VERSION, "settings": settings.to_dict(),
-                         "n_folds": n_folds, "seed": seed, "split": split,
-                         "meta": _file_stamp(metadata_path(data_root, split))}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "features": FEATURE_VERSION,
+                "settings": settings.to_dict(),
+                "n_folds": n_folds,
+                "seed": seed,
+                "split": split,
+                "meta": _file_stamp(metadata_path(data_root, split)),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     for vid, lab in zip(videos["video_id"], videos["lab_id"]):
         tr, ann = kaggle_paths(data_root, split, lab, vid)
         h.update(json.dumps([int(vid), lab, _file_stamp(tr), _file_stamp(ann)]).encode())
@@ -148,20 +170,49 @@ def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir:
     labels = vf.labels if vf.labels is not None else np.zeros(vf.x.shape[:2], dtype=np.int8)
     np.save(x_path, vf.x)
     np.save(y_path, labels.astype(np.int8, copy=False))
-    rows = [{"video_id": vf.video_id, "lab_id": vf.lab_id, "agent": a, "target": t, "pair": p,
-             "n_frames": vf.n_frames, "n_frames_orig": vf.n_frames_orig, "fps": vf.fps, "split": split,
-             "file": stem, "allowed": vf.allowed[p].tolist(), "allowed_raw": vf.allowed_raw[p].tolist()}
-            for p, (a, t) in enumerate(vf.pairs)]
-    return {"rows": rows, "counts": vf.counts, "frames": vf.n_frames * len(vf.pairs),
-            "frames_orig": vf.n_frames_orig, "video_id": vf.video_id}
+    rows = [
+        {
+            "video_id": vf.video_id,
+            "lab_id": vf.lab_id,
+            "agent": a,
+            "target": t,
+            "pair": p,
+            "n_frames": vf.n_frames,
+            "n_frames_orig": vf.n_frames_orig,
+            "fps": vf.fps,
+            "split": split,
+            "file": stem,
+            "allowed": vf.allowed[p].tolist(),
+            "allowed_raw": vf.allowed_raw[p].tolist(),
+        }
+        for p, (a, t) in enumerate(vf.pairs)
+    ]
+    return {
+        "rows": rows,
+        "counts": vf.counts,
+        "frames": vf.n_frames * len(vf.pairs),
+        "frames_orig": vf.n_frames_orig,
+        "video_id": vf.video_id,
+    }
 
 
-_INDEX_SCHEMA = pa.schema([
-    ("video_id", pa.int64()), ("lab_id", pa.string()), ("agent", pa.int16()), ("target", pa.int16()),
-    ("pair", pa.int32()), ("n_frames", pa.int64()), ("n_frames_orig", pa.int64()), ("fps", pa.float64()),
-    ("fold", pa.int16()), ("split", pa.string()), ("file", pa.string()),
-    ("allowed", pa.list_(pa.bool_())), ("allowed_raw", pa.list_(pa.bool_())),
-])
+_INDEX_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.int64()),
+        ("lab_id", pa.string()),
+        ("agent", pa.int16()),
+        ("target", pa.int16()),
+        ("pair", pa.int32()),
+        ("n_frames", pa.int64()),
+        ("n_frames_orig", pa.int64()),
+        ("fps", pa.float64()),
+        ("fold", pa.int16()),
+        ("split", pa.string()),
+        ("file", pa.string()),
+        ("allowed", pa.list_(pa.bool_())),
+        ("allowed_raw", pa.list_(pa.bool_())),
+    ]
+)
 
 
 def select_videos(meta: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -169,9 +220,17 @@ def select_videos(meta: pd.DataFrame, split: str) -> pd.DataFrame:
     return meta[meta["behaviors"].map(len) > 0].reset_index(drop=True)
 
 
-def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSettings | None = None, workers: int = 1,
-                n_folds: int = 5, seed: int = 0, split: str = "train", progress: bool = True,
-                limit: int | None = None) -> dict:
+def build_cache(
+    data_root: str | Path,
+    out: str | Path,
+    settings: FeatureSettings | None = None,
+    workers: int = 1,
+    n_folds: int = 5,
+    seed: int = 0,
+    split: str = "train",
+    progress: bool = True,
+    limit: int | None = None,
+) -> dict:
     """Build (or find up to date) the feature cache of `data_root` in `out`; returns a summary dict.
 
     summary: skipped, videos, pairs, frames (cached pair-frames), frames_orig, overlap_frames, overlap_pairs,
@@ -187,11 +246,15 @@ def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSetting
     if limit is not None:
         videos = videos.iloc[:limit]
     if len(videos) == 0:
-        raise MabeDataError(f"no {split} video has a behaviors_labeled whitelist: nothing to cache", file=meta_csv)
+        raise MabeDataError(
+            f"no {split} video has a behaviors_labeled whitelist: nothing to cache", file=meta_csv
+        )
     for vid, lab in zip(videos["video_id"], videos["lab_id"]):  # fail before any work
         tr, _ = kaggle_paths(data_root, split, lab, vid)
         if not tr.is_file():
-            raise MabeDataError("video is listed in the metadata but has no tracking file", file=tr, video=int(vid))
+            raise MabeDataError(
+                "video is listed in the metadata but has no tracking file", file=tr, video=int(vid)
+            )
     fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
     if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
         try:
@@ -219,9 +282,12 @@ def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSetting
                 bar.update(1)
         else:
             import multiprocessing as mp
+
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-                futs = [pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
-                        for job in jobs]
+                futs = [
+                    pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
+                    for job in jobs
+                ]
                 for f in as_completed(futs):
                     results.append(f.result())
                     bar.update(1)
@@ -231,19 +297,44 @@ def build_cache(data_root: str | Path, out: str | Path, settings: FeatureSetting
         table = pa.Table.from_pylist(rows, schema=_INDEX_SCHEMA) if rows else _INDEX_SCHEMA.empty_table()
         pq.write_table(table, tmp / "index.parquet")
         seconds = time.perf_counter() - t0
-        counts = {k: int(sum(r["counts"].get(k, 0) for r in results))
-                  for k in ("overlap_frames", "overlap_pairs", "dropped_events", "clipped_frames", "label_events",
-                            "unlisted_pairs")}
+        counts = {
+            k: int(sum(r["counts"].get(k, 0) for r in results))
+            for k in (
+                "overlap_frames",
+                "overlap_pairs",
+                "dropped_events",
+                "clipped_frames",
+                "label_events",
+                "unlisted_pairs",
+            )
+        }
         frames = int(sum(r["frames"] for r in results))
-        summary = {"skipped": False, "videos": len(results), "pairs": len(rows), "frames": frames,
-                   "frames_orig": int(sum(r["frames_orig"] for r in results)), **counts,
-                   "seconds": round(seconds, 3), "rows_per_s": round(frames / max(seconds, 1e-9), 1),
-                   "out": str(out), "fingerprint": fp}
-        meta_out = {"format": CACHE_FORMAT, "feature_version": FEATURE_VERSION, "settings": settings.to_dict(),
-                    "feature_names": settings.feature_names(), "num_features": settings.num_features,
-                    "n_folds": n_folds if split == "train" else 0, "seed": seed, "split": split,
-                    "data_root": str(data_root), "fingerprint": fp, "summary": summary,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        summary = {
+            "skipped": False,
+            "videos": len(results),
+            "pairs": len(rows),
+            "frames": frames,
+            "frames_orig": int(sum(r["frames_orig"] for r in results)),
+            **counts,
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(frames / max(seconds, 1e-9), 1),
+            "out": str(out),
+            "fingerprint": fp,
+        }
+        meta_out = {
+            "format": CACHE_FORMAT,
+            "feature_version": FEATURE_VERSION,
+            "settings": settings.to_dict(),
+            "feature_names": settings.feature_names(),
+            "num_features": settings.num_features,
+            "n_folds": n_folds if split == "train" else 0,
+            "seed": seed,
+            "split": split,
+            "data_root": str(data_root),
+            "fingerprint": fp,
+            "summary": summary,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         (tmp / "meta.json").write_text(json.dumps(meta_out, indent=1))
         _swap_into_place(tmp, out)
     except BaseException:

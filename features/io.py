@@ -8,13 +8,14 @@ Layout (spec/mabe.md §1.1):
     <root>/train.csv, <root>/test.csv
     <root>/train_tracking/<lab_id>/<video_id>.parquet      (video_frame, mouse_id, bodypart, x, y)
     <root>/test_tracking/<lab_id>/<video_id>.parquet
-    <root>/train_annotation/<lab_id>/<video_id>.parquet    (agent_id, target_id, action, start_frame, stop_frame)
+    <root>/train_annotation/<lab_id>/<video_id>.parquet  (agent_id, target_id, action, start/stop_frame)
 
 Quick look at the real metadata (prints what the whitelist parser normalised):
 
     python -c "from features.io import read_metadata, packaged_metadata; \
 print(read_metadata(packaged_metadata('train'), report=True)[1])"
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ from features.errors import MabeDataError
 from features.labels import ACTIONS, SELF_ACTIONS
 
 # ---------------------------------------------------------------------------------------------- metadata
-_MOUSE_FIELDS = (("strain", "str"), ("color", "str"), ("sex", "str"), ("id", "float64"), ("age", "str"),
-                 ("condition", "str"))
+_MOUSE_FIELDS = (
+    ("strain", "str"),
+    ("color", "str"),
+    ("sex", "str"),
+    ("id", "float64"),
+    ("age", "str"),
+    ("condition", "str"),
+)
 # The 38 columns of train.csv / test.csv in file order, with the dtypes pandas infers on the real file.
 META_COLUMNS: dict[str, str] = {
     "lab_id": "str",
@@ -62,7 +69,7 @@ _STRICT_ENTRY = re.compile(r"^mouse([1-9]),(mouse[1-9]|self),([a-z]+)$")
 
 
 def packaged_metadata(split: str = "train") -> Path:
-    """Path of the real metadata shipped inside the package (`train` = gzipped train.csv, `test` = test.csv)."""
+    """Real metadata shipped in the package (`train` = gzipped train.csv, `test` = test.csv)."""
     data = Path(__file__).parent / "data"
     return data / ("train_meta.csv.gz" if split == "train" else "test_meta.csv")
 
@@ -80,10 +87,14 @@ class MetaReport:
 
     def __str__(self) -> str:
         labs = ", ".join(f"{k} ({v})" for k, v in sorted(self.labs.items())) or "none"
-        only = "; ".join(f"{v}: {sorted({a for _, _, a in acts})}" for v, acts in sorted(self.only_malformed.items()))
-        return (f"behaviors_labeled: {len(self.videos_normalised)} videos normalised "
-                f"({self.malformed_entries} malformed entries, {self.duplicates_dropped} duplicates dropped); "
-                f"labs: {labs}; actions only in malformed form: {only or 'none'}")
+        only = "; ".join(
+            f"{v}: {sorted({a for _, _, a in acts})}" for v, acts in sorted(self.only_malformed.items())
+        )
+        return (
+            f"behaviors_labeled: {len(self.videos_normalised)} videos normalised "
+            f"({self.malformed_entries} malformed entries, {self.duplicates_dropped} duplicates dropped); "
+            f"labs: {labs}; actions only in malformed form: {only or 'none'}"
+        )
 
 
 def parse_entry(entry: str, *, file=None, video=None) -> tuple[tuple[int, int, str], bool]:
@@ -96,24 +107,34 @@ def parse_entry(entry: str, *, file=None, video=None) -> tuple[tuple[int, int, s
     well_formed = _STRICT_ENTRY.match(entry) is not None
     tokens = entry.replace("'", "").replace('"', "").replace(" ", "").split(",")
     if len(tokens) != 3:
-        raise MabeDataError(f"behaviors_labeled entry {entry!r} is not 'agent,target,action'", file=file, video=video)
+        raise MabeDataError(
+            f"behaviors_labeled entry {entry!r} is not 'agent,target,action'", file=file, video=video
+        )
     a_tok, t_tok, action = tokens
     m = _MOUSE_TOKEN.match(a_tok)
     if m is None:
         raise MabeDataError(f"behaviors_labeled entry {entry!r}: bad agent {a_tok!r}", file=file, video=video)
     agent = int(m.group(1))
     if action not in ACTIONS:
-        raise MabeDataError(f"behaviors_labeled entry {entry!r}: unknown action {action!r}", file=file, video=video)
+        raise MabeDataError(
+            f"behaviors_labeled entry {entry!r}: unknown action {action!r}", file=file, video=video
+        )
     if t_tok == "self":
         target = agent
     else:
         mt = _MOUSE_TOKEN.match(t_tok)
         if mt is None:
-            raise MabeDataError(f"behaviors_labeled entry {entry!r}: bad target {t_tok!r}", file=file, video=video)
+            raise MabeDataError(
+                f"behaviors_labeled entry {entry!r}: bad target {t_tok!r}", file=file, video=video
+            )
         target = int(mt.group(1))
     if (action in SELF_ACTIONS) != (target == agent):
-        raise MabeDataError(f"behaviors_labeled entry {entry!r}: {action!r} is "
-                            f"{'a self' if action in SELF_ACTIONS else 'a pair'} action", file=file, video=video)
+        raise MabeDataError(
+            f"behaviors_labeled entry {entry!r}: {action!r} is "
+            f"{'a self' if action in SELF_ACTIONS else 'a pair'} action",
+            file=file,
+            video=video,
+        )
     return (agent, target, action), well_formed
 
 
@@ -149,9 +170,13 @@ def _parse_body_parts(raw, *, file=None, video=None) -> list[str]:
     try:
         parts = json.loads(raw)
     except (json.JSONDecodeError, TypeError):
-        raise MabeDataError(f"body_parts_tracked {raw!r} is not a JSON list", file=file, video=video) from None
+        raise MabeDataError(
+            f"body_parts_tracked {raw!r} is not a JSON list", file=file, video=video
+        ) from None
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
-        raise MabeDataError("body_parts_tracked is not a non-empty JSON list of strings", file=file, video=video)
+        raise MabeDataError(
+            "body_parts_tracked is not a non-empty JSON list of strings", file=file, video=video
+        )
     return parts
 
 
@@ -167,8 +192,9 @@ def read_metadata(csv_path: str | Path, report: bool = False):
     if not path.is_file():
         raise MabeDataError("metadata file not found", file=path)
     try:
-        df = pd.read_csv(path, dtype={c: ("object" if d == "str" else None) for c, d in META_COLUMNS.items()
-                                       if d == "str"})
+        df = pd.read_csv(
+            path, dtype={c: ("object" if d == "str" else None) for c, d in META_COLUMNS.items() if d == "str"}
+        )
     except Exception as exc:  # pandas raises several types on garbage
         raise MabeDataError(f"cannot read CSV ({type(exc).__name__}: {exc})", file=path) from None
     missing = [c for c in META_COLUMNS if c not in df.columns]
@@ -207,7 +233,9 @@ def read_metadata(csv_path: str | Path, report: bool = False):
 
     rep = MetaReport()
     body_parts, behaviors, strict, raws = [], [], [], []
-    for vid, lab, bp, bl in zip(df["video_id"], df["lab_id"], df["body_parts_tracked"], df["behaviors_labeled"]):
+    for vid, lab, bp, bl in zip(
+        df["video_id"], df["lab_id"], df["body_parts_tracked"], df["behaviors_labeled"]
+    ):
         body_parts.append(_parse_body_parts(bp, file=path, video=int(vid)))
         raw, norm, ok, n_bad, n_dup = parse_behaviors(bl, file=path, video=int(vid))
         raws.append(raw)
@@ -330,8 +358,12 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
     path = Path(path)
     video = _video_of(path, video_id)
     table = _read_table(path, video, "tracking", dictionary=("bodypart",))
-    _check_columns(table, {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
-                   path, video)
+    _check_columns(
+        table,
+        {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
+        path,
+        video,
+    )
     if table.num_rows == 0:
         raise MabeDataError("tracking parquet has no rows", file=path, video=video)
     try:
@@ -347,8 +379,11 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
     y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         bad = ~(np.isfinite(x) & np.isfinite(y))
-        raise MabeDataError(f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing "
-                            f"rows)", file=path, video=video)
+        raise MabeDataError(
+            f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing rows)",
+            file=path,
+            video=video,
+        )
     bp = table.column("bodypart")
     if bp.null_count:
         raise MabeDataError("null values in column 'bodypart'", file=path, video=video)
@@ -363,8 +398,9 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
         chunks.append((names, codes, used))
     bodyparts = sorted({n for names, _, used in chunks for n, u in zip(names, used) if u})
     rank = {n: i for i, n in enumerate(bodyparts)}
-    k_idx = np.concatenate([np.asarray([rank.get(n, -1) for n in names], dtype=np.int32)[codes]
-                            for names, codes, _ in chunks])
+    k_idx = np.concatenate(
+        [np.asarray([rank.get(n, -1) for n in names], dtype=np.int32)[codes] for names, codes, _ in chunks]
+    )
     # mouse ids are small ints: a lookup table instead of a sort (np.unique for odd, large ids)
     if mice.max() <= 4096:
         mouse_ids = np.flatnonzero(np.bincount(mice))
@@ -398,16 +434,29 @@ def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
     path = Path(path)
     video = _video_of(path, video_id)
     table = _read_table(path, video, "annotation")
-    _check_columns(table, {"agent_id": "int", "target_id": "int", "action": "str", "start_frame": "int",
-                           "stop_frame": "int"}, path, video)
+    _check_columns(
+        table,
+        {"agent_id": "int", "target_id": "int", "action": "str", "start_frame": "int", "stop_frame": "int"},
+        path,
+        video,
+    )
     try:
-        cols = {c: _int_column(table, c).astype(np.int64) for c in ("agent_id", "target_id", "start_frame", "stop_frame")}
+        cols = {
+            c: _int_column(table, c).astype(np.int64)
+            for c in ("agent_id", "target_id", "start_frame", "stop_frame")
+        }
     except ValueError as exc:
         raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
     actions = table.column("action").to_pylist()
-    df = pd.DataFrame({"agent_id": cols["agent_id"], "target_id": cols["target_id"],
-                       "action": pd.Series(actions, dtype="str"),
-                       "start_frame": cols["start_frame"], "stop_frame": cols["stop_frame"]})
+    df = pd.DataFrame(
+        {
+            "agent_id": cols["agent_id"],
+            "target_id": cols["target_id"],
+            "action": pd.Series(actions, dtype="str"),
+            "start_frame": cols["start_frame"],
+            "stop_frame": cols["stop_frame"],
+        }
+    )
     if len(df) == 0:
         return df
     unknown = sorted({a for a in actions if a not in ACTIONS}, key=str)
@@ -418,25 +467,38 @@ def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
     bad = df["start_frame"] > df["stop_frame"]
     if bad.any():
         r = df[bad].iloc[0]
-        raise MabeDataError(f"start_frame {r.start_frame} > stop_frame {r.stop_frame} ({r.action}, mouse "
-                            f"{r.agent_id} -> {r.target_id})", file=path, video=video)
+        raise MabeDataError(
+            f"start_frame {r.start_frame} > stop_frame {r.stop_frame} ({r.action}, mouse "
+            f"{r.agent_id} -> {r.target_id})",
+            file=path,
+            video=video,
+        )
     if (df["agent_id"] < 1).any() or (df["target_id"] < 1).any():
         raise MabeDataError("mouse ids must be >= 1", file=path, video=video)
     is_self = df["action"].isin(SELF_ACTIONS).to_numpy()
     same = (df["agent_id"] == df["target_id"]).to_numpy()
     if (is_self & ~same).any() or (~is_self & same).any():
         r = df[is_self != same].iloc[0]
-        raise MabeDataError(f"{r.action!r} with agent {r.agent_id} and target {r.target_id}: self actions need "
-                            f"target == agent, pair actions a different target", file=path, video=video)
+        raise MabeDataError(
+            f"{r.action!r} with agent {r.agent_id} and target {r.target_id}: self actions need "
+            f"target == agent, pair actions a different target",
+            file=path,
+            video=video,
+        )
     return df
 
 
-def check_annotations_tracked(annotations: pd.DataFrame, tracking: Tracking, *, file=None, video=None) -> None:
+def check_annotations_tracked(
+    annotations: pd.DataFrame, tracking: Tracking, *, file=None, video=None
+) -> None:
     """Every mouse an annotation names must be a mouse with tracking rows."""
     if annotations is None or len(annotations) == 0:
         return
     named = set(annotations["agent_id"].tolist()) | set(annotations["target_id"].tolist())
     untracked = sorted(named - set(tracking.mouse_ids))
     if untracked:
-        raise MabeDataError(f"annotation names mouse {untracked} that is not tracked (tracked: "
-                            f"{tracking.mouse_ids})", file=file, video=video)
+        raise MabeDataError(
+            f"annotation names mouse {untracked} that is not tracked (tracked: {tracking.mouse_ids})",
+            file=file,
+            video=video,
+        )

@@ -10,6 +10,7 @@ Two feature sets:
 - `pair_features` (default): agent-centred, rotation-invariant features of one (agent, target) pair over
   the canonical skeleton (features.skeleton.CANONICAL); names in `pair_feature_names()`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,7 +70,7 @@ def turn_rate(heading: np.ndarray, fps: float) -> np.ndarray:
 
 
 def to_body_frame(points: np.ndarray, origin: np.ndarray, heading: np.ndarray) -> np.ndarray:
-    """Express points [T, K, 2] in a frame centred on origin [T, 2] whose x axis points along heading [T] (deg)."""
+    """Points [T, K, 2] in the frame centred on origin [T, 2] with its x axis along heading [T] (deg)."""
     th = np.radians(np.asarray(heading, dtype=np.float64))
     c, s = np.cos(th)[:, None], np.sin(th)[:, None]
     d = np.asarray(points, dtype=np.float64) - np.asarray(origin, dtype=np.float64)[:, None, :]
@@ -105,29 +106,42 @@ def motion_feature_names(n_mice: int, points=CANONICAL) -> list[str]:
 # ------------------------------------------------------------------------------------------ pair set
 # Distances between key points (agent point, target point).
 DISTANCES: tuple[tuple[str, str], ...] = (
-    ("nose", "nose"), ("nose", "tail_base"), ("tail_base", "nose"), ("body_center", "body_center"),
-    ("nose", "body_center"), ("body_center", "nose"), ("nose", "neck"), ("tail_base", "tail_base"),
+    ("nose", "nose"),
+    ("nose", "tail_base"),
+    ("tail_base", "nose"),
+    ("body_center", "body_center"),
+    ("nose", "body_center"),
+    ("body_center", "nose"),
+    ("nose", "neck"),
+    ("tail_base", "tail_base"),
 )
 
 
 def pair_feature_names() -> list[str]:
     """Names (with units) of the columns `pair_features` returns, in order."""
-    names = [f"a_{p}_{ax}" for p in CANONICAL for ax in ("x", "y")]          # cm, agent frame
-    names += [f"t_{p}_{ax}" for p in CANONICAL for ax in ("x", "y")]         # cm, agent frame
-    names += [f"dist_{a}__{t}" for a, t in DISTANCES]                        # cm
-    names += ["rel_vel_x", "rel_vel_y", "dist_rate"]                          # cm/s (target vs agent, agent frame)
-    names += ["heading_diff", "heading_diff_sin", "heading_diff_cos"]          # deg, 1, 1
-    names += ["a_turn_rate", "t_turn_rate"]                                    # deg/s
-    names += ["a_speed", "t_speed", "a_nose_speed", "t_nose_speed"]            # cm/s
-    names += ["a_accel", "t_accel"]                                            # cm/s^2
-    names += ["a_body_len", "t_body_len"]                                      # cm
+    names = [f"a_{p}_{ax}" for p in CANONICAL for ax in ("x", "y")]  # cm, agent frame
+    names += [f"t_{p}_{ax}" for p in CANONICAL for ax in ("x", "y")]  # cm, agent frame
+    names += [f"dist_{a}__{t}" for a, t in DISTANCES]  # cm
+    names += ["rel_vel_x", "rel_vel_y", "dist_rate"]  # cm/s (target vs agent, agent frame)
+    names += ["heading_diff", "heading_diff_sin", "heading_diff_cos"]  # deg, 1, 1
+    names += ["a_turn_rate", "t_turn_rate"]  # deg/s
+    names += ["a_speed", "t_speed", "a_nose_speed", "t_nose_speed"]  # cm/s
+    names += ["a_accel", "t_accel"]  # cm/s^2
+    names += ["a_body_len", "t_body_len"]  # cm
     names += [f"a_{p}_missing" for p in CANONICAL] + [f"t_{p}_missing" for p in CANONICAL]  # 0/1
-    names += ["is_self"]                                                       # 0/1
+    names += ["is_self"]  # 0/1
     return names
 
 
-def pair_features(agent: np.ndarray, target: np.ndarray, fps: float, *, agent_missing: np.ndarray | None = None,
-                  target_missing: np.ndarray | None = None, is_self: bool = False) -> np.ndarray:
+def pair_features(
+    agent: np.ndarray,
+    target: np.ndarray,
+    fps: float,
+    *,
+    agent_missing: np.ndarray | None = None,
+    target_missing: np.ndarray | None = None,
+    is_self: bool = False,
+) -> np.ndarray:
     """Rotation- and translation-invariant features of agent [T, C, 2] towards target [T, C, 2] (cm).
 
     The agent's body frame: origin body_center, x axis tail_base -> nose (the body axis). For a self pair pass
@@ -152,14 +166,26 @@ def pair_features(agent: np.ndarray, target: np.ndarray, fps: float, *, agent_mi
     am = np.zeros((T, a.shape[1])) if agent_missing is None else np.asarray(agent_missing, dtype=np.float64)
     tm = np.zeros((T, t.shape[1])) if target_missing is None else np.asarray(target_missing, dtype=np.float64)
     cols = [
-        a_loc, t_loc, dists,
-        rel, dist_rate[:, None],
-        hd[:, None], np.sin(hd_rad)[:, None], np.cos(hd_rad)[:, None],
-        turn_rate(h_a, fps)[:, None], turn_rate(h_t, fps)[:, None],
-        np.linalg.norm(v_a, axis=-1)[:, None], np.linalg.norm(v_t, axis=-1)[:, None],
-        speed(a[:, NOSE], fps)[:, None], speed(t[:, NOSE], fps)[:, None],
-        acceleration(a[:, CENTER], fps)[:, None], acceleration(t[:, CENTER], fps)[:, None],
-        body_a[:, None], body_t[:, None],
-        am, tm, np.full((T, 1), float(is_self)),
+        a_loc,
+        t_loc,
+        dists,
+        rel,
+        dist_rate[:, None],
+        hd[:, None],
+        np.sin(hd_rad)[:, None],
+        np.cos(hd_rad)[:, None],
+        turn_rate(h_a, fps)[:, None],
+        turn_rate(h_t, fps)[:, None],
+        np.linalg.norm(v_a, axis=-1)[:, None],
+        np.linalg.norm(v_t, axis=-1)[:, None],
+        speed(a[:, NOSE], fps)[:, None],
+        speed(t[:, NOSE], fps)[:, None],
+        acceleration(a[:, CENTER], fps)[:, None],
+        acceleration(t[:, CENTER], fps)[:, None],
+        body_a[:, None],
+        body_t[:, None],
+        am,
+        tm,
+        np.full((T, 1), float(is_self)),
     ]
     return np.concatenate(cols, axis=1)

@@ -20,8 +20,9 @@ pair-frame is counted in `VideoFeatures.counts["overlap_frames"]` (and the build
 
 Used by `python -m features.build` (the cache) and offline predict; quick look at the feature layout:
 
-    python -c "from features.pipeline import FeatureSettings as S; print(S().num_features, S().feature_names()[:6])"
+    python -c "from features.pipeline import FeatureSettings as S; s = S(); print(s.num_features)"
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -32,8 +33,14 @@ import pandas as pd
 
 from features import motion
 from features.errors import MabeDataError
-from features.io import Tracking, check_annotations_tracked, kaggle_paths, parse_behaviors, read_annotations, \
-    read_tracking
+from features.io import (
+    Tracking,
+    check_annotations_tracked,
+    kaggle_paths,
+    parse_behaviors,
+    read_annotations,
+    read_tracking,
+)
 from features.labels import CLASS_OF, NUM_CLASSES, events_to_frames
 from features.resample import ResamplePlan, make_plan, resample_linear, resample_nearest, to_original
 from features.skeleton import CANONICAL, C, fill_gaps, to_canonical
@@ -43,15 +50,21 @@ RAW_POINTS = 18  # point slots of the seed's motion layout (the most points any 
 
 # Fixed divisors that bring each feature group to O(1) (applied after computing in physical units).
 _SCALE_PAIR_PREFIX = (
-    ("dist_rate", 50.0),     # cm/s
-    ("dist_", 10.0),         # cm
-    ("rel_vel_", 50.0),      # cm/s
+    ("dist_rate", 50.0),  # cm/s
+    ("dist_", 10.0),  # cm
+    ("rel_vel_", 50.0),  # cm/s
     ("heading_diff_", 1.0),  # sin / cos
     ("heading_diff", 180.0),  # deg
-    ("a_turn_rate", 360.0), ("t_turn_rate", 360.0),  # deg/s
-    ("a_nose_speed", 50.0), ("t_nose_speed", 50.0), ("a_speed", 50.0), ("t_speed", 50.0),  # cm/s
-    ("a_accel", 1000.0), ("t_accel", 1000.0),  # cm/s^2
-    ("a_body_len", 10.0), ("t_body_len", 10.0),  # cm
+    ("a_turn_rate", 360.0),
+    ("t_turn_rate", 360.0),  # deg/s
+    ("a_nose_speed", 50.0),
+    ("t_nose_speed", 50.0),
+    ("a_speed", 50.0),
+    ("t_speed", 50.0),  # cm/s
+    ("a_accel", 1000.0),
+    ("t_accel", 1000.0),  # cm/s^2
+    ("a_body_len", 10.0),
+    ("t_body_len", 10.0),  # cm
 )
 
 
@@ -74,14 +87,14 @@ def _scale_of(name: str) -> float:
 class FeatureSettings:
     """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
 
-    feature_set: str = "pair"        # "pair" (agent-centred, invariant) or "motion" (the seed's set: 288)
+    feature_set: str = "pair"  # "pair" (agent-centred, invariant) or "motion" (the seed's set: 288)
     target_fps: float | None = 30.0  # resample every video to this rate; None keeps the video's own fps
-    max_gap: int = 10                # missing runs up to this many (original) frames are interpolated
-    max_mice: int = 4                # mouse slots of the motion set (agent, target, others, zero padded)
-    motion_points: str = "raw"       # motion set points: "raw" = the lab's tracked points (sorted by name,
+    max_gap: int = 10  # missing runs up to this many (original) frames are interpolated
+    max_mice: int = 4  # mouse slots of the motion set (agent, target, others, zero padded)
+    motion_points: str = "raw"  # motion set points: "raw" = the lab's tracked points (sorted by name,
     #                                  zero padded to 18 slots: the seed's exact 4 x 18 -> 288 layout) or
     #                                  "canonical" = the 9 canonical points + slot/is_self flags
-    clip: float = 10.0               # after scaling, values are clipped to [-clip, clip]
+    clip: float = 10.0  # after scaling, values are clipped to [-clip, clip]
 
     def __post_init__(self):
         if self.feature_set not in ("pair", "motion"):
@@ -134,14 +147,16 @@ class VideoFeatures:
     video_id: int
     lab_id: str
     pairs: list[tuple[int, int]]
-    x: np.ndarray                     # float32 [P, T', F]
-    labels: np.ndarray | None         # int8 [P, T'] or None without annotations
-    allowed: np.ndarray               # bool [P, 38] normalised whitelist, background True
-    allowed_raw: np.ndarray           # bool [P, 38] only entries the metric accepts verbatim
+    x: np.ndarray  # float32 [P, T', F]
+    labels: np.ndarray | None  # int8 [P, T'] or None without annotations
+    allowed: np.ndarray  # bool [P, 38] normalised whitelist, background True
+    allowed_raw: np.ndarray  # bool [P, 38] only entries the metric accepts verbatim
     n_frames_orig: int
     fps: float
     plan: ResamplePlan
-    counts: dict = field(default_factory=dict)  # overlap_frames, overlap_pairs, dropped_events, clipped_frames
+    counts: dict = field(
+        default_factory=dict
+    )  # overlap_frames, overlap_pairs, dropped_events, clipped_frames
 
     @property
     def n_frames(self) -> int:
@@ -209,9 +224,15 @@ def _mouse_order(agent: int, target: int, mice: list[int], slots: int) -> list[i
     return order + [None] * (slots - len(order))
 
 
-def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, annotations: pd.DataFrame | None = None,
-                   *, source: str | Path | None = None,
-                   annotation_source: str | Path | None = None) -> VideoFeatures:
+def video_features(
+    meta_row,
+    tracking: Tracking,
+    settings: FeatureSettings,
+    annotations: pd.DataFrame | None = None,
+    *,
+    source: str | Path | None = None,
+    annotation_source: str | Path | None = None,
+) -> VideoFeatures:
     """Features, labels and masks of every whitelisted pair of one video (see module docstring).
 
     meta_row: a row of `features.io.read_metadata` (a raw CSV row also works: the whitelist is parsed).
@@ -222,8 +243,9 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
     fps = float(_get(meta_row, "frames_per_second"))
     ppc = float(_get(meta_row, "pix_per_cm_approx"))
     if not (fps > 0 and ppc > 0):
-        raise MabeDataError(f"frames_per_second {fps} and pix_per_cm_approx {ppc} must be > 0", file=source,
-                            video=video)
+        raise MabeDataError(
+            f"frames_per_second {fps} and pix_per_cm_approx {ppc} must be > 0", file=source, video=video
+        )
     beh, strict = _whitelists(meta_row, source, video)
     pairs = sorted({(a, t) for a, t, _ in beh})
     check_annotations_tracked(annotations, tracking, file=annotation_source or source, video=video)
@@ -239,10 +261,15 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
     for m in needed:
         if m not in mouse_pos or np.isnan(canon[:, mouse_pos[m], :, 0]).all():
             if listed is not None and m not in listed and m not in mouse_pos:
-                unlisted.add(m)  # real quirk: 3-mouse AdaptableSnail videos whitelist a mouse4 that does not exist
+                unlisted.add(
+                    m
+                )  # real quirk: 3-mouse AdaptableSnail videos whitelist a mouse4 that does not exist
                 continue
-            raise MabeDataError(f"mouse {m} is whitelisted but has no valid tracked point (all coordinates "
-                                f"missing)", file=source, video=video)
+            raise MabeDataError(
+                f"mouse {m} is whitelisted but has no valid tracked point (all coordinates missing)",
+                file=source,
+                video=video,
+            )
     n_unlisted_pairs = sum(1 for p in pairs if set(p) & unlisted)
     if unlisted:
         pairs = [p for p in pairs if not set(p) & unlisted]
@@ -264,28 +291,39 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
             src, width = raw, RAW_POINTS
         else:
             src, width = cm, C
-        per_mouse = {m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice}  # [T, 4 * width]
+        per_mouse = {
+            m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice
+        }  # [T, 4 * width]
     for p, (a, t) in enumerate(pairs):
         if settings.feature_set == "pair":
             ia, it = mouse_pos[a], mouse_pos[t]
-            f = motion.pair_features(cm[:, ia], cm[:, it], fps, agent_missing=missing[:, ia],
-                                     target_missing=missing[:, it], is_self=(a == t))
+            f = motion.pair_features(
+                cm[:, ia],
+                cm[:, it],
+                fps,
+                agent_missing=missing[:, ia],
+                target_missing=missing[:, it],
+                is_self=(a == t),
+            )
         else:
             slots = _mouse_order(a, t, valid_mice, settings.max_mice)
             zeros = np.zeros((n_orig, 4 * width))
             blocks = [per_mouse[m] if m is not None else zeros for m in slots]
             # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
-            coords = [b[:, :2 * width] for b in blocks]
-            speeds = [b[:, 2 * width:3 * width] for b in blocks]
-            accels = [b[:, 3 * width:] for b in blocks]
+            coords = [b[:, : 2 * width] for b in blocks]
+            speeds = [b[:, 2 * width : 3 * width] for b in blocks]
+            accels = [b[:, 3 * width :] for b in blocks]
             extra = []
             if settings.motion_points == "canonical":
                 present = np.array([m is not None for m in slots], dtype=np.float64)
                 extra = [np.broadcast_to(present, (n_orig, len(slots))), np.full((n_orig, 1), float(a == t))]
             f = np.concatenate(coords + speeds + accels + extra, axis=1)
         f = resample_linear(f, plan) / scales
-        x[p] = np.clip(np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
-                       -settings.clip, settings.clip)
+        x[p] = np.clip(
+            np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
+            -settings.clip,
+            settings.clip,
+        )
 
     allowed = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
     allowed_raw = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
@@ -297,14 +335,25 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
         if (a, t) in row:
             allowed_raw[row[(a, t)], CLASS_OF[act]] = True
 
-    counts = {"overlap_frames": 0, "overlap_pairs": 0, "dropped_events": 0, "clipped_frames": 0,
-              "label_events": 0, "unlisted_pairs": n_unlisted_pairs}
+    counts = {
+        "overlap_frames": 0,
+        "overlap_pairs": 0,
+        "dropped_events": 0,
+        "clipped_frames": 0,
+        "label_events": 0,
+        "unlisted_pairs": n_unlisted_pairs,
+    }
     labels = None
     if annotations is not None:
         labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
         by_pair: dict[tuple[int, int], list] = {}
-        for ag, tg, act, s, e in zip(annotations["agent_id"], annotations["target_id"], annotations["action"],
-                                     annotations["start_frame"], annotations["stop_frame"]):
+        for ag, tg, act, s, e in zip(
+            annotations["agent_id"],
+            annotations["target_id"],
+            annotations["action"],
+            annotations["start_frame"],
+            annotations["stop_frame"],
+        ):
             key = (int(ag), int(tg))
             if key not in row or not allowed[row[key], CLASS_OF[act]]:
                 counts["dropped_events"] += 1  # annotated but not whitelisted for this pair: no loss on it
@@ -317,8 +366,19 @@ def video_features(meta_row, tracking: Tracking, settings: FeatureSettings, anno
             counts["overlap_frames"] += n_over
             counts["overlap_pairs"] += n_over > 0
             labels[row[key]] = resample_nearest(lab_frames, plan)
-    return VideoFeatures(video_id=video, lab_id=lab, pairs=pairs, x=x, labels=labels, allowed=allowed,
-                         allowed_raw=allowed_raw, n_frames_orig=n_orig, fps=fps, plan=plan, counts=counts)
+    return VideoFeatures(
+        video_id=video,
+        lab_id=lab,
+        pairs=pairs,
+        x=x,
+        labels=labels,
+        allowed=allowed,
+        allowed_raw=allowed_raw,
+        n_frames_orig=n_orig,
+        fps=fps,
+        plan=plan,
+        counts=counts,
+    )
 
 
 def load_video(root: str | Path, split: str, meta_row, settings: FeatureSettings) -> VideoFeatures:
@@ -326,12 +386,15 @@ def load_video(root: str | Path, split: str, meta_row, settings: FeatureSettings
     video = int(_get(meta_row, "video_id"))
     tracking_path, ann_path = kaggle_paths(root, split, _get(meta_row, "lab_id"), video)
     if not tracking_path.is_file():
-        raise MabeDataError("video is listed in the metadata but has no tracking file", file=tracking_path,
-                            video=video)
+        raise MabeDataError(
+            "video is listed in the metadata but has no tracking file", file=tracking_path, video=video
+        )
     tracking = read_tracking(tracking_path, video)
     annotations = read_annotations(ann_path, video) if ann_path is not None else None
     if split == "train" and annotations is None:
-        annotations = pd.DataFrame({"agent_id": [], "target_id": [], "action": [], "start_frame": [],
-                                    "stop_frame": []})
-    return video_features(meta_row, tracking, settings, annotations, source=tracking_path,
-                          annotation_source=ann_path)
+        annotations = pd.DataFrame(
+            {"agent_id": [], "target_id": [], "action": [], "start_frame": [], "stop_frame": []}
+        )
+    return video_features(
+        meta_row, tracking, settings, annotations, source=tracking_path, annotation_source=ann_path
+    )

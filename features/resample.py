@@ -2,13 +2,15 @@
 
 Resampled frame j sits at original time position s_j = j * fps / target_fps (in original frame units),
 j = 0 .. T'-1 with T' = ceil((T - 1) * target_fps / fps) + 1, so the first and the last original frame are
-covered (positions past the last frame hold its value). Features are resampled linearly, labels by nearest frame. `to_original` maps
-an array over resampled frames back onto every original frame by nearest resampled frame:
+covered (positions past the last frame hold its value). Features are resampled linearly, labels by nearest
+frame. `to_original` maps an array over resampled frames back onto every original frame by nearest
+resampled frame:
 original frame i <- resampled frame round(i * target_fps / fps) (rounding half up, clipped).
 
 Up-sampling (e.g. 25 -> 30 fps) is lossless for labels: `to_original(nearest(labels)) == labels` exactly.
 Down-sampling keeps every original frame that is itself a sample point.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -11,10 +11,10 @@ Canonical points (C = 9), in this order:
 
     nose, ear_left, ear_right, neck, body_center, hip_left, hip_right, tail_base, tail_tip
 
-Aliases: head -> nose (GroovyShrew); lateral_left/right -> hip_left/right (ReflectiveManatee, SparklingTapir,
-AdaptableSnail, UppityFerret when hips are missing); tail_middle_2 / tail_midpoint stand in for tail_tip when no
-tip is tracked. Derived: neck = mean of the ears, body_center = mean of the hips (or laterals, spine_1/2, neck +
-tail_base, ears + tail_base).
+Aliases: head -> nose (GroovyShrew); lateral_left/right -> hip_left/right (ReflectiveManatee,
+SparklingTapir, AdaptableSnail, UppityFerret when hips are missing); tail_middle_2 / tail_midpoint stand in
+for tail_tip when no tip is tracked. Derived: neck = mean of the ears, body_center = mean of the hips (or
+laterals, spine_1/2, neck + tail_base, ears + tail_base).
 
     python -c "from features.skeleton import SOURCES; [print(k, v) for k, v in SOURCES.items()]"
 
@@ -24,12 +24,21 @@ observed position (backward fill). A point never observed for a mouse takes its 
 -> body_center, tail_tip -> tail_base), or, failing that, the mean of the mouse's observed canonical points.
 Every filled value is flagged in `was_missing`, so the model can tell measurements from guesses.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 CANONICAL: tuple[str, ...] = (
-    "nose", "ear_left", "ear_right", "neck", "body_center", "hip_left", "hip_right", "tail_base", "tail_tip",
+    "nose",
+    "ear_left",
+    "ear_right",
+    "neck",
+    "body_center",
+    "hip_left",
+    "hip_right",
+    "tail_base",
+    "tail_tip",
 )
 C = len(CANONICAL)
 INDEX: dict[str, int] = {name: i for i, name in enumerate(CANONICAL)}
@@ -40,8 +49,14 @@ SOURCES: dict[str, tuple[tuple[str, ...], ...]] = {
     "ear_left": (("ear_left",),),
     "ear_right": (("ear_right",),),
     "neck": (("neck",), ("ear_left", "ear_right")),
-    "body_center": (("body_center",), ("hip_left", "hip_right"), ("lateral_left", "lateral_right"),
-                    ("spine_1", "spine_2"), ("neck", "tail_base"), ("ear_left", "ear_right", "tail_base")),
+    "body_center": (
+        ("body_center",),
+        ("hip_left", "hip_right"),
+        ("lateral_left", "lateral_right"),
+        ("spine_1", "spine_2"),
+        ("neck", "tail_base"),
+        ("ear_left", "ear_right", "tail_base"),
+    ),
     "hip_left": (("hip_left",), ("lateral_left",)),
     "hip_right": (("hip_right",), ("lateral_right",)),
     "tail_base": (("tail_base",),),
@@ -49,21 +64,62 @@ SOURCES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 # Where a canonical point is never observed for a mouse, it is placed on this (already filled) point.
 ANCHOR: dict[str, str] = {
-    "nose": "neck", "ear_left": "neck", "ear_right": "neck", "neck": "body_center", "body_center": "tail_base",
-    "hip_left": "body_center", "hip_right": "body_center", "tail_base": "body_center", "tail_tip": "tail_base",
+    "nose": "neck",
+    "ear_left": "neck",
+    "ear_right": "neck",
+    "neck": "body_center",
+    "body_center": "tail_base",
+    "hip_left": "body_center",
+    "hip_right": "body_center",
+    "tail_base": "body_center",
+    "tail_tip": "tail_base",
 }
 # Fill order for anchors: a point's anchor is filled before the point itself where possible.
-_ANCHOR_ORDER = ("body_center", "tail_base", "neck", "nose", "ear_left", "ear_right", "hip_left", "hip_right",
-                 "tail_tip")
+_ANCHOR_ORDER = (
+    "body_center",
+    "tail_base",
+    "neck",
+    "nose",
+    "ear_left",
+    "ear_right",
+    "hip_left",
+    "hip_right",
+    "tail_tip",
+)
 # All 29 names seen in the real train.csv; those not used by SOURCES are deliberately ignored.
-KNOWN_BODYPARTS: frozenset[str] = frozenset({
-    "body_center", "ear_left", "ear_right", "forepaw_left", "forepaw_right", "head",
-    "headpiece_bottombackleft", "headpiece_bottombackright", "headpiece_bottomfrontleft",
-    "headpiece_bottomfrontright", "headpiece_topbackleft", "headpiece_topbackright", "headpiece_topfrontleft",
-    "headpiece_topfrontright", "hindpaw_left", "hindpaw_right", "hip_left", "hip_right", "lateral_left",
-    "lateral_right", "neck", "nose", "spine_1", "spine_2", "tail_base", "tail_middle_1", "tail_middle_2",
-    "tail_midpoint", "tail_tip",
-})
+KNOWN_BODYPARTS: frozenset[str] = frozenset(
+    {
+        "body_center",
+        "ear_left",
+        "ear_right",
+        "forepaw_left",
+        "forepaw_right",
+        "head",
+        "headpiece_bottombackleft",
+        "headpiece_bottombackright",
+        "headpiece_bottomfrontleft",
+        "headpiece_bottomfrontright",
+        "headpiece_topbackleft",
+        "headpiece_topbackright",
+        "headpiece_topfrontleft",
+        "headpiece_topfrontright",
+        "hindpaw_left",
+        "hindpaw_right",
+        "hip_left",
+        "hip_right",
+        "lateral_left",
+        "lateral_right",
+        "neck",
+        "nose",
+        "spine_1",
+        "spine_2",
+        "tail_base",
+        "tail_middle_1",
+        "tail_middle_2",
+        "tail_midpoint",
+        "tail_tip",
+    }
+)
 
 
 def map_to_canonical(xy: np.ndarray, bodyparts: list[str]) -> np.ndarray:
@@ -128,7 +184,7 @@ def fill_gaps(series: np.ndarray, max_gap: int) -> np.ndarray:
 
 
 def to_canonical(xy: np.ndarray, bodyparts: list[str], max_gap: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Lab skeleton [T, M, K, 2] -> (canonical [T, M, C, 2] with no NaN for observed mice, was_missing [T, M, C]).
+    """Lab skeleton [T, M, K, 2] -> (canonical [T, M, C, 2], no NaN for observed mice; was_missing [T, M, C]).
 
     was_missing is True wherever the value is not a direct observation of a candidate source (interpolated,
     held, or placed on its anchor). A mouse with no observed canonical point at all stays NaN: callers must

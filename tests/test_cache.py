@@ -1,4 +1,5 @@
 """Feature cache build: layout, index/meta contents, arrays, idempotence, rebuilds, bad input, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ def _real_rows(n_per_lab=1) -> pd.DataFrame:
     return pd.concat(rows).reset_index(drop=True)
 
 
-def write_tracking(path: Path, n_frames: int, mice: list[int], parts: list[str], seed: int, drop: float = 0.05):
+def write_tracking(
+    path: Path, n_frames: int, mice: list[int], parts: list[str], seed: int, drop: float = 0.05
+):
     rng = np.random.default_rng(seed)
     f, m, k = np.meshgrid(np.arange(n_frames), mice, np.arange(len(parts)), indexing="ij")
     f, m, k = f.ravel(), m.ravel(), k.ravel()
@@ -43,18 +46,30 @@ def write_tracking(path: Path, n_frames: int, mice: list[int], parts: list[str],
     off = rng.normal(0, 15, size=(len(parts), 2))
     xy = base[f, np.searchsorted(mice, m)] + off[k]
     keep = rng.random(f.size) >= drop
-    table = pa.table({"video_frame": pa.array(f[keep], pa.int32()), "mouse_id": pa.array(m[keep], pa.int8()),
-                      "bodypart": pa.array(np.array(parts)[k[keep]].tolist(), pa.string()),
-                      "x": pa.array(xy[keep, 0], pa.float32()), "y": pa.array(xy[keep, 1], pa.float32())})
+    table = pa.table(
+        {
+            "video_frame": pa.array(f[keep], pa.int32()),
+            "mouse_id": pa.array(m[keep], pa.int8()),
+            "bodypart": pa.array(np.array(parts)[k[keep]].tolist(), pa.string()),
+            "x": pa.array(xy[keep, 0], pa.float32()),
+            "y": pa.array(xy[keep, 1], pa.float32()),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
 
 def write_annotations(path: Path, rows: list[tuple]):
     agent, target, action, start, stop = zip(*rows) if rows else ([], [], [], [], [])
-    table = pa.table({"agent_id": pa.array(agent, pa.int8()), "target_id": pa.array(target, pa.int8()),
-                      "action": pa.array(action, pa.string()), "start_frame": pa.array(start, pa.int32()),
-                      "stop_frame": pa.array(stop, pa.int32())})
+    table = pa.table(
+        {
+            "agent_id": pa.array(agent, pa.int8()),
+            "target_id": pa.array(target, pa.int8()),
+            "action": pa.array(action, pa.string()),
+            "start_frame": pa.array(start, pa.int32()),
+            "stop_frame": pa.array(stop, pa.int32()),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
@@ -67,10 +82,19 @@ def make_dataset(root: Path, n_frames: int = 120) -> pd.DataFrame:
     for i, r in meta.iterrows():
         n_mice = sum(pd.notna(r[f"mouse{m}_strain"]) for m in range(1, 5))
         parts = json.loads(r.body_parts_tracked)
-        write_tracking(root / "train_tracking" / r.lab_id / f"{r.video_id}.parquet", n_frames,
-                       list(range(1, n_mice + 1)), parts, seed=i)
-        pair_action = {"CalMS21_task1": "sniff", "AdaptableSnail": "chase", "ReflectiveManatee": "sniff",
-                       "DeliriousFly": "attack"}[r.lab_id]
+        write_tracking(
+            root / "train_tracking" / r.lab_id / f"{r.video_id}.parquet",
+            n_frames,
+            list(range(1, n_mice + 1)),
+            parts,
+            seed=i,
+        )
+        pair_action = {
+            "CalMS21_task1": "sniff",
+            "AdaptableSnail": "chase",
+            "ReflectiveManatee": "sniff",
+            "DeliriousFly": "attack",
+        }[r.lab_id]
         # overlap of two different actions for AdaptableSnail (chase [10, 40) and attack [30, 35))
         ann = [(1, 2, pair_action, 10, 40)]
         if r.lab_id == "AdaptableSnail":
@@ -92,12 +116,24 @@ def test_build_layout_index_meta_arrays(dataset, tmp_path):
     out = tmp_path / "cache"
     s = build_cache(root, out, FeatureSettings(), progress=False, n_folds=2, seed=3)
     assert not s["skipped"] and s["videos"] == 4
-    # pairs: CalMS21 2 mice (1->2, 2->1 + self pairs if whitelisted), AdaptableSnail 4 mice: 12 ordered + 4 self
     cache = FeatureCache(out)
     assert sorted(cache.video_ids) == sorted(meta.video_id.tolist())
     idx = cache.index
-    assert set(idx.columns) >= {"video_id", "lab_id", "agent", "target", "pair", "n_frames", "n_frames_orig", "fps",
-                                "fold", "split", "file", "allowed", "allowed_raw"}
+    assert set(idx.columns) >= {
+        "video_id",
+        "lab_id",
+        "agent",
+        "target",
+        "pair",
+        "n_frames",
+        "n_frames_orig",
+        "fps",
+        "fold",
+        "split",
+        "file",
+        "allowed",
+        "allowed_raw",
+    }
     assert idx["video_id"].dtype == np.int64
     assert len(idx) == s["pairs"]
     snail = int(meta.loc[meta.lab_id == "AdaptableSnail", "video_id"].iloc[0])
@@ -191,7 +227,9 @@ def test_assign_folds_grouped_stratified_seeded():
     f = assign_folds(videos, 5, seed=0)
     assert f == assign_folds(videos, 5, seed=0) and f != assign_folds(videos, 5, seed=1)
     counts = pd.Series(f).groupby(videos.set_index("video_id")["lab_id"]).value_counts()
-    assert (counts.groupby(level=0).max() - counts.groupby(level=0).min() <= 1).all()  # each lab spread evenly
+    assert (
+        counts.groupby(level=0).max() - counts.groupby(level=0).min() <= 1
+    ).all()  # each lab spread evenly
     assert sorted(pd.Series(f).value_counts().tolist()) == [4, 4, 4, 4, 4]
 
 
@@ -211,9 +249,20 @@ def test_cli_bad_input_one_line_exit_2(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "features.build", "--data", str(tmp_path / "nope"), "--out",
-                           str(tmp_path / "c")], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "features.build",
+            "--data",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "metadata file not found" in proc.stderr
 
@@ -226,7 +275,7 @@ def test_missing_cache_is_reported(tmp_path):
 def test_synthetic_twin_reads_back_like_the_real_files(tmp_path):
     """features.synth output goes through our reader with the real dtypes, and builds a cache."""
     synth = pytest.importorskip("features.synth")
-    from features.io import read_annotations, read_metadata, read_tracking, kaggle_paths
+    from features.io import kaggle_paths, read_annotations, read_metadata, read_tracking
 
     root = tmp_path / "synth"
     synth.generate(root, n_videos=3, n_frames=300, seed=1, test_videos=1)

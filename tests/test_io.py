@@ -1,4 +1,5 @@
-"""features.io: the real metadata parses, the reader is exact, and every bad input names file + video + problem."""
+"""features.io: real metadata parses, the reader is exact, every bad input names file + video + problem."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.errors import MabeDataError
-from features.io import (META_COLUMNS, kaggle_paths, packaged_metadata, parse_entry, read_annotations,
-                         read_metadata, read_tracking)
+from features.io import (
+    META_COLUMNS,
+    kaggle_paths,
+    packaged_metadata,
+    parse_entry,
+    read_annotations,
+    read_metadata,
+    read_tracking,
+)
 from features.pipeline import FeatureSettings, load_video, video_features
 
 REAL_TRAIN = Path("/work/shared/data/kaggle-meta/train.csv")
@@ -97,6 +105,7 @@ def test_metadata_wrong_dtype_and_bad_whitelist(tmp_path):
     def bad_json(d):
         d.loc[2, "behaviors_labeled"] = "[not json"
         return d
+
     p = _write_meta(tmp_path, bad_json)
     vid = pd.read_csv(p).video_id[2]
     with pytest.raises(MabeDataError, match=f"video {vid}.*not a JSON list"):
@@ -106,10 +115,15 @@ def test_metadata_wrong_dtype_and_bad_whitelist(tmp_path):
 # ----------------------------------------------------------------------------------------- tracking
 def _tracking_table(rows, **types) -> pa.Table:
     f, m, b, x, y = zip(*rows)
-    return pa.table({"video_frame": pa.array(f, types.get("f", pa.int64())),
-                     "mouse_id": pa.array(m, types.get("m", pa.int64())),
-                     "bodypart": pa.array(b, types.get("b", pa.string())),
-                     "x": pa.array(x, types.get("x", pa.float32())), "y": pa.array(y, types.get("y", pa.float32()))})
+    return pa.table(
+        {
+            "video_frame": pa.array(f, types.get("f", pa.int64())),
+            "mouse_id": pa.array(m, types.get("m", pa.int64())),
+            "bodypart": pa.array(b, types.get("b", pa.string())),
+            "x": pa.array(x, types.get("x", pa.float32())),
+            "y": pa.array(y, types.get("y", pa.float32())),
+        }
+    )
 
 
 def _write(table: pa.Table, path: Path) -> Path:
@@ -118,8 +132,12 @@ def _write(table: pa.Table, path: Path) -> Path:
     return path
 
 
-ROWS = [(0, 1, "nose", 1.0, 2.0), (0, 2, "tail_base", 3.0, 4.0), (2, 1, "tail_base", 5.0, 6.0),
-        (2, 2, "nose", 7.5, 8.5)]
+ROWS = [
+    (0, 1, "nose", 1.0, 2.0),
+    (0, 2, "tail_base", 3.0, 4.0),
+    (2, 1, "tail_base", 5.0, 6.0),
+    (2, 2, "nose", 7.5, 8.5),
+]
 
 
 def test_read_tracking_dense_exact(tmp_path):
@@ -127,42 +145,54 @@ def test_read_tracking_dense_exact(tmp_path):
     tr = read_tracking(p)
     assert tr.xy.shape == (3, 2, 2, 2) and tr.xy.dtype == np.float32  # frames 0..2, mice 1..2, parts
     assert tr.mouse_ids == [1, 2] and tr.bodyparts == ["nose", "tail_base"]
-    np.testing.assert_array_equal(tr.xy[0, 0, 0], [1.0, 2.0])    # frame 0, mouse 1, nose
-    np.testing.assert_array_equal(tr.xy[0, 1, 1], [3.0, 4.0])    # frame 0, mouse 2, tail_base
+    np.testing.assert_array_equal(tr.xy[0, 0, 0], [1.0, 2.0])  # frame 0, mouse 1, nose
+    np.testing.assert_array_equal(tr.xy[0, 1, 1], [3.0, 4.0])  # frame 0, mouse 2, tail_base
     np.testing.assert_array_equal(tr.xy[2, 0, 1], [5.0, 6.0])
     np.testing.assert_array_equal(tr.xy[2, 1, 0], [7.5, 8.5])
-    assert np.isnan(tr.xy[1]).all()              # a whole missing frame
-    assert np.isnan(tr.xy[0, 0, 1]).all()        # a missing row
+    assert np.isnan(tr.xy[1]).all()  # a whole missing frame
+    assert np.isnan(tr.xy[0, 0, 1]).all()  # a missing row
     assert np.isnan(tr.xy).sum() == 2 * (3 * 2 * 2 - 4)
 
 
 def test_read_tracking_matches_pandas_pivot(tmp_path):
     rng = np.random.default_rng(0)
     parts = ["ear_left", "nose", "tail_base", "body_center"]
-    rows = [(f, m, b, float(rng.normal()), float(rng.normal())) for f in range(50) for m in (1, 3) for b in parts
-            if rng.random() > 0.2]
-    p = _write(_tracking_table(rows, m=pa.int8(), f=pa.int32(), b=pa.dictionary(pa.int8(), pa.string())),
-               tmp_path / "5.parquet")
+    rows = [
+        (f, m, b, float(rng.normal()), float(rng.normal()))
+        for f in range(50)
+        for m in (1, 3)
+        for b in parts
+        if rng.random() > 0.2
+    ]
+    p = _write(
+        _tracking_table(rows, m=pa.int8(), f=pa.int32(), b=pa.dictionary(pa.int8(), pa.string())),
+        tmp_path / "5.parquet",
+    )
     tr = read_tracking(p)
     df = pd.read_parquet(p)
     df["bodypart"] = df["bodypart"].astype(str)
     wide = df.pivot_table(index="video_frame", columns=["mouse_id", "bodypart"], values=["x", "y"])
     for (coord, mouse, part), col in wide.items():
-        got = tr.xy[wide.index.to_numpy(), tr.mouse_ids.index(mouse), tr.bodyparts.index(part), "xy".index(coord)]
+        got = tr.xy[
+            wide.index.to_numpy(), tr.mouse_ids.index(mouse), tr.bodyparts.index(part), "xy".index(coord)
+        ]
         np.testing.assert_allclose(got, col.to_numpy(), rtol=1e-6)
     assert tr.mouse_ids == [1, 3]
 
 
-@pytest.mark.parametrize("case, pattern", [
-    ("missing_column", r"missing column.*'y'"),
-    ("misspelt_column", r"missing column.*'bodypart'.*bodyprt.*misspelt"),
-    ("x_as_strings", r"column 'x' has type string, expected numeric"),
-    ("empty", r"no rows"),
-    ("corrupt", r"corrupt or unreadable parquet"),
-    ("negative_frame", r"negative frame number -3"),
-    ("nan_xy", r"1 row\(s\) with NaN"),
-    ("missing_file", r"tracking file not found"),
-])
+@pytest.mark.parametrize(
+    "case, pattern",
+    [
+        ("missing_column", r"missing column.*'y'"),
+        ("misspelt_column", r"missing column.*'bodypart'.*bodyprt.*misspelt"),
+        ("x_as_strings", r"column 'x' has type string, expected numeric"),
+        ("empty", r"no rows"),
+        ("corrupt", r"corrupt or unreadable parquet"),
+        ("negative_frame", r"negative frame number -3"),
+        ("nan_xy", r"1 row\(s\) with NaN"),
+        ("missing_file", r"tracking file not found"),
+    ],
+)
 def test_read_tracking_bad_input(tmp_path, case, pattern):
     path = tmp_path / "train_tracking" / "LabX" / "777.parquet"
     t = _tracking_table(ROWS)
@@ -189,9 +219,15 @@ def test_read_tracking_bad_input(tmp_path, case, pattern):
 # ----------------------------------------------------------------------------------------- annotations
 def _ann(rows):
     a, t, act, s, e = zip(*rows)
-    return pa.table({"agent_id": pa.array(a, pa.int8()), "target_id": pa.array(t, pa.int8()),
-                     "action": pa.array(act), "start_frame": pa.array(s, pa.int32()),
-                     "stop_frame": pa.array(e, pa.int32())})
+    return pa.table(
+        {
+            "agent_id": pa.array(a, pa.int8()),
+            "target_id": pa.array(t, pa.int8()),
+            "action": pa.array(act),
+            "start_frame": pa.array(s, pa.int32()),
+            "stop_frame": pa.array(e, pa.int32()),
+        }
+    )
 
 
 def test_read_annotations_ints(tmp_path):
@@ -202,12 +238,15 @@ def test_read_annotations_ints(tmp_path):
     assert df.values.tolist() == [[1, 2, "sniff", 0, 10], [2, 2, "rear", 5, 5]]
 
 
-@pytest.mark.parametrize("rows, pattern", [
-    ([(1, 2, "sniff", 10, 5)], r"start_frame 10 > stop_frame 5"),
-    ([(1, 2, "sniff", -1, 5)], r"negative start_frame -1"),
-    ([(1, 2, "dance", 0, 5)], r"unknown action"),
-    ([(1, 1, "sniff", 0, 5)], r"self actions need target == agent"),
-])
+@pytest.mark.parametrize(
+    "rows, pattern",
+    [
+        ([(1, 2, "sniff", 10, 5)], r"start_frame 10 > stop_frame 5"),
+        ([(1, 2, "sniff", -1, 5)], r"negative start_frame -1"),
+        ([(1, 2, "dance", 0, 5)], r"unknown action"),
+        ([(1, 1, "sniff", 0, 5)], r"self actions need target == agent"),
+    ],
+)
 def test_read_annotations_bad_input(tmp_path, rows, pattern):
     p = _write(_ann(rows), tmp_path / "31.parquet")
     with pytest.raises(MabeDataError, match=pattern) as exc:
@@ -223,8 +262,15 @@ def test_read_annotations_missing_column(tmp_path):
 
 # ----------------------------------------------------------------------------------------- video level
 def _meta_row(video_id=777, whitelist='["mouse1,mouse2,sniff", "mouse2,mouse1,sniff"]'):
-    return pd.Series({"video_id": video_id, "lab_id": "LabX", "frames_per_second": 30.0, "pix_per_cm_approx": 10.0,
-                      "behaviors_labeled": whitelist})
+    return pd.Series(
+        {
+            "video_id": video_id,
+            "lab_id": "LabX",
+            "frames_per_second": 30.0,
+            "pix_per_cm_approx": 10.0,
+            "behaviors_labeled": whitelist,
+        }
+    )
 
 
 def test_annotation_naming_untracked_mouse(tmp_path):
@@ -262,8 +308,21 @@ def test_whitelisted_mouse_the_metadata_does_not_list_is_dropped(tmp_path):
     # real quirk: 3-mouse AdaptableSnail videos whitelist mouse4; here 2 listed mice and a mouse3 whitelist
     p = _write(_tracking_table(ROWS), tmp_path / "777.parquet")
     row = _meta_row(whitelist='["mouse1,mouse2,sniff", "mouse1,mouse3,sniff", "mouse3,self,rear"]')
-    row = pd.concat([row, pd.Series({"mouse1_strain": "CD-1", "mouse2_strain": "CD-1", "mouse3_strain": None,
-                                     "mouse1_color": "white", "mouse2_color": "white", "mouse3_color": None})])
+    row = pd.concat(
+        [
+            row,
+            pd.Series(
+                {
+                    "mouse1_strain": "CD-1",
+                    "mouse2_strain": "CD-1",
+                    "mouse3_strain": None,
+                    "mouse1_color": "white",
+                    "mouse2_color": "white",
+                    "mouse3_color": None,
+                }
+            ),
+        ]
+    )
     vf = video_features(row, read_tracking(p), FeatureSettings())
     assert vf.pairs == [(1, 2)] and vf.counts["unlisted_pairs"] == 2
     # the same whitelist with mouse3 listed in the metadata but untracked is bad input

@@ -1,4 +1,5 @@
 """Hand-computed motion / pair features, resampling both ways, and the pipeline's units."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,9 +54,17 @@ def _mouse(center, heading_deg, length=8.0):
     u = np.array([np.cos(np.radians(heading_deg)), np.sin(np.radians(heading_deg))])
     n = np.array([-u[1], u[0]])
     c = np.asarray(center, dtype=float)
-    pts = {"nose": c + u * length / 2, "ear_left": c + u * length / 3 + n, "ear_right": c + u * length / 3 - n,
-           "neck": c + u * length / 4, "body_center": c, "hip_left": c - u * length / 4 + n,
-           "hip_right": c - u * length / 4 - n, "tail_base": c - u * length / 2, "tail_tip": c - u * length}
+    pts = {
+        "nose": c + u * length / 2,
+        "ear_left": c + u * length / 3 + n,
+        "ear_right": c + u * length / 3 - n,
+        "neck": c + u * length / 4,
+        "body_center": c,
+        "hip_left": c - u * length / 4 + n,
+        "hip_right": c - u * length / 4 - n,
+        "tail_base": c - u * length / 2,
+        "tail_tip": c - u * length,
+    }
     return np.stack([pts[p] for p in CANONICAL])
 
 
@@ -68,10 +77,12 @@ def test_pair_features_hand_values():
     f = motion.pair_features(a, t, 30.0)
     assert f.shape == (3, len(names))
     np.testing.assert_allclose(f[0, col["dist_body_center__body_center"]], 10.0)  # centres 10 cm apart
-    np.testing.assert_allclose(f[0, col["dist_nose__nose"]], 2.0)                 # noses at 4 and 6
-    np.testing.assert_allclose(f[0, col["heading_diff"]], 180.0)                  # facing each other
+    np.testing.assert_allclose(f[0, col["dist_nose__nose"]], 2.0)  # noses at 4 and 6
+    np.testing.assert_allclose(f[0, col["heading_diff"]], 180.0)  # facing each other
     np.testing.assert_allclose(f[0, col["heading_diff_cos"]], -1.0)
-    np.testing.assert_allclose(f[0, [col["t_body_center_x"], col["t_body_center_y"]]], [10.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        f[0, [col["t_body_center_x"], col["t_body_center_y"]]], [10.0, 0.0], atol=1e-12
+    )
     np.testing.assert_allclose(f[0, col["a_body_len"]], 8.0)
     assert f[0, col["is_self"]] == 0 and f[0, col["a_speed"]] == 0
 
@@ -94,7 +105,7 @@ def test_self_pair_uses_agent_for_target():
     names = motion.pair_feature_names()
     f = motion.pair_features(a, a, 30.0, is_self=True)
     n = 2 * C
-    np.testing.assert_allclose(f[:, :n], f[:, n:2 * n])  # target block == agent block
+    np.testing.assert_allclose(f[:, :n], f[:, n : 2 * n])  # target block == agent block
     assert (f[:, names.index("is_self")] == 1).all()
     np.testing.assert_allclose(f[:, names.index("heading_diff")], 0.0, atol=1e-9)
 
@@ -108,9 +119,9 @@ def test_motion_features_seed_layout_288():
     assert f.shape == (T, 288)
     k = 2 * 18 + 5
     np.testing.assert_allclose(f[:, 2 * k], np.arange(T) * 2.0)  # its x coordinate
-    np.testing.assert_allclose(f[:, 144 + k], 60.0)                # speed 2 * 30 = 60 per second
-    np.testing.assert_allclose(f[:, 216 + k], 0.0)                 # constant speed
-    assert np.count_nonzero(f[:, 144:]) == T                       # nothing else moves
+    np.testing.assert_allclose(f[:, 144 + k], 60.0)  # speed 2 * 30 = 60 per second
+    np.testing.assert_allclose(f[:, 216 + k], 0.0)  # constant speed
+    assert np.count_nonzero(f[:, 144:]) == T  # nothing else moves
     assert len(motion.motion_feature_names(4, [str(i) for i in range(18)])) == 288
 
 
@@ -176,8 +187,15 @@ def _tracking_moving(T=60, fps_px=1.0):
 
 
 def _row(fps=30.0):
-    return pd.Series({"video_id": 5, "lab_id": "L", "frames_per_second": fps, "pix_per_cm_approx": 10.0,
-                      "behaviors_labeled": '["mouse1,mouse2,chase", "mouse1,self,rear"]'})
+    return pd.Series(
+        {
+            "video_id": 5,
+            "lab_id": "L",
+            "frames_per_second": fps,
+            "pix_per_cm_approx": 10.0,
+            "behaviors_labeled": '["mouse1,mouse2,chase", "mouse1,self,rear"]',
+        }
+    )
 
 
 def test_pipeline_speed_units_and_finite():
@@ -193,8 +211,15 @@ def test_pipeline_speed_units_and_finite():
 
 
 def test_pipeline_resampled_labels_map_back_exactly():
-    ann = pd.DataFrame({"agent_id": [1, 1], "target_id": [2, 1], "action": ["chase", "rear"],
-                        "start_frame": [7, 20], "stop_frame": [19, 41]})
+    ann = pd.DataFrame(
+        {
+            "agent_id": [1, 1],
+            "target_id": [2, 1],
+            "action": ["chase", "rear"],
+            "start_frame": [7, 20],
+            "stop_frame": [19, 41],
+        }
+    )
     vf = video_features(_row(fps=25.0), _tracking_moving(T=50), FeatureSettings(target_fps=30.0), ann)
     assert vf.n_frames_orig == 50 and vf.n_frames == 60  # ceil(49 * 1.2) + 1
     back = vf.to_original(vf.labels.T).T
@@ -205,7 +230,7 @@ def test_pipeline_resampled_labels_map_back_exactly():
 
 
 def test_pipeline_motion_set_seed_layout():
-    # agent slot 0, target slot 1; raw points sorted by name: ear_left, ear_right, nose, tail_base (+ 14 zero slots)
+    # agent slot 0, target slot 1; raw points by name: ear_left, ear_right, nose, tail_base, 14 zero slots
     tr = _tracking_moving()
     s = FeatureSettings(feature_set="motion", target_fps=None)
     vf = video_features(_row(), tr, s)
@@ -214,10 +239,10 @@ def test_pipeline_motion_set_seed_layout():
     pair12 = vf.pairs.index((1, 2))
     sp = names.index("m0_p02_speed")  # agent's nose: 1 px/frame -> 3 cm/s, scaled by 50
     np.testing.assert_allclose(vf.x[pair12, :, sp] * 50.0, 3.0, rtol=1e-5)
-    assert (vf.x[pair12, :, names.index("m1_p02_speed")] == 0).all()   # target (mouse 2) is still
+    assert (vf.x[pair12, :, names.index("m1_p02_speed")] == 0).all()  # target (mouse 2) is still
     np.testing.assert_allclose(vf.x[pair12, 0, names.index("m1_p02_x")] * 50.0, 24.0, rtol=1e-6)  # 240 px
-    assert (vf.x[:, :, names.index("m0_p10_x")] == 0).all()           # padded point slot
-    assert (vf.x[:, :, names.index("m2_p00_x")] == 0).all()           # absent third mouse
+    assert (vf.x[:, :, names.index("m0_p10_x")] == 0).all()  # padded point slot
+    assert (vf.x[:, :, names.index("m2_p00_x")] == 0).all()  # absent third mouse
     s = FeatureSettings(feature_set="motion", target_fps=None, motion_points="canonical")
     vf = video_features(_row(), tr, s)
     assert vf.x.shape == (2, 60, s.num_features) and np.isfinite(vf.x).all()

@@ -1,4 +1,5 @@
 """Canonical skeleton: aliases, derived points, per-frame fallbacks, gap filling and was-missing flags."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import numpy as np
 import pandas as pd
 
 from features.io import packaged_metadata
-from features.skeleton import CANONICAL, INDEX, KNOWN_BODYPARTS, SOURCES, fill_gaps, map_to_canonical, to_canonical
+from features.skeleton import (
+    CANONICAL,
+    INDEX,
+    KNOWN_BODYPARTS,
+    SOURCES,
+    fill_gaps,
+    map_to_canonical,
+    to_canonical,
+)
 
 NAN = np.nan
 
@@ -40,12 +49,14 @@ def test_aliases_and_derived_points():
     # GroovyShrew-like: head instead of nose, no neck / body_center / hips
     xy, names = _xy({"head": [(10, 0)], "ear_left": [(8, 2)], "ear_right": [(8, -2)], "tail_base": [(0, 0)]})
     c = map_to_canonical(xy, names)[0, 0]
-    np.testing.assert_allclose(c[INDEX["nose"]], (10, 0))            # head -> nose
-    np.testing.assert_allclose(c[INDEX["neck"]], (8, 0))             # mean of the ears
+    np.testing.assert_allclose(c[INDEX["nose"]], (10, 0))  # head -> nose
+    np.testing.assert_allclose(c[INDEX["neck"]], (8, 0))  # mean of the ears
     np.testing.assert_allclose(c[INDEX["body_center"]], (16 / 3, 0))  # mean of ears and tail_base
     assert np.isnan(c[INDEX["hip_left"]]).all() and np.isnan(c[INDEX["tail_tip"]]).all()
     # lateral_* -> hip_*, body_center from the laterals when body_center is absent; headpiece ignored
-    xy, names = _xy({"lateral_left": [(4, 2)], "lateral_right": [(4, -2)], "headpiece_topfrontleft": [(99, 99)]})
+    xy, names = _xy(
+        {"lateral_left": [(4, 2)], "lateral_right": [(4, -2)], "headpiece_topfrontleft": [(99, 99)]}
+    )
     c = map_to_canonical(xy, names)[0, 0]
     np.testing.assert_allclose(c[INDEX["hip_left"]], (4, 2))
     np.testing.assert_allclose(c[INDEX["body_center"]], (4, 0))
@@ -54,7 +65,9 @@ def test_aliases_and_derived_points():
 
 def test_per_frame_fallback_to_next_source():
     # neck observed in frame 0 only; in frame 1 it falls back to the mean of the ears
-    xy, names = _xy({"neck": [(5, 5), (NAN, NAN)], "ear_left": [(0, 2), (2, 2)], "ear_right": [(0, -2), (2, -4)]})
+    xy, names = _xy(
+        {"neck": [(5, 5), (NAN, NAN)], "ear_left": [(0, 2), (2, 2)], "ear_right": [(0, -2), (2, -4)]}
+    )
     c = map_to_canonical(xy, names)
     np.testing.assert_allclose(c[:, 0, INDEX["neck"]], [(5, 5), (2, -1)])
 
@@ -73,8 +86,15 @@ def test_fill_gaps_short_interpolated_long_held_edges():
 def test_to_canonical_flags_and_anchors():
     T = 6
     nose = [(10 + t, 0) if t not in (2, 3) else (NAN, NAN) for t in range(T)]
-    xy, names = _xy({"nose": nose, "ear_left": [(8, 2)] * T, "ear_right": [(8, -2)] * T,
-                     "tail_base": [(0, 0)] * T, "body_center": [(5, 0)] * T})
+    xy, names = _xy(
+        {
+            "nose": nose,
+            "ear_left": [(8, 2)] * T,
+            "ear_right": [(8, -2)] * T,
+            "tail_base": [(0, 0)] * T,
+            "body_center": [(5, 0)] * T,
+        }
+    )
     before = xy.copy()
     canon, missing = to_canonical(xy, names, max_gap=2)
     np.testing.assert_array_equal(xy, before)
