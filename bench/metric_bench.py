@@ -125,29 +125,39 @@ def make_pairs(n_videos: int, n_frames: int, seed: int = 0, n_labs: int = 10, no
                 allowed = np.zeros(NUM_CLASSES, dtype=bool)
                 allowed[0] = True
                 allowed[classes] = True
-                labels = _runs(rng, T, classes, max(1, T // 2000), 60.0)
+                labels = _runs(rng, T, classes, max(1, T // 600), 45.0)
                 preds = labels.copy()
                 shift = int(rng.integers(-10, 11))
                 preds = np.roll(preds, shift)
                 flip = rng.random(T) < noise / 50
                 preds[flip] = 0
-                extra = _runs(rng, T, classes + [CLASS_OF["chase"]], max(1, T // 4000), 30.0)
+                extra = _runs(rng, T, classes + [CLASS_OF["chase"]], max(1, T // 3000), 30.0)
                 preds = np.where(preds == 0, extra, preds).astype(np.int8)
                 out.append((lab, 1000 + v, agent, target, labels, preds, allowed))
     return out
 
 
-def make_oof(n_videos: int, n_frames: int, seed: int = 0, n_labs: int = 10):
-    """Out-of-fold items for threshold tuning: probabilities that are a blurred, noisy view of the labels."""
+def make_oof(n_videos: int, n_frames: int, seed: int = 0, n_labs: int = 10, n_actions: int = 10):
+    """Out-of-fold items for threshold tuning: one pair per video, `n_actions` whitelisted actions per lab,
+    probabilities like a sigmoid model's: logits N(-5, 1.5) for absent classes, N(0.5, 1.5) for the
+    labelled one, so most frames of most classes have small probabilities."""
     from ensemble.thresholds import OOFItem
+    from features.labels import PAIR_ACTIONS
 
     rng = np.random.default_rng(seed + 1)
     items = []
-    for lab, video, agent, target, labels, _, allowed in make_pairs(n_videos, n_frames, seed, n_labs):
-        probs = rng.random((labels.size, NUM_CLASSES), dtype=np.float32) * 0.3
-        probs[np.arange(labels.size), labels.astype(np.int64)] += 0.5
-        probs = np.clip(probs, 0, 1)
-        items.append(OOFItem(lab, video, agent, target, probs, labels, allowed))
+    for v in range(n_videos):
+        lab = f"Lab{v % n_labs:02d}"
+        lab_rng = np.random.default_rng(v % n_labs)
+        classes = [CLASS_OF[a] for a in lab_rng.choice(PAIR_ACTIONS, n_actions, replace=False)]
+        allowed = np.zeros(NUM_CLASSES, dtype=bool)
+        allowed[[0, *classes]] = True
+        T = int(n_frames * rng.uniform(0.8, 1.2))
+        labels = _runs(rng, T, classes, max(1, T // 600), 45.0)
+        logits = rng.normal(-5.0, 1.5, (T, NUM_CLASSES)).astype(np.float32)
+        logits[np.arange(T), labels] += 5.5
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        items.append(OOFItem(lab, 1000 + v, 1, 2, probs, labels, allowed))
     return items
 
 
@@ -181,7 +191,7 @@ def run(quick: bool = False) -> list[dict]:
         {"stage": "metric.score vs set-of-frames", "ours": t_ours, "baseline": t_base,
          "ratio": t_base / t_ours, "target": 20.0, "unit": "s"},
         {"stage": "metric.score_frames vs set-of-frames", "ours": t_fast, "baseline": t_base,
-         "ratio": t_base / t_fast, "target": 20.0, "unit": "s"},
+         "ratio": t_base / t_fast, "target": None, "unit": "s"},
     ]
 
     from ensemble.thresholds import tune

@@ -201,10 +201,10 @@ def _check_inputs(solution: pd.DataFrame, submission: pd.DataFrame, allow_empty:
                             f"submission {submission['video_id'].dtype} (both must be integers)")
 
 
-def _whitelists(solution: pd.DataFrame) -> tuple[pd.MultiIndex, dict]:
-    """(video_id, "agent,target,action") of every raw whitelist entry, and video -> lab."""
+def _whitelists(solution: pd.DataFrame) -> tuple[dict, dict]:
+    """video -> set of raw whitelist strings ("agent,target,action", as written), and video -> lab."""
     first = solution.drop_duplicates("video_id")
-    videos, triples = [], []
+    whitelist: dict = {}
     for video, raw in zip(first["video_id"].tolist(), first["behaviors_labeled"].tolist()):
         try:
             entries = json.loads(raw)
@@ -212,15 +212,48 @@ def _whitelists(solution: pd.DataFrame) -> tuple[pd.MultiIndex, dict]:
             raise MabeDataError(f"behaviors_labeled is not a JSON list ({exc})", video=video) from None
         if not isinstance(entries, list):
             raise MabeDataError("behaviors_labeled is not a JSON list", video=video)
-        for entry in set(entries):
-            videos.append(video)
-            triples.append(entry)
-    labs_per_video = solution.groupby("video_id", sort=False)["lab_id"].nunique()
-    if (labs_per_video > 1).any():
-        video = labs_per_video.index[labs_per_video > 1][0]
+        whitelist[video] = {e for e in entries if isinstance(e, str)}
+    lab_codes, _ = pd.factorize(solution["lab_id"])
+    video_codes, _ = pd.factorize(solution["video_id"])
+    first_lab = np.full(video_codes.max() + 1, -1)
+    first_lab[video_codes[::-1]] = lab_codes[::-1]
+    mismatch = np.flatnonzero(first_lab[video_codes] != lab_codes)
+    if mismatch.size:
+        video = solution["video_id"].iloc[mismatch[0]]
         raise MabeDataError("video belongs to more than one lab_id in the solution", video=video)
     video_lab = dict(zip(first["video_id"].tolist(), first["lab_id"].astype(str).tolist()))
-    return pd.MultiIndex.from_arrays([videos, triples]), video_lab
+    return whitelist, video_lab
+
+
+def _codes(sol_col: pd.Series, sub_col: pd.Series, as_str: bool = True):
+    """Shared integer codes for one column of solution and submission (values compared as str, as the
+    official key strings do). Returns (sol codes, sub codes, names)."""
+    ids: dict = {}
+    out = []
+    for col in (sol_col, sub_col):
+        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+        mapping = np.array([ids.setdefault(str(u) if as_str else u, len(ids)) for u in uniques], dtype=np.int64)
+        out.append(mapping[codes] if codes.size else np.zeros(0, np.int64))
+    names = list(ids)
+    return out[0], out[1], names
+
+
+def _sorted_events(group: np.ndarray, start: np.ndarray, stop: np.ndarray, flag: np.ndarray):
+    """Interval boundaries sorted by (group, position, kind) with one np.sort of packed int64 codes.
+
+    kind bit 0 = is_start (so at one position stops sort before starts), bit 1 = flag.
+    Returns group, pos, is_start, flag of the sorted events.
+    """
+    span = int(max(stop.max(initial=0), 0)) + 1
+    if start.size and start.min() < 0:
+        raise MabeDataError("negative start_frame")
+    base = (group.astype(np.int64) * span)
+    code = np.concatenate([((base + start) << 2) | (flag.astype(np.int64) << 1) | 1,
+                           ((base + stop) << 2) | (flag.astype(np.int64) << 1)])
+    code.sort()
+    gp = code >> 2
+    g = gp // span
+    return g, gp - g * span, (code & 1).astype(bool), ((code >> 1) & 1).astype(bool)
 
 
 def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.ndarray, n_keys: int):
@@ -231,17 +264,13 @@ def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.nda
     running sums say whether the stretch up to the next event is labelled / predicted.
     """
     keep = stop > start
-    key, start, stop, is_pred = key[keep], start[keep], stop[keep], is_pred[keep]
-    k = np.concatenate([key, key])
-    pos = np.concatenate([start, stop])
-    dl = np.concatenate([~is_pred, ~is_pred]).astype(np.int64)
-    dp = np.concatenate([is_pred, is_pred]).astype(np.int64)
-    dl[len(key):] *= -1
-    dp[len(key):] *= -1
-    order = np.lexsort((pos, k))
-    k, pos, dl, dp = k[order], pos[order], dl[order], dp[order]
-    covered_l = np.cumsum(dl)[:-1] > 0
-    covered_p = np.cumsum(dp)[:-1] > 0
+    k, pos, is_start, pred = _sorted_events(key[keep], start[keep], stop[keep], is_pred[keep])
+    if k.size == 0:
+        zero = np.zeros(n_keys, dtype=np.int64)
+        return zero, zero.copy(), zero.copy(), (k, pos, pos)
+    step = np.where(is_start, 1, -1)
+    covered_l = np.cumsum(np.where(pred, 0, step))[:-1] > 0
+    covered_p = np.cumsum(np.where(pred, step, 0))[:-1] > 0
     seg_key = k[:-1]
     seg_len = np.where(k[1:] == seg_key, np.diff(pos), 0)
     tp = np.bincount(seg_key, weights=seg_len * (covered_l & covered_p), minlength=n_keys)
@@ -259,54 +288,82 @@ def _check_overlaps(seg_pair: np.ndarray, seg_start: np.ndarray, seg_stop: np.nd
     """
     if seg_pair.size == 0:
         return
-    p = np.concatenate([seg_pair, seg_pair])
-    pos = np.concatenate([seg_start, seg_stop])
-    delta = np.concatenate([np.ones_like(seg_start), -np.ones_like(seg_stop)])
-    order = np.lexsort((delta, pos, p))  # at one position, stops (-1) before starts (+1)
-    depth = np.cumsum(delta[order])
+    p, pos, is_start, _ = _sorted_events(seg_pair, seg_start, seg_stop, np.zeros(seg_pair.size, bool))
+    depth = np.cumsum(np.where(is_start, 1, -1))
     bad = np.flatnonzero(depth > 1)
     if bad.size:
-        video, agent, target = pair_names[p[order][bad[0]]]
-        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {agent}, target {target}, frame {pos[order][bad[0]]})",
+        video, agent, target = pair_names[p[bad[0]]]
+        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {agent}, target {target}, frame {pos[bad[0]]})",
                             video=video)
 
 
 def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
     """Pooled (lab, action) -> (tp, fp, fn) with the official rules (spec/mabe.md §2, steps 1-4d)."""
     _check_inputs(solution, submission)
-    allowed, video_lab = _whitelists(solution)
-
+    whitelist, video_lab = _whitelists(solution)
     sub = submission.loc[submission["video_id"].isin(video_lab.keys())]
-    triple = (sub["agent_id"].astype(str) + "," + sub["target_id"].astype(str) + ","
-              + sub["action"].astype(str))
-    kept = pd.MultiIndex.from_arrays([sub["video_id"].to_numpy(), triple.to_numpy()]).isin(allowed)
-    sub = sub.loc[kept]
 
-    cols = ["video_id", "agent_id", "target_id", "action"]
-    both = pd.concat([solution[cols + ["start_frame", "stop_frame"]], sub[cols + ["start_frame", "stop_frame"]]],
-                     ignore_index=True)
-    for c in ("agent_id", "target_id", "action"):
-        both[c] = both[c].astype(str)
-    is_pred = np.zeros(len(both), dtype=bool)
+    # one int64 code per (video, agent, target, action) for solution and submission rows
+    cv = _codes(solution["video_id"], sub["video_id"], as_str=False)
+    parts = [cv] + [_codes(solution[c], sub[c]) for c in ("agent_id", "target_id", "action")]
+    sizes = [max(len(names), 1) for _, _, names in parts]
+
+    sol_code, sub_code = _pack([p[0] for p in parts], sizes), _pack([p[1] for p in parts], sizes)
+
+    # whitelist filter on the raw strings, checked once per distinct (video, agent, target, action)
+    uniq, inverse = np.unique(sub_code, return_inverse=True)
+    uv, ua, ut, uact = _unpack_arrays(uniq, sizes)
+    ok = np.array([f"{parts[1][2][a]},{parts[2][2][t]},{parts[3][2][x]}" in whitelist[parts[0][2][i]]
+                   for i, a, t, x in zip(uv.tolist(), ua.tolist(), ut.tolist(), uact.tolist())], dtype=bool)
+    kept = ok[inverse.reshape(-1)] if ok.size else np.zeros(len(sub), dtype=bool)
+
+    all_code = np.concatenate([sol_code, sub_code[kept]])
+    keys, key_of_row = np.unique(all_code, return_inverse=True)
+    key_of_row = key_of_row.reshape(-1)
+    is_pred = np.zeros(all_code.size, dtype=bool)
     is_pred[len(solution):] = True
+    start = np.concatenate([solution["start_frame"].to_numpy(np.int64), sub["start_frame"].to_numpy(np.int64)[kept]])
+    stop = np.concatenate([solution["stop_frame"].to_numpy(np.int64), sub["stop_frame"].to_numpy(np.int64)[kept]])
+    tp, fp, fn, (seg_key, seg_start, seg_stop) = _sweep(key_of_row, start, stop, is_pred, keys.size)
 
-    key_codes = both.groupby(cols, sort=False, dropna=False).ngroup().to_numpy()
-    keys = both[cols].drop_duplicates().reset_index(drop=True)  # same first-appearance order as ngroup
-    n_keys = len(keys)
-    tp, fp, fn, (seg_key, seg_start, seg_stop) = _sweep(
-        key_codes, both["start_frame"].to_numpy(np.int64), both["stop_frame"].to_numpy(np.int64), is_pred, n_keys)
+    v, _, _, act = _unpack_arrays(keys, sizes)
+    pair_code = keys // sizes[3]
+    pairs, pair_of_key = np.unique(pair_code, return_inverse=True)
+    pv, pa, pt, _ = _unpack_arrays(pairs * sizes[3], sizes)
+    pair_names = [(parts[0][2][i], parts[1][2][j], parts[2][2][k]) for i, j, k in zip(pv.tolist(), pa.tolist(),
+                                                                                        pt.tolist())]
+    _check_overlaps(pair_of_key.reshape(-1)[seg_key], seg_start, seg_stop, pair_names)
 
-    pair_codes = keys.groupby(["video_id", "agent_id", "target_id"], sort=False, dropna=False).ngroup().to_numpy()
-    pair_names = keys[["video_id", "agent_id", "target_id"]].drop_duplicates().to_numpy().tolist()
-    _check_overlaps(pair_codes[seg_key], seg_start, seg_stop, pair_names)
+    # pool keys per (lab, action); the official code takes the action as the last "_"-separated token
+    video_names, action_names = parts[0][2], parts[3][2]
+    lab_names = sorted({video_lab[x] for x in video_names})
+    lab_of_video = np.array([lab_names.index(video_lab[x]) for x in video_names], dtype=np.int64)
+    act_names = sorted({a.split("_")[-1] for a in action_names})
+    act_of_action = np.array([act_names.index(a.split("_")[-1]) for a in action_names], dtype=np.int64)
+    cell = lab_of_video[v] * len(act_names) + act_of_action[act]
+    cells, cell_of_key = np.unique(cell, return_inverse=True)
+    sums = [np.bincount(cell_of_key.reshape(-1), weights=x, minlength=cells.size).astype(np.int64)
+            for x in (tp, fp, fn)]
+    return {(lab_names[c // len(act_names)], act_names[c % len(act_names)]): (int(a), int(b), int(d))
+            for c, a, b, d in zip(cells.tolist(), *(x.tolist() for x in sums))}
 
-    # The official code takes the action as the last "_"-separated token of the key.
-    action = keys["action"].map(lambda a: a.split("_")[-1])
-    lab = keys["video_id"].map(video_lab)
-    table = pd.DataFrame({"lab": lab, "action": action, "tp": tp, "fp": fp, "fn": fn})
-    sums = table.groupby(["lab", "action"], sort=True)[["tp", "fp", "fn"]].sum()
-    return {(str(lb), str(a)): (int(r.tp), int(r.fp), int(r.fn))
-            for (lb, a), r in zip(sums.index, sums.itertuples(index=False))}
+
+def _pack(columns: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """Mixed-radix code of several small-integer columns (one int64 per row)."""
+    if np.prod([float(x) for x in sizes]) >= 2.0**62:
+        raise MabeDataError("too many distinct ids to index (more than 2**62 keys)")
+    code = np.zeros(columns[0].size, dtype=np.int64)
+    for col, size in zip(columns, sizes):
+        code = code * size + col
+    return code
+
+
+def _unpack_arrays(code: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    out = []
+    for size in reversed(sizes):
+        code, r = np.divmod(code, size)
+        out.append(r)
+    return out[::-1]
 
 
 def score(solution: pd.DataFrame, submission: pd.DataFrame, beta: float = 1.0) -> float:
@@ -377,10 +434,10 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
     """
     sub = submission if submission is not None else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     _check_inputs(solution, sub, allow_empty=True)
-    allowed_idx, video_lab = _whitelists(solution)
+    whitelist, video_lab = _whitelists(solution)
     allowed: dict[tuple[int, int, int], np.ndarray] = {}
-    for video, entry in allowed_idx:
-        parts = entry.split(",") if isinstance(entry, str) else []
+    for video, entry in ((v, e) for v, entries in whitelist.items() for e in sorted(entries)):
+        parts = entry.split(",")
         if len(parts) != 3 or parts[2] not in ACTIONS:
             continue
         try:
@@ -393,7 +450,7 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
 
     sub = sub.loc[sub["video_id"].isin(video_lab.keys())]
     triple = sub["agent_id"].astype(str) + "," + sub["target_id"].astype(str) + "," + sub["action"].astype(str)
-    sub = sub.loc[pd.MultiIndex.from_arrays([sub["video_id"].to_numpy(), triple.to_numpy()]).isin(allowed_idx)]
+    sub = sub.loc[[t in whitelist[v] for v, t in zip(sub["video_id"].tolist(), triple.tolist())]]
 
     length: dict[int, int] = {}
     for df in (solution, sub):

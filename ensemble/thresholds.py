@@ -98,22 +98,52 @@ def evaluate(items: list[OOFItem], cfg: PostprocessConfig, beta: float = 1.0) ->
 
 @dataclass
 class _Lab:
+    """One lab's scored frames as dense arrays, with the current decisions and their counts cached."""
+
     lab: str
     classes: np.ndarray  # int64[K] global class ids allowed somewhere in the lab (sorted)
     labels: np.ndarray  # int64[N]
-    probs: np.ndarray  # float32[N, K], -inf where the pair does not allow the class
+    probs: np.ndarray  # float32[K, N] class-major, -inf where the pair does not allow the class
     bounds: np.ndarray  # int64[n_items + 1] item offsets in N
     thr: np.ndarray  # float64[K] current thresholds
+    pred: np.ndarray = None  # int64[N] current decisions (global class ids)
+    counts: np.ndarray = None  # int64[3, 38] tp, n_pred, n_label of `pred`
 
-    def decide(self) -> np.ndarray:
-        """Per-frame global class ids with the current thresholds (same rule as postprocess)."""
-        pred = np.zeros(self.labels.size, dtype=np.int64)
-        if self.classes.size:
-            margin = self.probs - self.thr[None, :]
-            best = margin.argmax(axis=1)
-            ok = margin[np.arange(margin.shape[0]), best] >= 0
-            pred[ok] = self.classes[best[ok]]
-        return pred
+    def __post_init__(self):
+        self.pred = self.decide()
+        self.counts = _counts(self.labels, self.pred)
+
+    def decide(self, rows: np.ndarray | None = None, skip: int = -1):
+        """Decisions with the current thresholds (same rule as postprocess: argmax of p - thr among
+        classes with p >= thr, ties to the lower class id) on `rows` (all if None).
+
+        With skip = k, column k is left out and (best other margin, its global class or 0) is returned.
+        """
+        n = self.labels.size if rows is None else rows.size
+        best = np.full(n, -np.inf)
+        arg = np.zeros(n, dtype=np.int64)
+        for k in range(self.classes.size):
+            if k == skip:
+                continue
+            p = self.probs[k] if rows is None else self.probs[k, rows]
+            m = p.astype(np.float64) - self.thr[k]
+            better = m > best  # strict: ties keep the earlier (lower) class
+            best = np.where(better, m, best)
+            arg = np.where(better, self.classes[k], arg)
+        cls = np.where(best >= 0, arg, BACKGROUND)
+        return (best, cls) if skip >= 0 else cls
+
+    def set_threshold(self, k: int, value: float) -> None:
+        """Change one threshold and update the cached decisions where they can change."""
+        low = min(self.thr[k], value)
+        self.thr[k] = value
+        rows = np.flatnonzero(self.probs[k] >= low)
+        if rows.size:
+            old = self.pred[rows]
+            new = self.decide(rows)
+            self.pred[rows] = new
+            lab = self.labels[rows]
+            self.counts += _counts(lab, new) - _counts(lab, old)
 
 
 def _counts(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -146,18 +176,14 @@ def _prepare(items: list[OOFItem], window: int, start: PostprocessConfig) -> lis
             union |= it.allowed_raw
         union[BACKGROUND] = False
         classes = np.flatnonzero(union)
-        parts = []
-        for it in group:
+        bounds = np.concatenate(([0], np.cumsum([it.labels.size for it in group]))).astype(np.int64)
+        probs = np.empty((classes.size, bounds[-1]), dtype=np.float32)
+        for it, s, e in zip(group, bounds[:-1], bounds[1:]):
             p = smooth(it.probs[:, classes], window).astype(np.float32, copy=False)
-            p = np.where(it.allowed_raw[classes][None, :], p, -np.inf).astype(np.float32)
-            parts.append(p)
-        lengths = [it.labels.size for it in group]
-        labs.append(_Lab(
-            lab=lab, classes=classes.astype(np.int64),
-            labels=np.concatenate([it.labels.astype(np.int64) for it in group]),
-            probs=np.concatenate(parts) if parts else np.zeros((0, classes.size), np.float32),
-            bounds=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
-            thr=start.threshold_vector(lab)[classes].astype(np.float64)))
+            probs[:, s:e] = np.where(it.allowed_raw[classes][None, :], p, -np.inf).T
+        labs.append(_Lab(lab=lab, classes=classes.astype(np.int64),
+                         labels=np.concatenate([it.labels.astype(np.int64) for it in group]), probs=probs,
+                         bounds=bounds, thr=start.threshold_vector(lab)[classes].astype(np.float64)))
     return labs
 
 
@@ -168,35 +194,31 @@ def _prepare(items: list[OOFItem], window: int, start: PostprocessConfig) -> lis
 def _sweep_scores(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """The lab's score for every candidate threshold of column k, the others fixed: (candidates, scores).
 
-    Candidates = grid + the current threshold + OFF. Exact except for exact ties of two margins.
+    Candidates = grid + the current threshold + OFF. Only frames with p_k >= the lowest candidate can
+    change; the rest keep their cached decisions. Exact except for exact ties of two margins.
     """
     cls_a = L.classes[k]
     cand = np.unique(np.concatenate([grid, [L.thr[k], OFF]]))
     G = cand.size
-    margin = L.probs.astype(np.float64) - L.thr[None, :]
-    margin[:, k] = -np.inf
-    other_col = margin.argmax(axis=1)
-    other_m = margin[np.arange(margin.shape[0]), other_col]
-    has_other = other_m >= 0
-    other = np.where(has_other, L.classes[other_col], BACKGROUND)
-    u = L.probs[:, k].astype(np.float64) - np.maximum(other_m, 0.0)
+    rows = np.flatnonzero(L.probs[k] >= cand[0])
+    labels = L.labels[rows]
+    other_m, other = L.decide(rows, skip=k)
+    u = L.probs[k, rows].astype(np.float64) - np.maximum(other_m, 0.0)
     j = np.searchsorted(cand, u, side="right")  # the action wins at candidate i iff i < j
 
     def above(hist):  # hist[G+1, ...] -> wins at each candidate i: sum of hist[k] for k > i
-        rc = np.cumsum(hist[::-1], axis=0)[::-1]
-        return rc[1:]
+        return np.cumsum(hist[::-1], axis=0)[::-1][1:]
 
-    labels = L.labels
-    is_a = labels == cls_a
-    tp_a = above(np.bincount(j[is_a], minlength=G + 1))
+    tp_a = above(np.bincount(j[labels == cls_a], minlength=G + 1))
     pred_a = above(np.bincount(j, minlength=G + 1))
-    stolen = has_other
+    stolen = other != BACKGROUND
     idx = j[stolen] * NUM_CLASSES + other[stolen]
     hit = labels[stolen] == other[stolen]
     lost_tp = above(np.bincount(idx, weights=hit, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
     lost_pred = above(np.bincount(idx, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
 
-    base = _counts(labels, other)  # the action never wins
+    # counts when the action never wins: cached counts with these rows re-decided without it
+    base = L.counts - _counts(labels, L.pred[rows]) + _counts(labels, other)
     tp = base[0][None, :] - lost_tp
     n_pred = base[1][None, :] - lost_pred
     tp[:, cls_a] = tp_a
@@ -232,18 +254,18 @@ def _ascent(labs: list[_Lab], grid: np.ndarray, rounds: int, beta: float) -> Non
             for k in range(L.classes.size):
                 thr, _ = _sweep_action(L, k, grid, beta)
                 if thr != L.thr[k]:
-                    L.thr[k] = thr
+                    L.set_threshold(k, thr)
                     changed = True
             if not changed:
                 break
 
 
-def _post(L: _Lab, pred: np.ndarray, min_duration: int, gap_fill: int) -> np.ndarray:
+def _post(L: _Lab, min_duration: int, gap_fill: int) -> np.ndarray:
     if min_duration <= 1 and gap_fill <= 0:
-        return pred
-    out = np.empty_like(pred)
+        return L.pred
+    out = np.empty_like(L.pred)
     for s, e in zip(L.bounds[:-1], L.bounds[1:]):
-        out[s:e] = drop_short(fill_gaps(pred[s:e], gap_fill), min_duration)
+        out[s:e] = drop_short(fill_gaps(L.pred[s:e], gap_fill), min_duration)
     return out
 
 
@@ -251,7 +273,8 @@ def _score(labs: list[_Lab], beta: float, min_duration: int = 1, gap_fill: int =
     """Exact score of the current thresholds (equals `evaluate` of the corresponding config)."""
     counts = {}
     for L in labs:
-        counts.update(_counts_dict(L.lab, _counts(L.labels, _post(L, L.decide(), min_duration, gap_fill))))
+        c = L.counts if min_duration <= 1 and gap_fill <= 0 else _counts(L.labels, _post(L, min_duration, gap_fill))
+        counts.update(_counts_dict(L.lab, c))
     return aggregate(counts, beta)
 
 

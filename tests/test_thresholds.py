@@ -12,6 +12,7 @@ from ensemble.postprocess import PostprocessConfig
 from ensemble.thresholds import (
     OOFItem,
     TuneGrid,
+    _counts,
     _prepare,
     _score,
     _sweep_scores,
@@ -81,14 +82,19 @@ def test_sweep_matches_brute_force(seed):
     """The one-pass histogram sweep gives, for every candidate threshold, the exact lab score."""
     items = random_items(seed)
     grid = np.round(np.arange(0.1, 0.95, 0.1), 4)
-    for lab in _prepare(items, 1, PostprocessConfig()):
+    labs = _prepare(items, 1, PostprocessConfig())
+    for lab in labs:
         for k in range(lab.classes.size):
             cand, scores = _sweep_scores(lab, k, grid, 1.0)
             saved = lab.thr[k]
             for t, s in zip(cand, scores):
-                lab.thr[k] = t
+                lab.set_threshold(k, t)  # updates the cached decisions incrementally
                 assert math.isclose(s, _score([lab], 1.0), rel_tol=0, abs_tol=1e-12)
-            lab.thr[k] = saved
+                fresh = _prepare(items, 1, PostprocessConfig())[[x.lab for x in labs].index(lab.lab)]
+                fresh.thr[:] = lab.thr
+                np.testing.assert_array_equal(fresh.decide(), lab.pred)
+                np.testing.assert_array_equal(_counts(lab.labels, lab.pred), lab.counts)
+            lab.set_threshold(k, saved)
 
 
 @settings(max_examples=10, deadline=None)
