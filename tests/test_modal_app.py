@@ -295,3 +295,11 @@ def test_rerun_after_a_crash_resumes_from_the_last_committed_checkpoint(modal_ap
     with pytest.warns(UserWarning):
         out = modal_app.train_remote.local(cfg5, name, root=str(root), smoke_test=True)
     assert (out["start_epoch"], out["epochs_run"], rec.seen) == (3, 4, [4, 4])
+
+
+def test_modal_run_finds_the_entrypoint_and_stops_at_the_missing_token(offline):
+    # `modal run -m tune.modal_app` imports the module and its local entrypoint, then needs an account.
+    out = subprocess.run([sys.executable, "-m", "modal", "run", "-m", "tune.modal_app", "--", "--smoke-test"],
+                         cwd=ROOT, env=_clean_env(offline), capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "Token missing" in out.stdout + out.stderr

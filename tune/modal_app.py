@@ -156,9 +156,9 @@ def train_remote(config: dict, run_name: str, root: str = VOLUME_MOUNT, smoke_te
 # Launcher side (your machine): arguments -> config dict -> train_remote.remote(...)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run one training on a Modal H100 (the Ray-free fallback).\n"
                     f"Checkpoints go to the Modal Volume $MABE_VOLUME (now {VOLUME_NAME!r}) under <run-name>/\n"
@@ -283,9 +283,9 @@ def _print_summary(result: dict) -> None:
           f"  python -m ensemble.build --checkpoints runs/{run}/best")
 
 
-def launch(argv: list[str] | tuple[str, ...]) -> dict | None:
+def launch(argv: list[str] | tuple[str, ...], prog: str = PROG) -> dict | None:
     """Parse our flags; --dry-run prints the plan, else run on Modal (the caller provides the app context)."""
-    args = build_parser().parse_args(list(argv))
+    args = build_parser(prog).parse_args(list(argv))
     cfg, run_name = resolve(args)
     _print_plan(cfg, run_name)
     if args.dry_run:
@@ -301,7 +301,7 @@ def launch(argv: list[str] | tuple[str, ...]) -> dict | None:
 def main(*arglist: str) -> None:
     """`modal run -m tune.modal_app -- <flags>`: raw flags, parsed by our argparse (see --help)."""
     with cli_guard("modal run -m tune.modal_app"):
-        launch(arglist)
+        launch(arglist, prog="modal run -m tune.modal_app --")
 
 
 def cli(argv: list[str]) -> None:
