@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.cache import FeatureCache, assign_folds, build_cache
 from features.errors import MabeDataError
@@ -296,3 +298,21 @@ def test_synthetic_twin_reads_back_like_the_real_files(tmp_path):
     assert s["videos"] == 3 and s["pairs"] > 0
     t = build_cache(root, tmp_path / "test-cache", FeatureSettings(), progress=False, split="test")
     assert t["videos"] == 1 and (FeatureCache(tmp_path / "test-cache").index["fold"] == -1).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(1, 4)), max_size=6))
+def test_overlap_policy_shorter_wins_and_count(events):
+    """Every labelled frame is covered by an event of its class, and that event is the shortest covering it."""
+    from features.pipeline import _labels_for_pair
+
+    events = [(min(a, b), max(a, b), c) for a, b, c in events]
+    labels, n_over = _labels_for_pair(events, 40)
+    for f in range(40):
+        covering = [(e - s, c) for s, e, c in events if s <= f < e]
+        if not covering:
+            assert labels[f] == 0
+            continue
+        shortest = min(length for length, _ in covering)
+        assert labels[f] == max(c for length, c in covering if length == shortest)
+    assert n_over == sum(len({c for s, e, c in events if s <= f < e}) > 1 for f in range(40))

@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.errors import MabeDataError
 from features.io import (
@@ -329,3 +331,32 @@ def test_whitelisted_mouse_the_metadata_does_not_list_is_dropped(tmp_path):
     row["mouse3_strain"] = "CD-1"
     with pytest.raises(MabeDataError, match="mouse 3 .*no valid tracked point"):
         video_features(row, read_tracking(p), FeatureSettings())
+
+
+# ----------------------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.sets(
+        st.tuples(st.integers(0, 30), st.integers(1, 4), st.sampled_from(["nose", "neck", "tail_base"])),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(0, 2**31),
+)
+def test_read_tracking_round_trips_long_rows(tmp_path_factory, keys, seed):
+    """Dense -> long again gives exactly the rows written (every row lands in its cell, nothing else set)."""
+    rng = np.random.default_rng(seed % 2**32)
+    keys = sorted(keys)
+    vals = rng.normal(0, 100, size=(len(keys), 2)).astype(np.float32)
+    order = rng.permutation(len(keys))  # file order must not matter
+    rows = [(keys[i][0], keys[i][1], keys[i][2], float(vals[i, 0]), float(vals[i, 1])) for i in order]
+    p = _write(_tracking_table(rows), tmp_path_factory.mktemp("h") / "1.parquet")
+    tr = read_tracking(p)
+    assert tr.n_frames == max(k[0] for k in keys) + 1
+    back = {
+        (f, tr.mouse_ids[m], tr.bodyparts[k]): tuple(tr.xy[f, m, k])
+        for f, m, k in zip(*np.nonzero(~np.isnan(tr.xy[..., 0])))
+    }
+    assert back == {k: (vals[i, 0], vals[i, 1]) for i, k in enumerate(keys)}
