@@ -162,9 +162,10 @@ class VideoFeatures:
     def n_frames(self) -> int:
         return self.x.shape[1]
 
-    def to_original(self, arr: np.ndarray) -> np.ndarray:
-        """[T', ...] over resampled frames -> [n_frames_orig, ...] over the video's own frame numbers."""
-        return to_original(arr, self.plan)
+    def to_original(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Time on `axis` from resampled frames (T') to the video's own frames (n_frames_orig), exactly:
+        e.g. labels [T'] -> [n_frames_orig], probabilities [P, T', 38] with axis=1 -> [P, n_frames_orig, 38]."""
+        return to_original(arr, self.plan, axis=axis)
 
 
 def _get(row, key, default=None):

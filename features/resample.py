@@ -92,9 +92,9 @@ def resample_nearest(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
     return arr[plan.orig_of_new()].copy()
 
 
-def to_original(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
-    """[n_new, ...] -> [n_orig, ...]: every original frame takes its nearest resampled frame."""
+def to_original(arr: np.ndarray, plan: ResamplePlan, axis: int = 0) -> np.ndarray:
+    """[n_new, ...] -> [n_orig, ...] (time on `axis`): every original frame takes its nearest resampled frame."""
     arr = np.asarray(arr)
-    if arr.shape[0] != plan.n_new:
-        raise ValueError(f"expected {plan.n_new} resampled frames, got {arr.shape[0]}")
-    return arr[plan.new_of_orig()].copy()
+    if arr.shape[axis] != plan.n_new:
+        raise ValueError(f"expected {plan.n_new} resampled frames on axis {axis}, got {arr.shape[axis]}")
+    return np.take(arr, plan.new_of_orig(), axis=axis)
