@@ -303,3 +303,32 @@ def test_modal_run_finds_the_entrypoint_and_stops_at_the_missing_token(offline):
                          cwd=ROOT, env=_clean_env(offline), capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "Token missing" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("held, smoke, fails", [
+    (set(), False, True),                                  # empty Volume: stop before paying for a GPU
+    ({"data/synth-cache/index.parquet"}, False, False),    # the cache is there
+    ({"data/synth/train.csv"}, False, False),              # the container can build the cache
+    (set(), True, False),                                  # --smoke-test generates its own data
+    (None, False, False),                                  # cannot check (no account): the container decides
+])
+def test_preflight_checks_the_volume_for_data(modal_app, monkeypatch, held, smoke, fails):
+    from features.errors import MabeDataError
+    from tune.config import TrainConfig
+
+    monkeypatch.setattr(modal_app, "volume_has", lambda path: None if held is None else path in held)
+    cfg = TrainConfig().to_dict()  # data.root = data/synth, data.cache = data/synth-cache
+    if fails:
+        with pytest.raises(MabeDataError, match="modal volume put mabe-tune <local cache dir> data/synth-cache"):
+            modal_app.preflight(cfg, smoke)
+    else:
+        modal_app.preflight(cfg, smoke)
+
+
+def test_volume_has_is_unknown_without_an_account(offline):
+    # A fresh interpreter: modal reads its token at import, and this must never reach a real account.
+    code = "import tune.modal_app as m; print(m.volume_has('data/synth-cache/index.parquet'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(offline), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"

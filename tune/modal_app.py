@@ -257,6 +257,30 @@ def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
     return config, best
 
 
+def volume_has(path: str) -> bool | None:
+    """Whether the Volume holds `path` (relative to its root); None when it cannot be checked (then the
+    container finds out). Needs a Modal account: launcher side only."""
+    try:
+        return len(volume.listdir(path)) > 0
+    except modal.exception.NotFoundError:
+        return False
+    except Exception:  # no token, network trouble, an API change: do not block the run on a courtesy check
+        return None
+
+
+def preflight(cfg: dict, smoke_test: bool) -> None:
+    """Fail before paying for a GPU when the Volume holds neither the feature cache nor the data to build it."""
+    data = cfg.get("data", {})
+    cache, root = str(data.get("cache", "")), str(data.get("root", ""))
+    if smoke_test or Path(cache).is_absolute() or Path(root).is_absolute():
+        return
+    if volume_has(f"{cache}/index.parquet") is False and volume_has(f"{root}/train.csv") is False:
+        raise MabeDataError(
+            f"Volume {VOLUME_NAME!r} holds neither {cache}/index.parquet nor {root}/train.csv; upload a cache "
+            f"(`modal volume put {VOLUME_NAME} <local cache dir> {cache}`) or use --smoke-test",
+            file=f"{VOLUME_NAME}:/{cache}")
+
+
 def _print_plan(cfg: dict, run_name: str) -> None:
     epochs = cfg["optim"]["epochs"]
     print(f"[modal] run {run_name!r}: {cfg['model'].get('name')} for up to {epochs} epochs on {GPU}, "
@@ -292,6 +316,7 @@ def launch(argv: list[str] | tuple[str, ...], prog: str = PROG) -> dict | None:
         print(json.dumps(cfg, indent=2, sort_keys=True))
         print(f"next: modal run -m tune.modal_app -- {' '.join(a for a in argv if a != '--dry-run')}")
         return None
+    preflight(cfg, args.smoke_test)
     result = train_remote.remote(cfg, run_name, VOLUME_MOUNT, args.smoke_test)
     _print_summary(result)
     return result
