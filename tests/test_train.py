@@ -242,3 +242,22 @@ def test_learns_real_labels_not_shuffled(cache_dir, tmp_path):
     shuf = train(small_cfg(cache_dir, tmp_path / "shuf", **kw, **{"data.shuffle_labels": True}))
     print(f"real {real['best_score']:.3f} shuffled {shuf['best_score']:.3f}")
     assert real["best_score"] > 0.5 and real["best_score"] > shuf["best_score"] + 0.2
+
+
+def test_smoke_cli_on_synthetic_kaggle_layout(tmp_path, capsys):
+    """`python -m tune.train --smoke-test`: synthetic Kaggle layout -> feature cache -> 2 epochs -> checkpoints;
+    a second invocation with more epochs and resume on continues at epoch 3."""
+    from tune.train import main
+
+    args = ["--smoke-test", "--config", str(Path(__file__).parents[1] / "tune/configs/smoke.yaml"),
+            "--set", f"data.root={tmp_path / 'data'}", "--set", f"data.cache={tmp_path / 'cache'}",
+            "--set", f"run.out_dir={tmp_path / 'run'}", "--set", "run.progress=false"]
+    out = main(args)
+    assert out["epochs_run"] == 2 and (tmp_path / "data" / "train.csv").is_file()
+    assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in (tmp_path / "run/last").iterdir()}
+    model, cfg = load_model(tmp_path / "run" / "best")
+    assert cfg.features["feature_set"] == "pair" and cfg.model.hidden == 16
+    printed = capsys.readouterr().out
+    assert "parameters" in printed and "next:" in printed
+    out2 = main(args + ["--set", "optim.epochs=3", "--set", "run.resume=true"])
+    assert out2["start_epoch"] == 2 and out2["epochs_run"] == 3
