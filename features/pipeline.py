@@ -164,7 +164,7 @@ class VideoFeatures:
 
     def to_original(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
         """Time on `axis` from resampled frames (T') to the video's own frames (n_frames_orig), exactly:
-        e.g. labels [T'] -> [n_frames_orig], probabilities [P, T', 38] with axis=1 -> [P, n_frames_orig, 38]."""
+        e.g. [T'] -> [n_frames_orig]; probs [P, T', 38] with axis=1 -> [P, n_frames_orig, 38]."""
         return to_original(arr, self.plan, axis=axis)
 
 

@@ -93,7 +93,7 @@ def resample_nearest(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
 
 
 def to_original(arr: np.ndarray, plan: ResamplePlan, axis: int = 0) -> np.ndarray:
-    """[n_new, ...] -> [n_orig, ...] (time on `axis`): every original frame takes its nearest resampled frame."""
+    """[n_new, ...] -> [n_orig, ...] (time on `axis`): each original frame takes its nearest resampled one."""
     arr = np.asarray(arr)
     if arr.shape[axis] != plan.n_new:
         raise ValueError(f"expected {plan.n_new} resampled frames on axis {axis}, got {arr.shape[axis]}")
