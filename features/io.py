@@ -213,7 +213,11 @@ def read_metadata(csv_path: str | Path, report: bool = False):
     for col, dt in META_COLUMNS.items():
         try:
             if dt == "str":
+                # keep NaN as missing: pandas 2 (the Kaggle image) would turn NaN into the string "nan"
+                missing = df[col].isna()
                 df[col] = df[col].astype("str")
+                if missing.any() and not df[col].isna()[missing].all():
+                    df.loc[missing, col] = np.nan
             elif dt == "int64":
                 num = pd.to_numeric(df[col], errors="raise")
                 if not np.all(np.isfinite(num)) or not np.all(num == np.floor(num)):
