@@ -323,6 +323,11 @@ def _read_table(path: Path, video, kind: str, dictionary: tuple[str, ...] = ()) 
     return table
 
 
+def _is_text(t: pa.DataType) -> bool:
+    view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16 only
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or view(t)
+
+
 def _check_columns(table: pa.Table, columns: dict[str, str], path: Path, video) -> None:
     names = table.column_names
     missing = [c for c in columns if c not in names]
@@ -337,11 +342,10 @@ def _check_columns(table: pa.Table, columns: dict[str, str], path: Path, video) 
         ok = {
             "int": pa.types.is_integer(t),
             "num": pa.types.is_integer(t) or pa.types.is_floating(t),
-            "str": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
-            "str_or_int": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t),
+            "str": _is_text(t),
         }[kind]
         if not ok:
-            want = {"int": "integer", "num": "numeric", "str": "string", "str_or_int": "string"}[kind]
+            want = {"int": "integer", "num": "numeric", "str": "string"}[kind]
             raise MabeDataError(f"column {col!r} has type {t}, expected {want}", file=path, video=video)
 
 
