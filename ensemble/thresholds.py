@@ -54,6 +54,8 @@ class OOFItem:
             raise MabeDataError(f"{where}: allowed_raw must be bool[{NUM_CLASSES}]", video=self.video_id)
         if not np.isfinite(self.probs).all():
             raise MabeDataError(f"{where}: probs contain NaN or inf", video=self.video_id)
+        if self.probs.size and (self.probs.min() < 0 or self.probs.max() > 1):
+            raise MabeDataError(f"{where}: probs must be probabilities in [0, 1]", video=self.video_id)
         if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= NUM_CLASSES):
             raise MabeDataError(f"{where}: labels must be class ids 0..{NUM_CLASSES - 1}", video=self.video_id)
 
@@ -74,13 +76,15 @@ class TuneGrid:
 class TuneResult:
     config: PostprocessConfig
     steps: dict[str, float] = field(default_factory=dict)  # defaults, thresholds, smoothing, min_duration
+    candidates: int = 0  # (lab, action, threshold) settings scored by the sweeps
 
     def summary(self) -> str:
         lines = [f"  {name:<13} {value:.5f}" for name, value in self.steps.items()]
         c = self.config
         n_thr = sum(len(d) for d in c.thresholds.values())
         lines.append(f"  -> smooth_window {c.smooth_window}, min_duration {c.min_duration}, gap_fill "
-                     f"{c.gap_fill}, {n_thr} (lab, action) thresholds, {len(c.action_thresholds)} fallbacks")
+                     f"{c.gap_fill}, {n_thr} (lab, action) thresholds, {len(c.action_thresholds)} fallbacks "
+                     f"({self.candidates:,} candidate thresholds scored)")
         return "\n".join(lines)
 
 
@@ -235,11 +239,14 @@ def _sweep_scores(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[np.nd
     return cand, np.where(n_set > 0, (f * in_set).sum(axis=1) / np.maximum(n_set, 1), 0.0)
 
 
-def _sweep_action(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[float, float]:
+def _sweep_action(L: _Lab, k: int, grid: np.ndarray, beta: float, stats: dict | None = None
+                  ) -> tuple[float, float]:
     """Best threshold of column k with the other thresholds fixed: (threshold, lab score); ties keep the
     current threshold."""
     current = L.thr[k]
     cand, scores = _sweep_scores(L, k, grid, beta)
+    if stats is not None:
+        stats["candidates"] = stats.get("candidates", 0) + cand.size
     cur = int(np.flatnonzero(cand == current)[0])
     best = int(np.argmax(scores))
     if scores[best] <= scores[cur] + 1e-12:
@@ -247,12 +254,12 @@ def _sweep_action(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[float
     return float(cand[best]), float(scores[best])
 
 
-def _ascent(labs: list[_Lab], grid: np.ndarray, rounds: int, beta: float) -> None:
+def _ascent(labs: list[_Lab], grid: np.ndarray, rounds: int, beta: float, stats: dict | None = None) -> None:
     for L in labs:
         for _ in range(rounds):
             changed = False
             for k in range(L.classes.size):
-                thr, _ = _sweep_action(L, k, grid, beta)
+                thr, _ = _sweep_action(L, k, grid, beta, stats)
                 if thr != L.thr[k]:
                     L.set_threshold(k, thr)
                     changed = True
@@ -302,7 +309,8 @@ def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: Tun
 
     # 2. thresholds at the starting window
     labs = _prepare(items, start.smooth_window, start)
-    _ascent(labs, thr_grid, grid.rounds, beta)
+    stats: dict = {}
+    _ascent(labs, thr_grid, grid.rounds, beta, stats)
     cfg = _config(labs, start)
     s = _score(labs, beta, start.min_duration, start.gap_fill)
     if s > base:
@@ -316,7 +324,7 @@ def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: Tun
         if window == best_cfg.smooth_window:
             continue
         labs = _prepare(items, window, best_cfg)
-        _ascent(labs, thr_grid, 1, beta)
+        _ascent(labs, thr_grid, 1, beta, stats)
         s = _score(labs, beta, best_cfg.min_duration, best_cfg.gap_fill)
         if s > best:
             best, best_labs = s, labs
@@ -339,4 +347,4 @@ def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: Tun
     if final < base:
         best_cfg, final = start, base
     steps["verified"] = final
-    return TuneResult(best_cfg, steps)
+    return TuneResult(best_cfg, steps, stats.get("candidates", 0))
