@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from features.errors import MabeDataError
+
 pytest.importorskip("modal")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,12 +48,17 @@ def _clean_env(home: Path, **extra) -> dict:
     return env
 
 
+def _python(home: Path, *args: str, **extra_env) -> subprocess.CompletedProcess:
+    """A fresh interpreter in the repository with the offline HOME (modal reads its token at import)."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=_clean_env(home, **extra_env), check=False,
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_module_imports_offline_without_credentials(offline):
     # A fresh interpreter, so modal reads its config from the empty HOME (not from an earlier import).
     code = ("import tune.modal_app as m; "
             "print(m.GPU, m.TIMEOUT_S, m.RETRIES, m.VOLUME_NAME, m.VOLUME_MOUNT, type(m.app).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(offline, MABE_VOLUME="vol-x"),
-                         capture_output=True, text=True, timeout=120)
+    out = _python(offline, "-c", code, MABE_VOLUME="vol-x")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["H100", str(4 * 3600), "2", "vol-x", "/runs", "App"]
     assert list(offline.iterdir()) == []  # nothing written to HOME (no token, no config file)
@@ -137,7 +144,7 @@ def test_from_experiment_takes_the_best_trial(modal_app, tmp_path):
          "lr": 4e-4},
         {"trial": 2, "trial_id": "a_00001", "best_score": "0.45", "best_checkpoint": "t2/best", "lr": 7e-4},
         {"trial": 3, "trial_id": "a_00002", "best_score": "nan", "best_checkpoint": "", "status": "ERROR"},
-        {"trial": 4, "trial_id": "a_00003", "best_score": "0.90", "best_checkpoint": ""},  # no checkpoint kept
+        {"trial": 4, "trial_id": "a_00003", "best_score": "0.90", "best_checkpoint": ""},  # none kept
     ])
     config, row = modal_app.best_config_from_experiment(exp)
     assert row["trial"] == "2" and config["optim"]["lr"] == 7e-4  # relative path taken inside the experiment
@@ -147,6 +154,21 @@ def test_from_experiment_takes_the_best_trial(modal_app, tmp_path):
     cfg, name = modal_app.resolve(args)
     assert name == "best100"
     assert cfg["optim"]["lr"] == 7e-4 and cfg["optim"]["epochs"] == 100  # best trial's config < --set
+
+
+def test_from_experiment_reads_a_checkpoint_on_uri_storage(modal_app, tmp_path):
+    # Ray storage on s3:// or gs:// leaves URIs in results.csv; file:// goes through the same pyarrow.fs path.
+    exp = tmp_path / "exp"
+    _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": str(exp / "t1" / "best"),
+                             "lr": 2e-4}])
+    uri = (exp / "t1" / "best").as_uri()
+    assert uri.startswith("file:///")
+    _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": uri}])
+    config, _ = modal_app.best_config_from_experiment(exp)
+    assert config["optim"]["lr"] == 2e-4
+    _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": uri + "-gone"}])
+    with pytest.raises(MabeDataError, match="no readable config.json"):
+        modal_app.best_config_from_experiment(exp)
 
 
 @pytest.mark.parametrize("problem", ["no_results", "no_config", "no_scores"])
@@ -186,18 +208,16 @@ def test_bad_override_is_a_data_error(modal_app):
 
 
 def test_cli_dry_run_and_error_line(offline, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "tune.modal_app", "--dry-run", "--set", "optim.epochs=3",
-                          "--run-name", "r1"], cwd=ROOT, env=_clean_env(offline), capture_output=True,
-                         text=True, timeout=120)
+    out = _python(offline, "-m", "tune.modal_app", "--dry-run", "--set", "optim.epochs=3", "--run-name", "r1")
     assert out.returncode == 0, out.stderr
     assert "run 'r1'" in out.stdout and '"epochs": 3' in out.stdout
     assert "next: modal run -m tune.modal_app -- --set optim.epochs=3 --run-name r1" in out.stdout
 
-    bad = subprocess.run([sys.executable, "-m", "tune.modal_app", "--dry-run", "--from-experiment",
-                          str(tmp_path / "missing")], cwd=ROOT, env=_clean_env(offline), capture_output=True,
-                         text=True, timeout=120)
+    missing = str(tmp_path / "missing")
+    bad = _python(offline, "-m", "tune.modal_app", "--dry-run", "--from-experiment", missing)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.count("\n") == 1 and "results.csv" in bad.stderr and str(tmp_path / "missing") in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    assert "results.csv" in bad.stderr and missing in bad.stderr
 
 
 # ------------------------------------------------------------------------- the function body via .local()
@@ -299,8 +319,7 @@ def test_rerun_after_a_crash_resumes_from_the_last_committed_checkpoint(modal_ap
 
 def test_modal_run_finds_the_entrypoint_and_stops_at_the_missing_token(offline):
     # `modal run -m tune.modal_app` imports the module and its local entrypoint, then needs an account.
-    out = subprocess.run([sys.executable, "-m", "modal", "run", "-m", "tune.modal_app", "--", "--smoke-test"],
-                         cwd=ROOT, env=_clean_env(offline), capture_output=True, text=True, timeout=120)
+    out = _python(offline, "-m", "modal", "run", "-m", "tune.modal_app", "--", "--smoke-test")
     assert out.returncode != 0
     assert "Token missing" in out.stdout + out.stderr
 
@@ -319,7 +338,8 @@ def test_preflight_checks_the_volume_for_data(modal_app, monkeypatch, held, smok
     monkeypatch.setattr(modal_app, "volume_has", lambda path: None if held is None else path in held)
     cfg = TrainConfig().to_dict()  # data.root = data/synth, data.cache = data/synth-cache
     if fails:
-        with pytest.raises(MabeDataError, match="modal volume put mabe-tune <local cache dir> data/synth-cache"):
+        upload = "`modal volume put mabe-tune <local cache dir> data/synth-cache`"
+        with pytest.raises(MabeDataError, match=upload):
             modal_app.preflight(cfg, smoke)
     else:
         modal_app.preflight(cfg, smoke)
@@ -328,7 +348,6 @@ def test_preflight_checks_the_volume_for_data(modal_app, monkeypatch, held, smok
 def test_volume_has_is_unknown_without_an_account(offline):
     # A fresh interpreter: modal reads its token at import, and this must never reach a real account.
     code = "import tune.modal_app as m; print(m.volume_has('data/synth-cache/index.parquet'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_clean_env(offline), capture_output=True,
-                         text=True, timeout=120)
+    out = _python(offline, "-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"

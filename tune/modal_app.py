@@ -9,14 +9,15 @@ the last committed checkpoint; Modal's own retry (RETRIES) does the same after a
 
 Commands (repository root; flags after `--` are ours and mirror `python -m tune.train`):
 
-    pip install -e ".[modal]" && modal setup                      # once: browser login, token in ~/.modal.toml
-    python -m tune.modal_app --help                               # our flags (works offline)
-    python -m tune.modal_app --dry-run --smoke-test --run-name smoke   # resolve + print the config, no Modal call
-    modal run -m tune.modal_app -- --smoke-test --run-name smoke  # 2 tiny epochs on an H100 (a few cents)
-    modal run -m tune.modal_app -- --config my.yaml --set optim.lr=3e-4 --run-name v6-pair
-    modal run -m tune.modal_app -- --from-experiment ~/ray_results/mabe --set optim.epochs=100 --run-name best100
-    modal run --detach -m tune.modal_app -- ...                   # keeps running if this terminal goes away
-    mkdir -p runs && modal volume get mabe-tune best100 runs      # -> runs/best100/{last,best,summary.csv,...}
+    pip install -e ".[modal]" && modal setup             # once: browser login, token in ~/.modal.toml
+    python -m tune.modal_app --help                      # our flags (works offline)
+    python -m tune.modal_app --dry-run --smoke-test --run-name smoke   # print the resolved config, no Modal
+    modal run -m tune.modal_app -- --smoke-test --run-name smoke       # 2 tiny epochs on an H100 (cents)
+    modal run -m tune.modal_app -- --config tune/configs/v6.yaml --set optim.lr=3e-4 --run-name v6
+    modal run -m tune.modal_app -- --from-experiment experiments/<search> --set optim.epochs=100 \
+        --run-name best100                               # the best trial of a finished Ray search, retrained
+    modal run --detach -m tune.modal_app -- ...          # keeps running if this terminal goes away
+    mkdir -p runs && modal volume get mabe-tune best100 runs   # -> runs/best100/{last,best,summary.csv}
 
 `python -m tune.modal_app ...` (without --dry-run) launches the same remote run as `modal run -m ...`.
 Relative data paths (`data.root`, `data.cache`) are taken inside the Volume, so the first run builds the
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -84,7 +86,8 @@ def commit_volume() -> None:
 def check_run_name(run_name: str) -> str:
     """One folder name inside the Volume: letters, digits, '.', '_', '-' (no '/', no '..')."""
     if not isinstance(run_name, str) or not RUN_NAME_RE.match(run_name) or run_name in (".", ".."):
-        raise MabeDataError(f"run name {run_name!r} must match {RUN_NAME_RE.pattern} (one folder in the Volume)")
+        raise MabeDataError(f"run name {run_name!r} must match {RUN_NAME_RE.pattern} "
+                            "(one folder in the Volume)")
     return run_name
 
 
@@ -146,7 +149,8 @@ def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_M
 
 
 @app.function(image=image, gpu=GPU, volumes={VOLUME_MOUNT: volume}, timeout=TIMEOUT_S,
-              retries=modal.Retries(max_retries=RETRIES, initial_delay=RETRY_DELAY_S, backoff_coefficient=1.0))
+              retries=modal.Retries(max_retries=RETRIES, initial_delay=RETRY_DELAY_S,
+                                    backoff_coefficient=1.0))
 def train_remote(config: dict, run_name: str, root: str = VOLUME_MOUNT, smoke_test: bool = False) -> dict:
     """One training run on one H100; `.local(config, name, root=tmp)` runs the same body in-process."""
     return run_training(config, run_name, root, smoke_test)
@@ -161,14 +165,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run one training on a Modal H100 (the Ray-free fallback).\n"
-                    f"Checkpoints go to the Modal Volume $MABE_VOLUME (now {VOLUME_NAME!r}) under <run-name>/\n"
-                    "and are committed after every checkpoint; the same --run-name resumes.\n"
+                    f"Checkpoints go to the Modal Volume $MABE_VOLUME (now {VOLUME_NAME!r}) under\n"
+                    "<run-name>/ and are committed after every checkpoint; the same --run-name resumes.\n"
                     "Under `modal run -m tune.modal_app`, put these flags after `--`.",
-        epilog=f"GPU={GPU}, timeout {TIMEOUT_S / 3600:g} h per attempt, {RETRIES} retries, Volume mounted at "
-               f"{VOLUME_MOUNT}. Cost estimate: ${H100_USD_PER_HOUR}/h (Modal H100 list price when written).\n"
-               "Config fields: `python -m tune.train --help`.")
+        epilog=f"GPU={GPU}, timeout {TIMEOUT_S / 3600:g} h per attempt, {RETRIES} retries, Volume mounted "
+               f"at {VOLUME_MOUNT}.\nCost: an estimate at ${H100_USD_PER_HOUR}/h (Modal's H100 list price "
+               "when written).\nConfig fields: `python -m tune.train --help`.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="FILE", help="YAML/JSON TrainConfig file (sections data/model/optim/run)")
+    src.add_argument("--config", metavar="FILE",
+                     help="YAML/JSON TrainConfig file (sections data/model/optim/run)")
     src.add_argument("--from-experiment", metavar="PATH",
                      help="finished Ray search folder: take the best trial's config (results.csv -> best "
                           "checkpoint's config.json)")
@@ -179,7 +184,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--smoke-test", action="store_true",
                    help="the same tiny config as `python -m tune.train --smoke-test`")
     p.add_argument("--dry-run", action="store_true",
-                   help="resolve and print the config and the run folder, then stop (no Modal account needed)")
+                   help="resolve and print the config and the run folder, then stop (no Modal account "
+                        "needed)")
     return p
 
 
@@ -223,14 +229,16 @@ def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
     exp = Path(path).expanduser()
     results = exp / "results.csv"
     if not results.is_file():
-        raise MabeDataError("no results.csv: not a finished `python -m tune.search` experiment folder", file=exp)
+        raise MabeDataError("no results.csv: not a finished `python -m tune.search` experiment folder",
+                            file=exp)
     with open(results, newline="") as f:
         rows = list(csv.DictReader(f))
-    score_col = next((c for c in ("val/best_score", "best_score", "val/score") if rows and c in rows[0]), None)
-    ckpt_col = next((c for c in ("best_checkpoint", "checkpoint") if rows and c in rows[0]), None)
+    header = list(rows[0]) if rows else []
+    score_col = next((c for c in ("best_score", "val/best_score", "val/score") if c in header), None)
+    ckpt_col = next((c for c in ("best_checkpoint", "checkpoint") if c in header), None)
     if score_col is None or ckpt_col is None:
         raise MabeDataError(f"results.csv needs a best score and a best checkpoint column, has "
-                            f"{list(rows[0]) if rows else 'no rows'}", file=results)
+                            f"{header or 'no rows'}", file=results)
 
     def score(row: dict) -> float:
         try:
@@ -243,18 +251,34 @@ def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
     if not scored:
         raise MabeDataError(f"no trial with a finite {score_col} and a checkpoint", file=results)
     best = max(scored, key=score)
-    ckpt = Path(best[ckpt_col]).expanduser()
-    if not ckpt.is_absolute():
-        ckpt = exp / ckpt
-    cfg_file = ckpt / "config.json"
-    if not cfg_file.is_file():
-        raise MabeDataError(f"best trial's checkpoint has no config.json ({score_col}={best[score_col]})",
-                            file=cfg_file)
+    ckpt = best[ckpt_col]
+    if "://" in ckpt:  # remote Ray storage (s3://, gs://): results.csv is mirrored here, checkpoints are not
+        cfg_file = ckpt.rstrip("/") + "/config.json"
+        text = _read_uri(cfg_file)
+    else:
+        path = Path(ckpt).expanduser()
+        cfg_file = str(path if path.is_absolute() else exp / path) + "/config.json"
+        text = Path(cfg_file).read_text() if Path(cfg_file).is_file() else None
+    if text is None:
+        raise MabeDataError(f"best trial's checkpoint has no readable config.json "
+                            f"({score_col}={best[score_col]})", file=cfg_file)
     try:
-        config = json.loads(cfg_file.read_text())
+        config = json.loads(text)
     except ValueError as exc:
         raise MabeDataError(f"config.json is not JSON: {exc}", file=cfg_file) from None
     return config, best
+
+
+def _read_uri(uri: str) -> str | None:
+    """Text of a file on s3://, gs:// or file:// storage via pyarrow.fs; None if unreadable."""
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        with fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except (OSError, ValueError, pyarrow.ArrowException):
+        return None
 
 
 def volume_has(path: str) -> bool | None:
@@ -264,20 +288,20 @@ def volume_has(path: str) -> bool | None:
         return len(volume.listdir(path)) > 0
     except modal.exception.NotFoundError:
         return False
-    except Exception:  # no token, network trouble, an API change: do not block the run on a courtesy check
+    except Exception:  # noqa: BLE001 - no token, no network, an API change: never block on a courtesy check
         return None
 
 
 def preflight(cfg: dict, smoke_test: bool) -> None:
-    """Fail before paying for a GPU when the Volume holds neither the feature cache nor the data to build it."""
+    """Stop before paying for a GPU when the Volume holds neither the feature cache nor data to build it."""
     data = cfg.get("data", {})
     cache, root = str(data.get("cache", "")), str(data.get("root", ""))
     if smoke_test or Path(cache).is_absolute() or Path(root).is_absolute():
         return
     if volume_has(f"{cache}/index.parquet") is False and volume_has(f"{root}/train.csv") is False:
         raise MabeDataError(
-            f"Volume {VOLUME_NAME!r} holds neither {cache}/index.parquet nor {root}/train.csv; upload a cache "
-            f"(`modal volume put {VOLUME_NAME} <local cache dir> {cache}`) or use --smoke-test",
+            f"Volume {VOLUME_NAME!r} holds neither {cache}/index.parquet nor {root}/train.csv; upload a "
+            f"cache (`modal volume put {VOLUME_NAME} <local cache dir> {cache}`) or use --smoke-test",
             file=f"{VOLUME_NAME}:/{cache}")
 
 
@@ -297,12 +321,13 @@ def _print_plan(cfg: dict, run_name: str) -> None:
 def _print_summary(result: dict) -> None:
     run = result.get("run_name")
     ck = result.get("checkpoints") or []
+    hours = result.get("wall_s", 0) / 3600
     print(f"[modal] done: run {run!r}: epochs {result.get('start_epoch', 0) + 1}..{result.get('epochs_run')}"
           f"{' (early stop)' if result.get('stopped_early') else ''}, best val/score "
-          f"{result.get('best_score', float('nan')):.4f} at epoch {result.get('best_epoch')}, {len(ck)} checkpoints, "
-          f"{result.get('commits')} Volume commits, {result.get('wall_s', 0) / 3600:.2f} h "
-          f"(~${H100_USD_PER_HOUR * result.get('wall_s', 0) / 3600:.2f} estimated)")
-    print("next: download the checkpoints (into runs/<run>/last, best, summary.csv), then build the ensemble:\n"
+          f"{result.get('best_score', float('nan')):.4f} at epoch {result.get('best_epoch')}, "
+          f"{len(ck)} checkpoints, {result.get('commits')} Volume commits, {hours:.2f} h "
+          f"(~${H100_USD_PER_HOUR * hours:.2f}, an estimate)")
+    print("next: download the checkpoints (runs/<run>/last, best, summary.csv), then build the ensemble:\n"
           f"  mkdir -p runs && modal volume get {VOLUME_NAME} {run} runs\n"
           f"  python -m ensemble.build --checkpoints runs/{run}/best")
 
@@ -314,7 +339,7 @@ def launch(argv: list[str] | tuple[str, ...], prog: str = PROG) -> dict | None:
     _print_plan(cfg, run_name)
     if args.dry_run:
         print(json.dumps(cfg, indent=2, sort_keys=True))
-        print(f"next: modal run -m tune.modal_app -- {' '.join(a for a in argv if a != '--dry-run')}")
+        print(f"next: modal run -m tune.modal_app -- {shlex.join(a for a in argv if a != '--dry-run')}")
         return None
     preflight(cfg, args.smoke_test)
     result = train_remote.remote(cfg, run_name, VOLUME_MOUNT, args.smoke_test)
@@ -342,6 +367,6 @@ def cli(argv: list[str]) -> None:
 if __name__ == "__main__":
     # Re-import under the real module name so the Modal function is `tune.modal_app.train_remote`, not
     # `__main__.train_remote` (the container imports it from the source added to the image).
-    from tune import modal_app as _self
+    from tune import modal_app as _self  # noqa: PLW0406
 
     _self.cli(sys.argv[1:])
