@@ -96,6 +96,25 @@ def test_image_filter_keeps_sources_and_package_data(modal_app):
     assert ignore(Path("features/data/big.npy"))
 
 
+def test_image_carries_every_module_and_the_package_data(modal_app):
+    # What add_local_python_source(..., ignore=_ignore_in_image) uploads, listed by modal itself (private
+    # class in modal 1.6: skip if it moves). The synthetic twin needs features/data/train_meta.csv.gz.
+    mount = pytest.importorskip("modal.mount")
+    if not hasattr(mount, "_MountedPythonModule"):
+        pytest.skip("modal.mount._MountedPythonModule moved")
+    for pkg in modal_app.LOCAL_PACKAGES:
+        entry = mount._MountedPythonModule(pkg, ignore=modal_app._ignore_in_image)
+        remote = {str(r) for _, r in entry.get_files_to_upload()}
+        local = {f"/root/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / pkg).rglob("*.py")
+                 if "__pycache__" not in p.parts}
+        assert local <= remote, f"{pkg}: missing {sorted(local - remote)}"
+        assert not any("__pycache__" in r or r.endswith(".pyc") for r in remote)
+        if pkg == "features":
+            assert "/root/features/data/train_meta.csv.gz" in remote
+        if pkg == "tune":
+            assert "/root/tune/configs/smoke.yaml" in remote
+
+
 @pytest.mark.parametrize("name", ["smoke", "v6-pair_1.2", "A"])
 def test_run_name_accepted(modal_app, name):
     assert modal_app.check_run_name(name) == name
