@@ -314,10 +314,9 @@ def _read_table(path: Path, video, kind: str, dictionary: tuple[str, ...] = ()) 
     if not path.is_file():
         raise MabeDataError(f"{kind} file not found", file=path, video=video)
     try:
-        pf = pq.ParquetFile(path)
-        names = set(pf.schema_arrow.names)
-        pf = pq.ParquetFile(path, read_dictionary=[c for c in dictionary if c in names])
-        table = pf.read(use_threads=True)
+        # memory-mapped; names in read_dictionary that the file lacks are ignored (missing columns are
+        # reported by _check_columns)
+        table = pq.read_table(path, memory_map=True, read_dictionary=list(dictionary))
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise MabeDataError(f"corrupt or unreadable parquet ({exc})", file=path, video=video) from None
     return table
