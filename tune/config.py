@@ -105,7 +105,8 @@ class RunConfig:
     checkpoint_every: int = _h(5, "write last/ every N epochs (best/ is written on every new best)")
     patience: int = _h(10, "early stop after this many epochs without a new best val/score (0 = never)")
     resume: bool = _h(True, "continue from <out_dir>/last if it exists")
-    threads: int = _h(0, "torch CPU threads (0 = torch default)")
+    threads: int = _h(0, "torch CPU threads (0 = torch default). Use 1 when several runs share a few cores: "
+                         "measured here, 2 OpenMP threads on a busy 2-core box made a step 15x slower")
     progress: bool = _h(True, "show tqdm progress bars")
     fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file exists "
                                     "(and create it), to exercise restart-from-checkpoint")

@@ -400,7 +400,7 @@ def _bar(total: int, enabled: bool, desc: str):
 
 # ------------------------------------------------------------------------------------------------ CLI
 SMOKE = {"data.root": "data/smoke", "data.cache": "data/smoke/cache", "run.out_dir": "runs/smoke",
-         "optim.epochs": "2", "run.resume": "false"}
+         "optim.epochs": "2", "run.resume": "false", "run.threads": "1"}
 
 
 def smoke_data(root: str, cache: str, n_videos: int = 6, n_frames: int = 900, seed: int = 0, features=None) -> dict:
