@@ -336,6 +336,12 @@ def test_rerun_after_a_crash_resumes_from_the_last_committed_checkpoint(modal_ap
     assert (out["start_epoch"], out["epochs_run"], rec.seen) == (3, 4, [4, 4])
 
 
+def test_cli_without_an_account_says_modal_setup(offline):
+    out = _python(offline, "-m", "tune.modal_app", "--smoke-test", "--run-name", "s")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Token missing" in out.stderr and "`modal setup`" in out.stderr
+
+
 def test_modal_run_finds_the_entrypoint_and_stops_at_the_missing_token(offline):
     # `modal run -m tune.modal_app` imports the module and its local entrypoint, then needs an account.
     out = _python(offline, "-m", "modal", "run", "-m", "tune.modal_app", "--", "--smoke-test")

@@ -360,8 +360,13 @@ def cli(argv: list[str]) -> None:
         if "--dry-run" in argv or "-h" in argv or "--help" in argv:
             launch(argv)
             return
-        with modal.enable_output(), app.run():
-            launch(argv)
+        try:
+            with modal.enable_output(), app.run():
+                launch(argv)
+        except modal.exception.AuthError as exc:
+            print(f"{PROG}: error: no Modal account configured ({str(exc).split('.')[0]}): run `modal setup` "
+                  "once, or try --dry-run", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
