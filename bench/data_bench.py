@@ -1,7 +1,7 @@
 """Data-layer benchmark: parquet -> dense tracking (ours vs a pandas pivot) and the feature-build rate.
 
     python -m bench.data_bench            # 10-minute videos at 30 fps (2 mice x 7 points, 4 mice x 18 points)
-    python -m bench.data_bench --quick    # 1-minute videos, a few seconds in all
+    python -m bench.data_bench --quick    # best of 2 instead of 5 (~10 s)
 
 It writes realistic long-format tracking parquet files (missing rows ~7 %, a few whole missing frames) into a
 temporary folder, then times in the same run:
@@ -12,7 +12,8 @@ temporary folder, then times in the same run:
   2. `features.pipeline.video_features` on the dense tracking: video frames/s, compared with real time (the
      video's own 30 fps) as the baseline.
 Both conversions are checked to give identical arrays before any number is printed.
-`run(quick)` returns the rows {stage, ours, baseline, ratio, target, unit} for a bench suite to collect.
+`run(quick)` returns the rows {stage, ours, baseline, ratio, target (">= 10"), unit, passed} for the bench
+suite (`python -m bench --only data`).
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ def _interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Rows {stage, ours, baseline, ratio, target, unit} (rates: higher is better)."""
-    minutes = 1 if quick else 10
+    """Rows {stage, ours, baseline, ratio, target, unit, passed} (rates: higher is better)."""
+    # quick keeps the 10-minute files (small files measure fixed overheads, not throughput) and only
+    # repeats less
+    minutes = 10
     n_frames = int(minutes * 60 * 30)
     repeats = 2 if quick else 5
     rows = []
@@ -151,7 +154,8 @@ def run(quick: bool = False) -> list[dict]:
                         "ours": round(ours),
                         "baseline": round(base),
                         "ratio": round(ours / base, 2),
-                        "target": 10.0,
+                        "target": ">= 10",
+                        "passed": ours / base >= 10.0,
                         "unit": "rows/s",
                     }
                 )
@@ -181,7 +185,8 @@ def run(quick: bool = False) -> list[dict]:
                         "ours": round(rate),
                         "baseline": 30.0,
                         "ratio": round(rate / 30.0, 1),
-                        "target": 100.0,
+                        "target": ">= 100",
+                        "passed": rate / 30.0 >= 100.0,
                         "unit": "video frames/s (baseline: real time)",
                     }
                 )
@@ -194,17 +199,17 @@ def main(argv=None) -> list[dict]:
         description="Time parquet->dense conversion (ours vs pandas pivot) and feature "
         "building; prints rates and ratios measured in this run.",
     )
-    p.add_argument("--quick", action="store_true", help="1-minute videos instead of 10-minute ones")
+    p.add_argument("--quick", action="store_true", help="best of 2 runs instead of 5")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(quick=args.quick)
     w = max(len(r["stage"]) for r in rows)
     print(f"{'stage':<{w}}  {'ours':>12}  {'baseline':>12}  {'ratio':>7}  {'target':>6}  unit")
     for r in rows:
-        ok = "ok" if r["ratio"] >= r["target"] else "BELOW"
+        ok = "ok" if r["passed"] else "BELOW"
         print(
             f"{r['stage']:<{w}}  {r['ours']:>12,.0f}  {r['baseline']:>12,.0f}  {r['ratio']:>6.1f}x  "
-            f"{r['target']:>5.0f}x  {r['unit']} [{ok}]"
+            f"{r['target'] + 'x':>6}  {r['unit']} [{ok}]"
         )
     print(f"data_bench: {len(rows)} rows in {time.perf_counter() - t0:.1f} s")
     print("next: python -m features.build --data data/synth --out data/synth-cache")
