@@ -189,6 +189,9 @@ def _check_inputs(solution: pd.DataFrame, submission: pd.DataFrame, allow_empty:
         if col not in solution.columns:
             raise MabeDataError(f"Solution is missing column {col}")
     for name, df in (("solution", solution), ("submission", submission)):
+        for col in ("start_frame", "stop_frame"):
+            if len(df) and not pd.api.types.is_integer_dtype(df[col]):
+                raise MabeDataError(f"{name} column {col} must be integers, got dtype {df[col].dtype}")
         if not (df["start_frame"].to_numpy() <= df["stop_frame"].to_numpy()).all():
             bad = df.loc[~(df["start_frame"] <= df["stop_frame"])].iloc[0]
             # The official metric asserts here; keep the exception type, add where.
@@ -244,16 +247,16 @@ def _sorted_events(group: np.ndarray, start: np.ndarray, stop: np.ndarray, flag:
     kind bit 0 = is_start (so at one position stops sort before starts), bit 1 = flag.
     Returns group, pos, is_start, flag of the sorted events.
     """
-    span = int(max(stop.max(initial=0), 0)) + 1
-    if start.size and start.min() < 0:
-        raise MabeDataError("negative start_frame")
+    offset = min(int(start.min(initial=0)), 0)  # negative frames are legal ranges for the official code
+    start, stop = start - offset, stop - offset
+    span = int(stop.max(initial=0)) + 1
     base = (group.astype(np.int64) * span)
     code = np.concatenate([((base + start) << 2) | (flag.astype(np.int64) << 1) | 1,
                            ((base + stop) << 2) | (flag.astype(np.int64) << 1)])
     code.sort()
     gp = code >> 2
     g = gp // span
-    return g, gp - g * span, (code & 1).astype(bool), ((code >> 1) & 1).astype(bool)
+    return g, gp - g * span + offset, (code & 1).astype(bool), ((code >> 1) & 1).astype(bool)
 
 
 def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.ndarray, n_keys: int):

@@ -101,13 +101,17 @@ def smooth(probs: np.ndarray, window: int) -> np.ndarray:
     T = probs.shape[0]
     left = (window - 1) // 2
     right = window - 1 - left
-    csum = np.zeros((T + 1,) + probs.shape[1:], dtype=np.float64)
-    np.cumsum(probs, axis=0, out=csum[1:])
+    csum = np.empty((T + 1 + left + right,) + probs.shape[1:], dtype=np.float64)
+    # padded prefix sums: C[i] = sum of frames before clip(i - left, 0, T), so that the window of frame t is
+    # C[t + window] - C[t] (plain slices, no gathers)
+    csum[: left + 1] = 0.0
+    np.cumsum(probs, axis=0, out=csum[left + 1: left + 1 + T])
+    csum[left + 1 + T:] = csum[left + T]
     t = np.arange(T)
-    lo = np.maximum(t - left, 0)
-    hi = np.minimum(t + right + 1, T)
-    n = (hi - lo).reshape((T,) + (1,) * (probs.ndim - 1))
-    return ((csum[hi] - csum[lo]) / n).astype(probs.dtype if probs.dtype.kind == "f" else np.float64)
+    n = (np.minimum(t + right + 1, T) - np.maximum(t - left, 0)).reshape((T,) + (1,) * (probs.ndim - 1))
+    out = csum[window: window + T] - csum[:T]
+    out /= n
+    return out.astype(probs.dtype if probs.dtype.kind == "f" else np.float64, copy=False)
 
 
 def _runs(labels: np.ndarray):
@@ -146,12 +150,20 @@ def drop_short(labels: np.ndarray, min_duration: int) -> np.ndarray:
 
 def decide_frames(probs: np.ndarray, allowed: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """One class per frame from (already smoothed) probs: argmax of p - thr over allowed classes with
-    p >= thr, else background. Ties go to the lower class id. int64[T]."""
-    margin = np.asarray(probs, dtype=np.float64) - thr[None, :]
-    margin[:, ~allowed] = -np.inf
-    margin[:, BACKGROUND] = -np.inf
-    best = margin.argmax(axis=1)
-    return np.where(margin[np.arange(margin.shape[0]), best] >= 0, best, BACKGROUND)
+    p >= thr, else background. Ties go to the lower class id. int64[T].
+
+    probs may hold all 38 columns or only the allowed ones (`allowed` then says which classes they are, in
+    order: see `frame_decisions`)."""
+    cols = np.flatnonzero(allowed)
+    cols = cols[cols != BACKGROUND]
+    probs = np.asarray(probs)
+    if probs.shape[1] == NUM_CLASSES:
+        probs = probs[:, cols]
+    if cols.size == 0 or probs.shape[0] == 0:
+        return np.zeros(probs.shape[0], dtype=np.int64)
+    margin = probs.astype(np.float64) - thr[cols][None, :]
+    best = margin.argmax(axis=1)  # first maximum: the lower class id on ties
+    return np.where(margin[np.arange(margin.shape[0]), best] >= 0, cols[best], BACKGROUND)
 
 
 def effective_allowed(allowed: np.ndarray, self_pair: bool | None = None) -> np.ndarray:
@@ -176,7 +188,10 @@ def frame_decisions(probs: np.ndarray, allowed: np.ndarray, cfg: PostprocessConf
     allowed = effective_allowed(allowed, self_pair)
     if allowed.shape != (NUM_CLASSES,):
         raise MabeDataError(f"allowed must be bool[{NUM_CLASSES}], got shape {allowed.shape}")
-    pred = decide_frames(smooth(probs, cfg.smooth_window), allowed, cfg.threshold_vector(lab_id))
+    cols = np.flatnonzero(allowed)
+    cols = cols[cols != BACKGROUND]
+    # only the allowed columns are smoothed and compared (the others can never be predicted)
+    pred = decide_frames(smooth(probs[:, cols], cfg.smooth_window), allowed, cfg.threshold_vector(lab_id))
     return drop_short(fill_gaps(pred, cfg.gap_fill), cfg.min_duration)
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.metric_bench import set_based_score
+
 from features.errors import MabeDataError
 from features.labels import ACTIONS, CLASS_OF, NUM_CLASSES
 from ensemble.metric import (
@@ -137,6 +139,16 @@ def test_errors_before_scoring():
         score(solution([(1, "mouse1", "mouse2", "sniff", 5, 4)]), sub)
     with pytest.raises(ValueError, match="dtype"):
         score(sol, sub.astype({"video_id": str}))
+
+
+def test_negative_frames_and_float_frames():
+    # the official code expands range(start, stop) whatever the sign: [-5, 5) vs [0, 10) -> TP 5, FP 5, FN 5
+    sol = solution([(1, "mouse1", "mouse2", "sniff", 0, 10)])
+    sub = submission([(1, "mouse1", "mouse2", "sniff", -5, 5)])
+    assert interval_counts(sol, sub) == {("LabA", "sniff"): (5, 5, 5)}
+    assert score(sol, sub) == set_based_score(sol, sub) == 0.5
+    with pytest.raises(ValueError, match="start_frame must be integers"):
+        score(sol, sub.astype({"start_frame": float}))
 
 
 def test_empty_interval_is_allowed_and_counts_nothing():

@@ -41,6 +41,15 @@ def test_smooth_centred_with_edges():
     assert smooth(x, 1) is x
 
 
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(0, 40), window=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+def test_smooth_equals_direct_mean(T, window, seed):
+    x = np.random.default_rng(seed).random((T, 3)).astype(np.float32)
+    left, right = (window - 1) // 2, window - 1 - (window - 1) // 2
+    direct = [x[max(0, t - left): min(T, t + right + 1)].astype(np.float64).mean(axis=0) for t in range(T)]
+    np.testing.assert_allclose(smooth(x, window), np.array(direct).reshape(T, 3), rtol=0, atol=1e-6)
+
+
 def test_fill_gaps_and_drop_short():
     x = np.array([1, 1, 0, 0, 1, 0, 2, 0, 0, 0, 2, 0])
     # gap of 2 between 1s filled; gap 1 between 1 and 2 kept; gap of 3 > 2 kept; edges never filled
