@@ -24,7 +24,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from features.labels import ACTIONS, CLASS_OF, NUM_CLASSES, SELF_ACTIONS
+from features.labels import CLASS_OF, NUM_CLASSES
 
 PAIR_POOL = ("sniff", "attack", "approach", "chase", "mount", "sniffgenital", "escape")
 SELF_POOL = ("rear", "selfgroom", "dig")

@@ -206,6 +206,8 @@ def _check_inputs(solution: pd.DataFrame, submission: pd.DataFrame, allow_empty:
 
 def _whitelists(solution: pd.DataFrame) -> tuple[dict, dict]:
     """video -> set of raw whitelist strings ("agent,target,action", as written), and video -> lab."""
+    if len(solution) == 0:
+        return {}, {}
     first = solution.drop_duplicates("video_id")
     whitelist: dict = {}
     for video, raw in zip(first["video_id"].tolist(), first["behaviors_labeled"].tolist()):

@@ -85,7 +85,7 @@ class PostprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PostprocessConfig":
+    def from_dict(cls, d: dict) -> PostprocessConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

@@ -15,9 +15,6 @@ import pandas as pd
 import pytest
 
 from bench.metric_bench import set_based_score
-
-from features.errors import MabeDataError
-from features.labels import ACTIONS, CLASS_OF, NUM_CLASSES
 from ensemble.metric import (
     PairFrames,
     aggregate,
@@ -31,6 +28,8 @@ from ensemble.metric import (
     score,
     score_frames,
 )
+from features.errors import MabeDataError
+from features.labels import ACTIONS, CLASS_OF, NUM_CLASSES
 
 PAIR_WL = ["mouse1,mouse2,attack", "mouse1,mouse2,sniff", "mouse2,mouse1,sniff", "mouse1,self,rear"]
 
@@ -322,7 +321,7 @@ def test_cli_bad_input_one_line_nonzero(tmp_path):
     sol.to_csv(tmp_path / "sol.csv", index=False)
     sub.to_csv(tmp_path / "sub.csv", index=False)
     proc = subprocess.run([sys.executable, "-m", "ensemble.metric", "--solution", str(tmp_path / "sol.csv"),
-                           "--submission", str(tmp_path / "sub.csv")], capture_output=True, text=True)
+                           "--submission", str(tmp_path / "sub.csv")], check=False, capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Multiple predictions" in lines[0] and "video 1" in lines[0]

@@ -1,10 +1,10 @@
 """Post-processing: hand-computed steps, config round trip, and never-overlapping output (hypothesis)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +17,6 @@ from ensemble.postprocess import (
     drop_short,
     events_to_submission,
     fill_gaps,
-    frame_decisions,
     probs_to_events,
     smooth,
 )
@@ -149,7 +148,7 @@ def test_random_postprocessing_never_overlaps(seed, window, min_duration, gap_fi
             events = probs_to_events(probs, allowed, cfg, "L", to_original=to_original)
             starts = [e[0] for e in events]
             assert starts == sorted(starts)
-            assert all(e0[1] <= e1[0] for e0, e1 in zip(events, events[1:]))  # no overlap within the pair
+            assert all(e0[1] <= e1[0] for e0, e1 in itertools.pairwise(events))  # no overlap within the pair
             assert all(allowed[c] and 0 <= s < e <= n_orig for s, e, c in events)
             items.append((5, agent, target, events))
             labels = np.where(rng.random(n_orig) < 0.3, rng.choice(np.flatnonzero(allowed)), 0)
