@@ -376,3 +376,25 @@ def test_volume_has_is_unknown_without_an_account(offline):
     out = _python(offline, "-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize("path, inside", [
+    ("data/cache", "data/cache"), ("/runs/data/cache", "data/cache"), ("/home/me/cache", None),
+    ("/runsx/cache", None),
+])
+def test_in_volume(modal_app, path, inside):
+    assert modal_app.in_volume(path) == inside
+
+
+def test_a_local_absolute_cache_is_refused_before_launch(modal_app, tmp_path):
+    # e.g. the best trial of a local Ray search recorded data.cache=/home/me/data/cache
+    exp = tmp_path / "exp"
+    _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": "t1/best", "lr": 1e-3}])
+    cfg_file = exp / "t1/best/config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["data"]["cache"] = "/home/me/data/cache"
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(MabeDataError, match="modal volume put mabe-tune /home/me/data/cache data/cache"):
+        modal_app.launch(["--from-experiment", str(exp), "--dry-run"])
+    out = modal_app.launch(["--from-experiment", str(exp), "--dry-run", "--set", "data.cache=data/cache"])
+    assert out is None  # dry run: nothing launched

@@ -292,13 +292,36 @@ def volume_has(path: str) -> bool | None:
         return None
 
 
+def in_volume(path: str) -> str | None:
+    """A data path as seen inside the Volume: relative paths are taken there, absolute ones only under
+    VOLUME_MOUNT; None for a path outside it (one on your machine, which the container cannot see)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.relative_to(VOLUME_MOUNT).as_posix()
+    except ValueError:
+        return None
+
+
+def check_data_paths(cfg: dict) -> None:
+    """data.cache must be somewhere the container sees (e.g. not the local path a Ray search recorded)."""
+    cache = str(cfg.get("data", {}).get("cache", ""))
+    if in_volume(cache) is None:
+        raise MabeDataError(
+            f"data.cache={cache} is a path on this machine, not in the Volume: upload it once with "
+            f"`modal volume put {VOLUME_NAME} {cache} data/cache` and add --set data.cache=data/cache",
+            file=cache)
+
+
 def preflight(cfg: dict, smoke_test: bool) -> None:
     """Stop before paying for a GPU when the Volume holds neither the feature cache nor data to build it."""
     data = cfg.get("data", {})
-    cache, root = str(data.get("cache", "")), str(data.get("root", ""))
-    if smoke_test or Path(cache).is_absolute() or Path(root).is_absolute():
+    cache, root = in_volume(str(data.get("cache", ""))), in_volume(str(data.get("root", "")))
+    if smoke_test or cache is None:
         return
-    if volume_has(f"{cache}/index.parquet") is False and volume_has(f"{root}/train.csv") is False:
+    if volume_has(f"{cache}/index.parquet") is False and (
+            root is None or volume_has(f"{root}/train.csv") is False):
         raise MabeDataError(
             f"Volume {VOLUME_NAME!r} holds neither {cache}/index.parquet nor {root}/train.csv; upload a "
             f"cache (`modal volume put {VOLUME_NAME} <local cache dir> {cache}`) or use --smoke-test",
@@ -313,9 +336,9 @@ def _print_plan(cfg: dict, run_name: str) -> None:
           f"(seed V6 pace 1.4 h / 100 epochs at ${H100_USD_PER_HOUR}/h; an estimate)")
     for key in ("root", "cache"):
         path = str(cfg.get("data", {}).get(key) or "")
-        where = path if Path(path).is_absolute() else f"{VOLUME_MOUNT}/{path}"
-        note = " (absolute: it must exist inside the container)" if Path(path).is_absolute() else ""
-        print(f"[modal] data.{key} -> {where}{note}")
+        inside = in_volume(path)
+        where = f"{VOLUME_MOUNT}/{inside}" if inside is not None else f"{path} (outside the Volume: not visible)"
+        print(f"[modal] data.{key} -> {where}")
 
 
 def _print_summary(result: dict) -> None:
@@ -336,6 +359,7 @@ def launch(argv: list[str] | tuple[str, ...], prog: str = PROG) -> dict | None:
     """Parse our flags; --dry-run prints the plan, else run on Modal (the caller provides the app context)."""
     args = build_parser(prog).parse_args(list(argv))
     cfg, run_name = resolve(args)
+    check_data_paths(cfg)
     _print_plan(cfg, run_name)
     if args.dry_run:
         print(json.dumps(cfg, indent=2, sort_keys=True))
