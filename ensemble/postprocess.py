@@ -229,6 +229,22 @@ def probs_to_events(probs: np.ndarray, allowed: np.ndarray, cfg: PostprocessConf
     return [(int(s), int(e), int(c)) for s, e, c in zip(starts[keep], stops[keep], vals[keep])]
 
 
+def video_events(video_id: int, pairs: list[tuple[int, int]], probs: np.ndarray, allowed: np.ndarray,
+                 cfg: PostprocessConfig, lab_id: str | None = None,
+                 to_original: Callable | np.ndarray | None = None) -> list[tuple[int, int, int, list]]:
+    """All pairs of one video: probs float[P, T, 38], allowed bool[P, 38] (rows in `pairs` order, as in
+    `VideoFeatures`) -> [(video_id, agent, target, events)] ready for `events_to_submission`. Self pairs
+    (target == agent) keep only self-directed actions, the others only pair actions."""
+    probs = np.asarray(probs)
+    allowed = np.asarray(allowed, dtype=bool)
+    if probs.ndim != 3 or probs.shape[0] != len(pairs) or allowed.shape != (len(pairs), NUM_CLASSES):
+        raise MabeDataError(f"probs {probs.shape} / allowed {allowed.shape} do not match {len(pairs)} pairs",
+                            video=video_id)
+    return [(int(video_id), int(a), int(t),
+             probs_to_events(probs[i], allowed[i], cfg, lab_id, to_original, self_pair=(int(a) == int(t))))
+            for i, (a, t) in enumerate(pairs)]
+
+
 def events_to_submission(items: Iterable[tuple[int, int, int, list[tuple[int, int, int]]]]) -> pd.DataFrame:
     """Submission rows from (video_id, agent, target, events) items, in the official column order.
 

@@ -19,7 +19,9 @@ from ensemble.postprocess import (
     fill_gaps,
     probs_to_events,
     smooth,
+    video_events,
 )
+from features.errors import MabeDataError
 from features.labels import CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK
 
 SNIFF, ATTACK, REAR = CLASS_OF["sniff"], CLASS_OF["attack"], CLASS_OF["rear"]
@@ -112,6 +114,18 @@ def test_events_to_submission_rows():
                                   [1, 7, "mouse1", "mouse2", "attack", 0, 5],
                                   [2, 7, "mouse1", "mouse2", "sniff", 10, 20]]
     assert df["start_frame"].dtype == np.int64 and df["video_id"].dtype == np.int64
+
+
+def test_video_events_restricts_self_and_pair_actions():
+    probs = np.zeros((2, 6, NUM_CLASSES), dtype=np.float32)
+    probs[:, 0:3, SNIFF] = 0.9
+    probs[:, 3:6, REAR] = 0.9
+    allowed = np.ones((2, NUM_CLASSES), dtype=bool)  # everything allowed: the pair kind decides
+    items = video_events(9, [(1, 2), (1, 1)], probs, allowed, PostprocessConfig(), "L",
+                         to_original=np.repeat(np.arange(6), 2))
+    assert items == [(9, 1, 2, [(0, 6, SNIFF)]), (9, 1, 1, [(6, 12, REAR)])]
+    with pytest.raises(MabeDataError, match="do not match"):
+        video_events(9, [(1, 2)], probs, allowed, PostprocessConfig())
 
 
 def test_perfect_probabilities_score_one():
