@@ -337,7 +337,7 @@ def _print_plan(cfg: dict, run_name: str) -> None:
     for key in ("root", "cache"):
         path = str(cfg.get("data", {}).get(key) or "")
         inside = in_volume(path)
-        where = f"{VOLUME_MOUNT}/{inside}" if inside is not None else f"{path} (outside the Volume: not visible)"
+        where = f"{VOLUME_MOUNT}/{inside}" if inside is not None else f"{path} (outside the Volume)"
         print(f"[modal] data.{key} -> {where}")
 
 
