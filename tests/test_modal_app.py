@@ -134,6 +134,11 @@ def test_place_in_volume_anchors_run_and_relative_data(modal_app, tmp_path):
     assert out["run"]["out_dir"] == "/runs/r1"
     assert out["data"] == {"root": "/runs/data/synth", "cache": "/abs/cache"}
     assert cfg["run"]["out_dir"] == "runs/default"  # the input is not mutated
+    # .local() mounts "the Volume" elsewhere: paths written against VOLUME_MOUNT follow it
+    cfg = {"data": {"root": "/runs/data/synth", "cache": "data/cache"}}
+    out = modal_app.place_in_volume(cfg, "r2", tmp_path)
+    assert out["data"] == {"root": str(tmp_path / "data/synth"), "cache": str(tmp_path / "data/cache")}
+    assert out["run"]["out_dir"] == str(tmp_path / "r2")
 
 
 def _write_experiment(exp: Path, rows: list[dict]) -> None:

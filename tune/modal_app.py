@@ -92,14 +92,16 @@ def check_run_name(run_name: str) -> str:
 
 
 def place_in_volume(config: dict, run_name: str, root: str | os.PathLike) -> dict:
-    """The config as it runs in the container: run folder = root/run_name, relative data paths under root."""
+    """The config as it runs in the container (Volume mounted at `root`): run folder = root/run_name (whatever
+    run.out_dir said), data paths inside the Volume (see `in_volume`) under root, others left as they are."""
     cfg = json.loads(json.dumps(config))
     run = cfg.setdefault("run", {})
     run["out_dir"] = str(Path(root) / check_run_name(run_name))
     data = cfg.setdefault("data", {})
     for key in ("root", "cache"):
-        if key in data and data[key] and not Path(data[key]).is_absolute():
-            data[key] = str(Path(root) / data[key])
+        inside = in_volume(str(data[key])) if data.get(key) else None
+        if inside is not None:
+            data[key] = str(Path(root) / inside)
     return cfg
 
 
@@ -180,7 +182,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, repeatable (e.g. --set optim.epochs=100 --set model.name=tcn)")
     p.add_argument("--run-name", default=None,
-                   help="folder in the Volume; reuse a name to resume (default: <model>-<UTC time>)")
+                   help="folder in the Volume (replaces run.out_dir); reuse a name to resume "
+                        "(default: <model>-<UTC time>)")
     p.add_argument("--smoke-test", action="store_true",
                    help="the same tiny config as `python -m tune.train --smoke-test`")
     p.add_argument("--dry-run", action="store_true",
