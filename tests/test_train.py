@@ -203,6 +203,12 @@ def test_train_writes_checkpoints_and_resumes(cache_dir, tmp_path):
     assert model(torch.zeros(1, 10, 8), torch.ones(1, 10, dtype=torch.bool)).shape == (1, 10, 38)
     assert out["epochs_run"] == 2 and out["best_score"] == m["val/best_score"]
 
+    # asking for features the cache was not built with is refused, naming the cache
+    from features.errors import MabeDataError
+
+    with pytest.raises(MabeDataError, match="target_fps"):
+        train(cfg.replace(**{"features.target_fps": 25}))
+
     # a second run with more epochs continues at epoch 3
     reports2 = []
     out2 = train(cfg.replace(**{"optim.epochs": 4}), report=lambda m, d: reports2.append(m))

@@ -220,6 +220,11 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
 
     # ---- data
     cache = open_cache(cfg.data.cache)
+    built = dict(cache.meta["settings"])
+    clash = {k: (v, built.get(k)) for k, v in cfg.features.items() if k in built and built[k] != v}
+    if clash:  # the checkpoint must record how its inputs were really made
+        raise MabeDataError(f"features {clash} (asked, cached) differ from the cache's settings; rebuild the "
+                            "cache or point data.cache at one built with them", file=cfg.data.cache)
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "features": dict(cache.meta["settings"]),
                                  "classes": CLASS_NAMES})
     train_rows, val_rows = select_rows(cache, cfg.data.val_fold, cfg.data.labs)
