@@ -157,6 +157,18 @@ def test_empty_interval_is_allowed_and_counts_nothing():
     assert interval_counts(sol, sub) == {("LabA", "sniff"): (10, 0, 0)}
 
 
+def test_zero_length_rows_still_create_their_key():
+    # Rules 4a/4d as the official code does them: a row adds its key (defaultdict) even with no frames, so a
+    # zero-length row of an otherwise absent action adds an F = 0 term (TP + FN + FP == 0 -> 0).
+    sol = solution([(1, "mouse1", "mouse2", "sniff", 0, 10), (1, "mouse1", "mouse2", "attack", 5, 5)])
+    sub = submission([(1, "mouse1", "mouse2", "sniff", 0, 10)])
+    assert interval_counts(sol, sub) == {("LabA", "attack"): (0, 0, 0), ("LabA", "sniff"): (10, 0, 0)}
+    assert score(sol, sub) == set_based_score(sol, sub) == 0.5
+    sol = solution([(1, "mouse1", "mouse2", "sniff", 0, 10)])
+    sub = submission([(1, "mouse1", "mouse2", "sniff", 0, 10), (1, "mouse1", "mouse2", "attack", 3, 3)])
+    assert score(sol, sub) == set_based_score(sol, sub) == 0.5
+
+
 def test_unknown_video_rows_dropped():
     sol = solution([(1, "mouse1", "mouse2", "sniff", 0, 10)])
     # video 2 has no ground truth rows: never scored, its whitelisted-looking attack adds no F = 0 term
