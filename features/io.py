@@ -394,31 +394,41 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
     bp = table.column("bodypart")
     if bp.null_count:
         raise MabeDataError("null values in column 'bodypart'", file=path, video=video)
-    # body-part codes per chunk, mapped onto the sorted global list of names actually used
+    # body-part codes per chunk, mapped onto the sorted global list of names actually used. Chunks of one
+    # file normally share one dictionary: then a single bincount finds the used names.
     chunks = []
     for chunk in bp.chunks:
         if not pa.types.is_dictionary(chunk.type):
             chunk = pc.dictionary_encode(chunk)
-        names = [str(n) for n in chunk.dictionary.to_pylist()]
-        codes = chunk.indices.to_numpy(zero_copy_only=False)
-        used = np.bincount(codes, minlength=len(names)) > 0
-        chunks.append((names, codes, used))
-    bodyparts = sorted({n for names, _, used in chunks for n, u in zip(names, used) if u})
+        chunks.append(
+            ([str(n) for n in chunk.dictionary.to_pylist()], chunk.indices.to_numpy(zero_copy_only=False))
+        )
+    if all(names == chunks[0][0] for names, _ in chunks):
+        names = chunks[0][0]
+        codes = chunks[0][1] if len(chunks) == 1 else np.concatenate([c for _, c in chunks])
+        chunks = [(names, codes)]
+    used = {
+        names[int(u)]
+        for names, codes in chunks
+        for u in np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    }
+    bodyparts = sorted(used)
     rank = {n: i for i, n in enumerate(bodyparts)}
-    k_idx = np.concatenate(
-        [np.asarray([rank.get(n, -1) for n in names], dtype=np.int32)[codes] for names, codes, _ in chunks]
-    )
-    # mouse ids are small ints: a lookup table instead of a sort (np.unique for odd, large ids)
-    if mice.max() <= 4096:
-        mouse_ids = np.flatnonzero(np.bincount(mice))
-        lookup = np.zeros(int(mice.max()) + 1, dtype=np.int32)
-        lookup[mouse_ids] = np.arange(mouse_ids.size)
-        m_idx = lookup[mice]
-    else:
-        mouse_ids, m_idx = np.unique(mice, return_inverse=True)
+    k_parts = []
+    for names, codes in chunks:
+        remap = np.asarray([rank.get(n, -1) for n in names], dtype=np.int32)
+        identity = remap.size == len(bodyparts) and (remap == np.arange(remap.size)).all()
+        k_parts.append(codes if identity else remap[codes])  # skip the gather when already sorted
+    k_idx = k_parts[0] if len(k_parts) == 1 else np.concatenate(k_parts)
+    # mouse ids: usually 1..M, then the row index is mouse_id - 1
+    mouse_ids = np.sort(pc.unique(table.column("mouse_id")).to_numpy(zero_copy_only=False).astype(np.int64))
     M, K = mouse_ids.size, len(bodyparts)
     n_frames = int(frames.max()) + 1
     itype = np.int32 if n_frames * M * K < 2**31 else np.int64
+    if mouse_ids[0] == 1 and mouse_ids[-1] == M:
+        m_idx = mice.astype(itype) - 1
+    else:  # odd ids (e.g. 2, 3 or 17): position in the sorted id list
+        m_idx = np.searchsorted(mouse_ids, mice).astype(itype)
     flat = (frames.astype(itype) * M + m_idx) * K + k_idx  # index into the flattened [T, M, K] grid
     # (x, y) float32 pairs viewed as one 8-byte value: a single scatter moves both coordinates
     pairs = np.empty((x.size, 2), dtype=np.float32)
