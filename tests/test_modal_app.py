@@ -173,11 +173,19 @@ def test_from_experiment_takes_the_best_trial(modal_app, tmp_path):
     config, row = modal_app.best_config_from_experiment(exp)
     assert row["trial"] == "2" and config["optim"]["lr"] == 7e-4  # relative path taken inside the experiment
 
+    # what the search set for its trials: not what a standalone 100-epoch run wants
+    search_run = {"seed": 3, "threads": 1, "patience": 0, "progress": False, "device": "cpu"}
+    trial_cfg = exp / "t2/best/config.json"
+    trial_cfg.write_text(json.dumps({**config, "run": {**config["run"], **search_run}}))
     args = modal_app.build_parser().parse_args(
-        ["--from-experiment", str(exp), "--set", "optim.epochs=100", "--run-name", "best100"])
+        ["--from-experiment", str(exp), "--set", "optim.epochs=100", "--set", "run.patience=20",
+         "--run-name", "best100"])
     cfg, name = modal_app.resolve(args)
     assert name == "best100"
     assert cfg["optim"]["lr"] == 7e-4 and cfg["optim"]["epochs"] == 100  # best trial's config < --set
+    # run.*: the trial's seed, defaults for the rest, then --set
+    assert cfg["run"]["seed"] == 3 and cfg["run"]["patience"] == 20
+    assert (cfg["run"]["threads"], cfg["run"]["progress"], cfg["run"]["device"]) == (0, True, "auto")
 
 
 def test_from_experiment_reads_a_checkpoint_on_uri_storage(modal_app, tmp_path):

@@ -178,7 +178,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                      help="YAML/JSON TrainConfig file (sections data/model/optim/run)")
     src.add_argument("--from-experiment", metavar="PATH",
                      help="finished Ray search folder: take the best trial's config (results.csv -> best "
-                          "checkpoint's config.json)")
+                          "checkpoint's config.json); its run.* settings other than seed reset to defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, repeatable (e.g. --set optim.epochs=100 --set model.name=tcn)")
     p.add_argument("--run-name", default=None,
@@ -202,7 +202,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str]:
             overrides = {**smoke_overrides(), **overrides}
         if args.from_experiment:
             base, _ = best_config_from_experiment(args.from_experiment)
-            cfg = _apply(base, overrides)
+            cfg = _apply(from_trial(base), overrides)
         else:
             cfg = load_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as exc:
@@ -217,6 +217,18 @@ def _apply(base: dict, overrides: dict):
     from tune.config import TrainConfig, apply_overrides
 
     return apply_overrides(TrainConfig.from_dict(base, strict=False).to_dict(), overrides)
+
+
+def from_trial(config: dict) -> dict:
+    """A search trial's config made fit for a standalone run: everything it searched and trained with (data,
+    features, model, optim) plus its run.seed; the other run.* fields (threads, patience 0 under ASHA, no
+    progress bars, device, test hooks) were the search's business and go back to the defaults."""
+    from tune.config import TrainConfig
+
+    out = json.loads(json.dumps(config))
+    seed = (out.get("run") or {}).get("seed", 0)
+    out["run"] = {**TrainConfig().to_dict()["run"], "seed": seed}
+    return out
 
 
 def smoke_overrides() -> dict:
