@@ -268,6 +268,7 @@ def build_cache(
 
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
     (tmp / "videos").mkdir(parents=True)
     try:
@@ -341,6 +342,25 @@ def build_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temp/old folders of `out` left by builds that were killed (their process no longer exists)."""
+    for p in out.parent.glob(f".{out.name}.*-*-*"):
+        kind, _, rest = p.name[len(out.name) + 2 :].partition("-")
+        pid = rest.split("-")[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

@@ -224,6 +224,16 @@ def test_bad_input_leaves_no_half_written_cache(tmp_path):
         build_cache(root, tmp_path / "fresh", FeatureSettings(), progress=False)
 
 
+def test_killed_build_leftovers_are_removed(dataset, tmp_path):
+    root, _ = dataset
+    stale = tmp_path / ".cache.tmp-999999999-1"  # a build killed with SIGKILL: its process is gone
+    (stale / "videos").mkdir(parents=True)
+    alive = tmp_path / f".cache.tmp-{os.getpid()}-1"  # a build still running (this process): kept
+    alive.mkdir()
+    build_cache(root, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert not stale.exists() and alive.exists()
+
+
 def test_assign_folds_grouped_stratified_seeded():
     videos = pd.DataFrame({"video_id": range(20), "lab_id": ["A"] * 10 + ["B"] * 6 + ["C"] * 4})
     f = assign_folds(videos, 5, seed=0)
