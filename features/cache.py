@@ -10,7 +10,8 @@ Layout of a cache folder (docs/contracts.md):
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
 
 `build_cache` writes everything into a temporary sibling folder and renames it into place at the end, so
-an interrupted or failed build leaves no half-written cache. A re-run whose fingerprint (settings, folds,
+an interrupted or failed build leaves no half-written cache (leftovers of a build killed outright are removed
+by the next build). A re-run whose fingerprint (settings, folds,
 seed, split, feature version, and the size + mtime of every input file) matches the existing meta.json does
 nothing. Folds are grouped by video and stratified by lab: within each lab the videos are shuffled with the
 seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0.
