@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,14 +65,16 @@ _META_GZ = Path(__file__).parent / "data" / "train_meta.csv.gz"
 # elongation e); back points relative to the body centre; tail points along the tail. cm, x forward, y left.
 _NECK_DIST = 2.2
 _FRONT: dict[str, tuple[float, float]] = {
-    "nose": (2.0, 0.0), "head": (1.2, 0.0), "ear_left": (0.4, 0.9), "ear_right": (0.4, -0.9), "neck": (0.0, 0.0),
+    "nose": (2.0, 0.0), "head": (1.2, 0.0), "ear_left": (0.4, 0.9), "ear_right": (0.4, -0.9),
+    "neck": (0.0, 0.0),
     **{f"headpiece_{tb}{fb}{lr}": (fx + (0.15 if tb == "top" else 0.0), (0.4 if tb == "top" else 0.55) * sy)
        for tb in ("top", "bottom") for fb, fx in (("front", 1.0), ("back", 0.3))
        for lr, sy in (("left", 1.0), ("right", -1.0))},
 }
 _BACK: dict[str, tuple[float, float]] = {
     "body_center": (0.0, 0.0), "spine_1": (1.1, 0.0), "spine_2": (-1.1, 0.0),
-    "lateral_left": (0.0, 1.3), "lateral_right": (0.0, -1.3), "hip_left": (-1.7, 1.1), "hip_right": (-1.7, -1.1),
+    "lateral_left": (0.0, 1.3), "lateral_right": (0.0, -1.3),
+    "hip_left": (-1.7, 1.1), "hip_right": (-1.7, -1.1),
     "tail_base": (-3.6, 0.0), "forepaw_left": (1.6, 0.9), "forepaw_right": (1.6, -0.9),
     "hindpaw_left": (-2.2, 1.2), "hindpaw_right": (-2.2, -1.2),
 }
@@ -175,16 +178,18 @@ def _normalise_whitelist(raw) -> list[tuple[int, int, str]]:
 
 
 def _n_mice(row: pd.Series, whitelist) -> int:
-    present = [m for m in range(1, 5) if pd.notna(row[f"mouse{m}_strain"]) or pd.notna(row[f"mouse{m}_color"])]
+    present = [m for m in range(1, 5)
+               if pd.notna(row[f"mouse{m}_strain"]) or pd.notna(row[f"mouse{m}_color"])]
     named = [m for a, t, _ in whitelist for m in (a, t)]
     return max(present + named + [2])
 
 
-def annotated_labs(meta: pd.DataFrame | None = None) -> list[str]:
-    """The 'adjective-animal' labs (the test labs) with at least one annotated video."""
+def annotated_labs(meta: pd.DataFrame | None = None, public: bool = False) -> list[str]:
+    """Labs with at least one annotated video: the 15 'adjective-animal' labs (those of the hidden test), plus
+    the public sets CalMS21_* and CRIM13 with `public=True`."""
     meta = real_metadata() if meta is None else meta
-    ann = meta[meta["behaviors_labeled"].notna() & ~meta["lab_id"].str.contains("_")]
-    return sorted(ann["lab_id"].unique())
+    labs = meta.loc[meta["behaviors_labeled"].notna(), "lab_id"].unique()
+    return sorted(lab for lab in labs if public or re.fullmatch(r"[A-Z][a-z]+[A-Z][a-z]+", lab))
 
 
 # ---------------------------------------------------------------------------------------------- arena
@@ -321,14 +326,16 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
         return [Phase({a: Role("goto", point="wall", speed=12.0)}, timeout, [], until=(a, -1, "wall", 1.0)),
                 Phase({a: Role("goto", point="wall", speed=1.0, **posture)}, fr(*m.hold), [(a, a, action)])]
     if m.family == "object":
-        return [Phase({a: Role("goto", point="object", speed=12.0)}, timeout, [], until=(a, -1, "object", 1.2)),
+        return [Phase({a: Role("goto", point="object", speed=12.0)}, timeout, [],
+                      until=(a, -1, "object", 1.2)),
                 Phase({a: Role("goto", point="object", speed=m.speed or 1.0, **posture)}, fr(*m.hold),
                       [(a, a, action)])]
     # pair scenes need a partner; huddle (self) picks one
     if m.family == "huddle":
         others = [o for o in range(ctx.n_mice) if o != a]
         o = others[int(ctx.rng.integers(len(others)))]
-        return [Phase({a: Role("goto", other=o, point="body", speed=10.0)}, timeout, [], until=(a, o, "body", 1.5)),
+        return [Phase({a: Role("goto", other=o, point="body", speed=10.0)}, timeout, [],
+                      until=(a, o, "body", 1.5)),
                 Phase({a: Role("goto", other=o, point="body", speed=0.5, **posture),
                        o: Role("still", e=0.85)}, fr(*m.hold), [(a, a, action)])]
     side = 1.0 if ctx.rng.random() < 0.5 else -1.0
@@ -382,7 +389,8 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
         return [go, hold, Phase({a: Role("flee", other=t, speed=m.speed)}, fr(*m.hold), [(a, t, action)])]
     if m.family == "react":
         # the target initiates: approaches (escape/avoid/flinch) or attacks (defend/submit); a reacts
-        init = Phase({t: Role("goto", other=a, point="body", speed=14.0, side=side), a: Role("roam", speed=2.0)},
+        init = Phase({t: Role("goto", other=a, point="body", speed=14.0, side=side),
+                      a: Role("roam", speed=2.0)},
                      timeout, _maybe(ctx, t, a, "approach"), min_frames=int(0.5 * ctx.fps),
                      until=(t, a, "body", 2.5 if action in ("escape", "avoid", "flinch") else 1.2))
         if action in ("escape", "avoid", "flinch"):
@@ -446,7 +454,8 @@ def _choose_triple(ctx: _Ctx, free: set[int]):
 
 
 def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float]) -> _Sim:
-    """Play scenes over n_frames; every mouse not in a scene roams. Python floats per mouse and frame (M <= 4)."""
+    """Play scenes over n_frames; every mouse not in a scene roams. Python floats per mouse and frame
+    (M <= 4): faster than numpy on 2-4 element arrays, and the scene logic needs branches anyway."""
     rng, fps, M, T = ctx.rng, ctx.fps, ctx.n_mice, n_frames
     dt = 1.0 / fps
     sq = math.sqrt(dt)
@@ -653,7 +662,8 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
                 free_at[m] = f + 1 + gap
             scenes.remove(sc)
     return _Sim(center=out_c, heading=out["th"], e=out["e"], phi=out["phi"], tail=out["tail"],
-                nose_amp=out["namp"], nose_freq=out["nfreq"], thrust=out["thrust"], scale=scale, events=events)
+                nose_amp=out["namp"], nose_freq=out["nfreq"], thrust=out["thrust"], scale=scale,
+                events=events)
 
 
 def _avoid_walls(arena: Arena, x: float, y: float, thd: float, reach: float = 4.0) -> float:
@@ -671,7 +681,8 @@ def _avoid_walls(arena: Arena, x: float, y: float, thd: float, reach: float = 4.
 
 
 # ---------------------------------------------------------------------------------------------- rendering
-def _render(sim: _Sim, bodyparts: list[str], arena: Arena, rng: np.random.Generator, fps: float) -> np.ndarray:
+def _render(sim: _Sim, bodyparts: list[str], arena: Arena, rng: np.random.Generator,
+            fps: float) -> np.ndarray:
     """Body model -> pixel coordinates float64 [T, M, K, 2] (no missing data yet)."""
     T, M = sim.heading.shape
     t = np.arange(T)[:, None] / fps
@@ -709,7 +720,8 @@ def _render(sim: _Sim, bodyparts: list[str], arena: Arena, rng: np.random.Genera
         else:
             raise MabeDataError(f"synthetic body model has no point {name!r}")
         sd = 0.08 + (0.06 if name in _TAIL else 0.0)
-        px, py = arena.clamp_points(px + sd * rng.standard_normal((T, M)), py + sd * rng.standard_normal((T, M)))
+        px, py = arena.clamp_points(px + sd * rng.standard_normal((T, M)),
+                                    py + sd * rng.standard_normal((T, M)))
         out[:, :, k, 0] = arena.off_x + px * arena.ppcm
         out[:, :, k, 1] = arena.off_y + py * arena.ppcm
     return out
@@ -748,9 +760,11 @@ def _missing_mask(T: int, M: int, bodyparts: list[str], lab: str, fps: float,
     return present, whole
 
 
-def _annotator(events, n_frames: int, fps: float, rng: np.random.Generator):
+def _annotator(events, n_frames: int, fps: float, rng: np.random.Generator, quantum: int = 1):
     """Planted intervals -> annotations: boundary jitter, a few missed short events, no single-frame events,
-    and different actions of one pair kept apart except for rare overlaps. Returns (events, n_overlaps)."""
+    and different actions of one pair kept apart except for rare overlaps. `quantum` rounds boundaries to
+    multiples of that many frames (BoisterousParrot annotated in steps of 15 frames). Returns (events,
+    n_overlaps)."""
     sd = max(0.7, 0.04 * fps)
     noisy = []
     for a, t, act, s, e in events:
@@ -758,6 +772,8 @@ def _annotator(events, n_frames: int, fps: float, rng: np.random.Generator):
             continue  # the annotator missed a short one
         s2 = int(np.clip(s + round(rng.normal(0, sd)), 0, n_frames))
         e2 = int(np.clip(e + round(rng.normal(0, sd)), 0, n_frames))
+        if quantum > 1:
+            s2, e2 = quantum * round(s2 / quantum), min(n_frames, quantum * round(e2 / quantum))
         if e2 - s2 >= 2:
             noisy.append((a, t, act, s2, e2))
     noisy.sort(key=lambda r: (r[0], r[1], r[3], r[4], r[2]))
@@ -779,6 +795,10 @@ def _annotator(events, n_frames: int, fps: float, rng: np.random.Generator):
         out.append((a, t, act, s, e))
     out.sort(key=lambda r: (r[3], r[4], r[0], r[1], r[2]))
     return out, overlaps
+
+
+# lab quirk (spec/mabe.md §1.5): BoisterousParrot boundaries are mostly multiples of 15 frames
+_QUANTUM = {"BoisterousParrot": 15}
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -836,7 +856,7 @@ class VideoResult:
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
                idle: tuple[float, float] = (1.0, 4.0)) -> VideoResult:
-    """Simulate, render, degrade and annotate one video for a metadata row (its lab, fps, parts, whitelist)."""
+    """Simulate, render, degrade and annotate one video of a metadata row (its lab, fps, parts, whitelist)."""
     lab = str(row["lab_id"])
     fps = float(row["frames_per_second"])
     whitelist = _normalise_whitelist(row["behaviors_labeled"])
@@ -856,7 +876,7 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     low = rng.random(n_out) < 0.5
     limit = np.where(axis == 0, arena.img_w, arena.img_h)
     flat[pick, axis] = np.where(low, -rng.uniform(0.5, 15, n_out), limit + rng.uniform(0.5, 15, n_out))
-    events, overlaps = _annotator(sim.events, n_frames, fps, rng)
+    events, overlaps = _annotator(sim.events, n_frames, fps, rng, _QUANTUM.get(lab, 1))
     events = [(a + 1, t + 1, act, s, e) for a, t, act, s, e in events]
     pairs = sorted({(a, t) for a, t, _ in whitelist})
     pos = 0
@@ -906,8 +926,9 @@ def _solution_rows(video: VideoResult, raw_whitelist: str) -> list[dict]:
             for a, t, act, s, e in video.events]
 
 
-def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES, seed: int = 0,
-             labs: list[str] | tuple[str, ...] | None = None, test_videos: int = DEFAULT_TEST_VIDEOS,
+def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES,
+             seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
+             test_videos: int = DEFAULT_TEST_VIDEOS,
              progress: bool = False) -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
@@ -917,15 +938,15 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     t0 = time.perf_counter()
     out = Path(out_dir)
     meta = real_metadata()
-    known = annotated_labs(meta)
+    known = annotated_labs(meta, public=True)
     labs = list(DEFAULT_LABS if labs is None else labs)
     bad = [lab for lab in labs if lab not in known]
     if bad or not labs:
         raise MabeDataError(f"unknown or unannotated lab(s) {bad or labs}; choose from {', '.join(known)}",
                             file=_META_GZ)
     if n_videos < 1 or test_videos < 0 or n_frames < 100:
-        raise MabeDataError(f"need videos >= 1, test videos >= 0, frames >= 100 (got {n_videos}, {test_videos}, "
-                            f"{n_frames})")
+        raise MabeDataError(f"need videos >= 1, test videos >= 0, frames >= 100 (got {n_videos}, "
+                            f"{test_videos}, {n_frames})")
     root_ss = np.random.SeedSequence(seed)
     meta_ss, train_ss, test_ss = root_ss.spawn(3)
     mrng = np.random.default_rng(meta_ss)
@@ -941,7 +962,6 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
             ids.append(vid)
     lengths = [int(round(n_frames * u)) for u in mrng.uniform(0.8, 1.2, n_videos + test_videos)]
     stats = {"train": [], "test": []}
-    tables = {}
     it = [("train", i) for i in range(n_videos)] + [("test", i) for i in range(test_videos)]
     try:
         from tqdm import tqdm
@@ -960,8 +980,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         folder = out / f"{split}_tracking" / res.lab_id
         _atomic_parquet(res.tracking, folder / f"{vid}.parquet")
         if split == "train" and res.events:  # nothing happened -> no file (like PleasantMeerkat 1375833299)
-            _atomic_parquet(_annotation_table(res.events), out / "train_annotation" / res.lab_id / f"{vid}.parquet")
-        tables[vid] = None
+            _atomic_parquet(_annotation_table(res.events),
+                            out / "train_annotation" / res.lab_id / f"{vid}.parquet")
     for split in ("train", "test"):
         rows = [r for r, _ in stats[split]]
         df = pd.DataFrame(rows, columns=meta.columns) if rows else meta.iloc[:0].copy()
@@ -978,12 +998,11 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         sub.append({"row_id": len(sub), "video_id": res.video_id, "agent_id": f"mouse{a}",
                     "target_id": "self" if a == t else f"mouse{t}", "action": act, "start_frame": 0,
                     "stop_frame": 1})
-    _atomic_csv(pd.DataFrame(sub, columns=["row_id", "video_id", "agent_id", "target_id", "action", "start_frame",
-                                           "stop_frame"]), out / "sample_submission.csv")
+    sub_cols = ["row_id", "video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
+    _atomic_csv(pd.DataFrame(sub, columns=sub_cols), out / "sample_submission.csv")
     train = [res for _, res in stats["train"]]
     test = [res for _, res in stats["test"]]
-    per_action = Counter(act for res in train for *_, act, _s, _e in [(r[0], r[1], r[2], r[3], r[4])
-                                                                     for r in res.events])
+    per_action = Counter(act for res in train for _, _, act, _, _ in res.events)
     rows_total = sum(res.tracking.num_rows for res in train + test)
     return {
         "out": str(out), "seed": seed, "videos": len(train), "test_videos": len(test),
@@ -992,7 +1011,9 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         "pair_frames": sum(res.pair_frames for res in train),
         "intervals": dict(sorted(per_action.items())),
         "test_intervals": sum(len(res.events) for res in test),
-        "positive_share": sum(res.positive_frames for res in train) / max(1, sum(res.pair_frames for res in train)),
+        "positive_share": _share(train),
+        "positive_share_by_lab": {lab: _share([r for r in train if r.lab_id == lab])
+                                  for lab in sorted({r.lab_id for r in train})},
         "overlaps": sum(res.overlaps for res in train + test),
         "videos_without_annotation": sum(1 for res in train if not res.events),
         "tracking_rows": rows_total,
@@ -1002,13 +1023,19 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     }
 
 
+def _share(videos: list[VideoResult]) -> float:
+    """Labelled share of whitelisted (pair, frame) cells (self pairs included)."""
+    return sum(v.positive_frames for v in videos) / max(1, sum(v.pair_frames for v in videos))
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m features.synth",
         description="Write a synthetic MABe dataset in the exact Kaggle layout (train.csv, test.csv, "
                     "train_tracking/, train_annotation/, test_tracking/, sample_submission.csv) plus "
-                    "test_solution.csv (ground truth of the test videos for the official metric). Metadata rows "
+                    "test_solution.csv (ground truth of the test videos for the official metric). "
+                    "Metadata rows "
                     "copy real annotated rows of train.csv; behaviours are planted from the simulated pose.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="folder to write (created; our files in it are replaced)")
@@ -1017,8 +1044,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="same seed -> same files")
     p.add_argument("--labs", default=",".join(DEFAULT_LABS),
                    help="comma-separated labs to imitate (annotated adjective-animal labs of train.csv)")
-    p.add_argument("--test-videos", type=int, default=DEFAULT_TEST_VIDEOS, help="test videos (test.csv, "
-                                                                                 "test_tracking/, test_solution.csv)")
+    p.add_argument("--test-videos", type=int, default=DEFAULT_TEST_VIDEOS,
+                   help="test videos (test.csv, test_tracking/, test_solution.csv)")
     return p.parse_args(argv)
 
 
@@ -1026,12 +1053,15 @@ def format_summary(s: dict) -> str:
     labs = ", ".join(f"{k} {v}" for k, v in sorted(s["labs"].items()))
     acts = ", ".join(f"{k} {v}" for k, v in s["intervals"].items())
     return "\n".join([
-        f"wrote {s['out']}: {s['videos']} train + {s['test_videos']} test videos in {s['seconds']} s (seed {s['seed']})",
+        f"wrote {s['out']}: {s['videos']} train + {s['test_videos']} test videos in {s['seconds']} s "
+        f"(seed {s['seed']})",
         f"  labs: {labs}",
-        f"  frames: {s['frames']:,} train, {s['test_frames']:,} test; {s['pair_frames']:,} whitelisted pair-frames",
+        f"  frames: {s['frames']:,} train, {s['test_frames']:,} test; "
+        f"{s['pair_frames']:,} whitelisted pair-frames",
         f"  intervals per action: {acts}",
-        f"  positive share of whitelisted pair-frames: {s['positive_share']:.1%}; overlaps kept: {s['overlaps']}; "
-        f"videos without annotation file: {s['videos_without_annotation']}",
+        f"  positive share of whitelisted pair-frames: {s['positive_share']:.1%} ("
+        + ", ".join(f"{k} {v:.0%}" for k, v in s["positive_share_by_lab"].items()) + ")",
+        f"  overlaps kept: {s['overlaps']}; videos without annotation file: {s['videos_without_annotation']}",
         f"  tracking rows: {s['tracking_rows']:,}; whole missing frames: {s['whole_missing_frames']}; "
         f"out-of-frame rows: {s['out_of_frame_rows']}; test intervals: {s['test_intervals']}",
         f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",
