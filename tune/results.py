@@ -58,21 +58,21 @@ def _trial_number(result) -> int:
 
 
 def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
-    """Best checkpoint folder of `train-<trial_id>` by val/score, read from storage (works for trials that ASHA
-    stopped before their driver could report it). "" if none."""
+    """Best checkpoint folder of `train-<trial_id>` by val/score, read from storage (for trials that ASHA
+    stopped before their driver could report it). Local storage: each kept checkpoint's metrics.json;
+    remote storage: Ray Train's run snapshot. "" if none."""
     run_dir = f"{experiment_path.rstrip('/')}/train-{trial_id}"
-    try:
-        import ray.train
+    if "://" in run_dir:
+        try:
+            import ray.train
 
-        res = ray.train.Result.from_path(run_dir)
-        if res.best_checkpoints:
-            best = res.get_best_checkpoint(SCORE, "max")
-            if best is not None:
-                return best.path
-    except Exception:  # no snapshot yet (killed early) or a storage hiccup: scan the folders instead
-        pass
+            res = ray.train.Result.from_path(run_dir)
+            best = res.get_best_checkpoint(SCORE, "max") if res.best_checkpoints else None
+            return best.path if best is not None else ""
+        except Exception:  # no snapshot yet (killed early) or a storage hiccup
+            return ""
     best, best_score = "", -math.inf
-    for d in sorted(Path(run_dir).glob("checkpoint_*")) if "://" not in run_dir else []:
+    for d in sorted(Path(run_dir).glob("checkpoint_*")):
         try:
             score = float(json.loads((d / "metrics.json").read_text()).get(SCORE, -math.inf))
         except (OSError, ValueError):

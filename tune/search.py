@@ -147,7 +147,6 @@ def train_driver(config: dict, setup: dict) -> None:
     then reports the best checkpoint's path once more (one extra Tune iteration)."""
     import ray.tune
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from tune.config import apply_overrides
     from tune.ray_train import trainer_kwargs
@@ -158,13 +157,32 @@ def train_driver(config: dict, setup: dict) -> None:
     gpus = setup["gpus_per_worker"]
     trainer = TorchTrainer(**trainer_kwargs(
         cfg, workers=setup["workers"], use_gpu=gpus > 0, storage_path=setup["experiment_path"], name=run_name,
-        max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[TuneReportCallback()],
+        max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[_objective_first_callback()],
         resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
     result = trainer.fit()
     best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last = dict(result.metrics or {})
     last.pop("checkpoint_path", None)
-    ray.tune.report({**last, BEST_CKPT: best.path if best is not None else ""})
+    ray.tune.report(_objective_first({**last, BEST_CKPT: best.path if best is not None else ""}))
+
+
+FIRST_KEYS = (OBJECTIVE, SCORE, "epoch", "train/loss")
+
+
+def _objective_first(metrics: dict) -> dict:
+    """Same dict, objective first: Tune's live table shows the first 4 metrics of each result."""
+    return {**{k: metrics[k] for k in FIRST_KEYS if k in metrics}, **metrics}
+
+
+def _objective_first_callback():
+    """TuneReportCallback (forwards each Train report to Tune) with the objective moved to the front."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class ObjectiveFirst(TuneReportCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            super().after_report(run_context, [_objective_first(m) for m in metrics], checkpoint)
+
+    return ObjectiveFirst()
 
 
 def driver_setup(scfg: SearchConfig, base: dict) -> dict:
