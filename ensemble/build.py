@@ -1,0 +1,326 @@
+"""Build an ensemble from a finished search (or plain training runs): rank checkpoints, pick the top K, compute
+out-of-fold probabilities, tune thresholds and post-processing on them with the exact competition metric.
+
+Commands:
+
+    python -m ensemble.build --experiment experiments/<name>                  # top 3, best checkpoint per trial
+    python -m ensemble.build --experiment experiments/<name> --top-k 5 --strategy diverse --tta
+    python -m ensemble.build --experiment runs/v6 --out ensembles/v6          # a `python -m tune.train` run
+    python -m ensemble.build --checkpoints runs/a/best runs/b/best            # explicit checkpoint folders
+    python -m ensemble.build --experiment experiments/<name> --list          # only print the ranked table
+
+Input: any folder. Every checkpoint folder below it (model.pt + config.json + metrics.json: Ray Train's
+`train-<trial_id>/checkpoint_*`, a run's `best/` and `last/`) is found, identical weights are counted once
+(Ray's copy is preferred), and checkpoints are ranked by their validation score (`val/score` in
+metrics.json). Ray is never imported: the folders and JSON files are read directly.
+
+Strategies for the top K:
+  best-per-trial  the best checkpoint of each trial (run), then the K best trials;
+  per-fold        the best checkpoint for each validation fold (one model per fold), K best folds;
+  diverse         round-robin over model types (conv_bilstm, tcn, hybrid): the best trial of each type first.
+
+Out-of-fold: each member predicts the videos of its own validation fold from the feature cache (sliding
+windows, see ensemble.infer); a video's ensemble probabilities are the mean over the members that held it out.
+Probabilities are cached in <out>/oof/<member>.npz, so a re-run re-tunes without re-running the models.
+Tuning (ensemble.thresholds.tune): per-(lab, action) thresholds with per-action fallbacks for unseen labs,
+smoothing window, minimum duration and gap filling; every step is printed with its OOF score next to the
+best single member's and the raw (untuned: default threshold 0.5) ensemble's.
+
+Output folder (default ensembles/<input name>): members/<name>/ (model.pt, config.json, metrics.json),
+thresholds.json (PostprocessConfig), ensemble.json (members, inference and feature settings, OOF scores),
+oof/*.npz. Next: `python -m ensemble.export --ensemble <out> --out bundle/`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.infer import InferSettings, oof_probs, sha256_file
+from features.errors import MabeDataError, cli_guard
+
+STRATEGIES = ("best-per-trial", "per-fold", "diverse")
+CKPT_FILES = ("model.pt", "config.json", "metrics.json")
+SCORE_KEY = "val/score"
+
+
+@dataclass
+class Candidate:
+    """One checkpoint folder found below the input."""
+
+    path: Path
+    trial: str  # trial id / run name the checkpoint belongs to
+    score: float  # validation score of that epoch (val/score)
+    epoch: int
+    model: str  # model.name
+    val_fold: int
+    sha256: str
+    metrics: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.trial}-e{self.epoch}")
+
+
+def _is_ckpt(d: Path) -> bool:
+    return d.is_dir() and all((d / f).is_file() for f in CKPT_FILES) and not re.search(r"\.(tmp|old)-", d.name)
+
+
+def _trial_of(ckpt: Path, root: Path) -> str:
+    """`train-<id>` above the checkpoint (Ray run / local run folder of a trial), else the run folder name."""
+    for p in [ckpt, *ckpt.parents]:
+        if p.name.startswith("train-"):
+            return p.name
+        if p == root:
+            break
+    parent = ckpt.parent if ckpt != root else ckpt
+    return parent.name or "run"
+
+
+def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
+    """Every checkpoint folder at or below `paths`, identical weights once, best score first."""
+    found: dict[str, Candidate] = {}
+    for root in map(Path, paths):
+        if not root.exists():
+            raise MabeDataError("experiment / checkpoint folder does not exist", file=root)
+        dirs = [root] if _is_ckpt(root) else sorted({p.parent for p in root.rglob("model.pt") if _is_ckpt(p.parent)})
+        for d in dirs:
+            try:
+                metrics = json.loads((d / "metrics.json").read_text())
+                cfg = json.loads((d / "config.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise MabeDataError(f"unreadable checkpoint metadata ({exc})", file=d) from None
+            score = metrics.get(SCORE_KEY)
+            if score is None or not np.isfinite(float(score)):
+                continue  # a checkpoint without validation cannot be ranked
+            digest = sha256_file(d / "model.pt")
+            c = Candidate(path=d.resolve(), trial=_trial_of(d, root), score=float(score),
+                          epoch=int(metrics.get("epoch", 0)), model=str(cfg.get("model", {}).get("name", "?")),
+                          val_fold=int(cfg.get("data", {}).get("val_fold", -1)), sha256=digest, metrics=metrics)
+            old = found.get(digest)
+            # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
+            if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
+                found[digest] = c
+    return sorted(found.values(), key=lambda c: (-c.score, c.trial, -c.epoch))
+
+
+def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> list[Candidate]:
+    """The K members (see the module docstring); candidates must be sorted best first."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if k < 1:
+        raise ValueError("top-k must be >= 1")
+    best_of: dict[str, Candidate] = {}
+    for c in cands:
+        best_of.setdefault(c.trial, c)
+    per_trial = list(best_of.values())  # still sorted best first
+    if strategy == "best-per-trial":
+        return per_trial[:k]
+    if strategy == "per-fold":
+        by_fold: dict[int, Candidate] = {}
+        for c in per_trial:
+            by_fold.setdefault(c.val_fold, c)
+        return list(by_fold.values())[:k]
+    queues: dict[str, list[Candidate]] = {}
+    for c in per_trial:
+        queues.setdefault(c.model, []).append(c)
+    out: list[Candidate] = []
+    while len(out) < k and any(queues.values()):
+        for q in sorted(queues.values(), key=lambda q: -q[0].score if q else 0.0):
+            if q and len(out) < k:
+                out.append(q.pop(0))
+    return out
+
+
+def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 30) -> str:
+    chosen_ids = {id(c) for c in chosen}
+    lines = [f"{'rank':>4} {'pick':>4} {'val/score':>9} {'epoch':>5} {'fold':>4} {'model':<12} {'trial':<20} "
+             "checkpoint"]
+    for i, c in enumerate(cands[:limit], 1):
+        lines.append(f"{i:>4} {'*' if id(c) in chosen_ids else '':>4} {c.score:>9.4f} {c.epoch:>5} {c.val_fold:>4} "
+                     f"{c.model:<12} {c.trial[:20]:<20} {c.path}")
+    if len(cands) > limit:
+        lines.append(f"... {len(cands) - limit} more")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------
+# OOF items and scores
+# --------------------------------------------------------------------------------------------------------
+
+def oof_items(cache, probs_by_video: dict[int, np.ndarray]):
+    """ensemble.thresholds.OOFItem per (video, pair) of the given videos (labels and raw whitelist from the
+    cache)."""
+    from ensemble.thresholds import OOFItem
+
+    idx = cache.index
+    items = []
+    for v in sorted(probs_by_video):
+        probs = probs_by_video[v]
+        y = np.asarray(cache.y(v))
+        allowed_raw = cache.allowed(v, raw=True)
+        lab = str(idx.loc[idx["video_id"] == v, "lab_id"].iloc[0])
+        for p, (a, t) in enumerate(cache.pairs(v)):
+            items.append(OOFItem(lab_id=lab, video_id=int(v), agent=a, target=t, probs=probs[p],
+                                 labels=np.clip(y[p], 0, None).astype(np.int64), allowed_raw=allowed_raw[p]))
+    return items
+
+
+def average_oof(per_member: dict[str, dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
+    """Per video: the mean of the members that predicted it (their validation fold)."""
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for probs in per_member.values():
+        for v, p in probs.items():
+            sums[v] = p.copy() if v not in sums else sums[v] + p
+            counts[v] = counts.get(v, 0) + 1
+    return {v: np.clip(sums[v] / counts[v], 0.0, 1.0) for v in sums}
+
+
+def _default_cache(cands: list[Candidate]) -> str:
+    return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
+
+
+def _copy_member(c: Candidate, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in CKPT_FILES:
+        shutil.copy2(c.path / f, tmp / f)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)
+
+
+def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 3,
+          strategy: str = "best-per-trial", cache_path: str | None = None, settings: InferSettings | None = None,
+          tune_post: bool = True, progress: bool = True, log=print) -> dict:
+    """Rank, select, OOF, tune; write the ensemble folder `out`. Returns the summary (also in ensemble.json)."""
+    from ensemble.postprocess import PostprocessConfig
+    from ensemble.thresholds import evaluate, tune
+    from features.cache import FeatureCache
+
+    t0 = time.perf_counter()
+    settings = settings or InferSettings()
+    cands = discover(inputs)
+    if not cands:
+        raise MabeDataError("no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
+                            file=", ".join(map(str, inputs)))
+    chosen = select(cands, top_k, strategy)
+    log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
+    log(format_table(cands, chosen))
+
+    cache = FeatureCache(cache_path or _default_cache(chosen))
+    out = Path(out)
+    (out / "members").mkdir(parents=True, exist_ok=True)
+    per_member: dict[str, dict[int, np.ndarray]] = {}
+    names = []
+    for c in chosen:
+        name = c.name
+        while name in names:
+            name += "_"
+        names.append(name)
+        _copy_member(c, out / "members" / name)
+        per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
+
+    default = PostprocessConfig()
+    single = {n: evaluate(oof_items(cache, p), default) for n, p in per_member.items()}
+    best_single = max(single, key=single.get)
+    items = oof_items(cache, average_oof(per_member))
+    raw = evaluate(items, default)
+    log(f"\nOOF scores (exact metric, {len(items)} pair sequences, {len({it.video_id for it in items})} videos):")
+    for n, s in single.items():
+        log(f"  single {n:<30} {s:.5f}{'   <- best single' if n == best_single else ''}")
+    log(f"  raw ensemble (threshold 0.5)   {raw:.5f}")
+    if tune_post:
+        result = tune(items, default)
+        cfg, steps = result.config, dict(result.steps)
+        log("  tuning steps:")
+        log(result.summary())
+    else:
+        cfg, steps = default, {"defaults": raw}
+    tuned = float(steps.get("verified", steps.get("defaults", raw)))
+    summary = {
+        "members": [{"name": n, "source": str(c.path), "trial": c.trial, "epoch": c.epoch, "val_score": c.score,
+                     "model": c.model, "val_fold": c.val_fold, "sha256": c.sha256,
+                     "features": json.loads((c.path / "config.json").read_text()).get("features", {})}
+                    for n, c in zip(names, chosen)],
+        "strategy": strategy, "top_k": top_k, "infer": settings.to_dict(), "cache": str(cache.path),
+        "cache_fingerprint": cache.meta.get("fingerprint"),
+        "oof": {"single": single, "best_single": best_single, "best_single_score": single[best_single],
+                "raw_ensemble": raw, "tuned": tuned, "steps": steps, "n_items": len(items)},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    _write_json(out / "thresholds.json", cfg.to_dict())
+    _write_json(out / "ensemble.json", summary)
+    return summary
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m ensemble.build", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rank the checkpoints of a search / run folder, pick the top K, compute out-of-fold "
+                    "probabilities and tune per-(lab, action) thresholds and post-processing on them.",
+        epilog=__doc__.split("Input:", 1)[1])
+    p.add_argument("--experiment", help="search folder (tune.search), run folder (tune.train) or checkpoint folder")
+    p.add_argument("--checkpoints", nargs="+", default=[], help="explicit checkpoint (or run) folders, instead of or "
+                                                                "besides --experiment")
+    p.add_argument("--top-k", type=int, default=3, help="ensemble size (default 3)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="best-per-trial", help="how the K members are chosen")
+    p.add_argument("--out", help="ensemble folder (default ensembles/<input folder name>)")
+    p.add_argument("--cache", help="feature cache for the OOF videos (default: data.cache of the best member)")
+    p.add_argument("--window", type=int, default=InferSettings.window, help="sliding window length (frames)")
+    p.add_argument("--stride", type=int, default=InferSettings.stride, help="step between windows (frames)")
+    p.add_argument("--trim", type=int, default=InferSettings.trim, help="frames dropped at inner window edges")
+    p.add_argument("--tta", action="store_true", help="average with left/right mirrored pair features")
+    p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
+    p.add_argument("--list", action="store_true", help="only print the ranked table")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    inputs = ([args.experiment] if args.experiment else []) + list(args.checkpoints)
+    if not inputs:
+        raise SystemExit("python -m ensemble.build: error: give --experiment PATH or --checkpoints DIR ...")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.list:
+        cands = discover(inputs)
+        print(format_table(cands, select(cands, args.top_k, args.strategy) if cands else [], limit=10_000))
+        return {}
+    try:
+        settings = InferSettings(window=args.window, stride=args.stride, trim=args.trim, tta=args.tta)
+    except ValueError as exc:
+        raise SystemExit(f"python -m ensemble.build: error: {exc}") from None
+    out = args.out or str(Path("ensembles") / Path(inputs[0]).resolve().name)
+    s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
+    o = s["oof"]
+    print(f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
+          f"  OOF: best single {o['best_single_score']:.4f}, raw ensemble {o['raw_ensemble']:.4f}, "
+          f"tuned {o['tuned']:.4f}")
+    print(f"next: python -m ensemble.export --ensemble {out} --out bundle/")
+    return s
+
+
+if __name__ == "__main__":
+    with cli_guard("python -m ensemble.build"):
+        main(sys.argv[1:])
