@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -440,6 +441,8 @@ class _Sim:
     thrust: np.ndarray      # [T, M] cm
     scale: np.ndarray       # [M]
     events: list[tuple[int, int, str, int, int]] = field(default_factory=list)  # agent, target, action, s, e
+    scenes: int = 0         # scenes started
+    aborted: int = 0        # ... of which the pose never reached the contact (nothing labelled from there on)
 
 
 def _choose_triple(ctx: _Ctx, free: set[int]):
@@ -480,7 +483,7 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
     busy = [False] * M
     scenes: list[Scene] = []
     events: list[tuple[int, int, str, int, int]] = []
-    next_try = 0
+    next_try = n_scenes = n_aborted = 0
     roam = Role("roam")
 
     def point(o: int, name: str, side: float, me: int) -> tuple[float, float]:
@@ -531,6 +534,7 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
                         p0 = sc.phases[0]
                         sc.start_dist = until_dist(p0.until) if p0.until else 0.0
                         scenes.append(sc)
+                        n_scenes += 1
             next_try = f + max(1, int(0.3 * fps))
         roles = [roam] * M
         for sc in scenes:
@@ -650,6 +654,7 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
                     events.extend((a, t, act, sc.t_phase, f + 1) for a, t, act in p.labels)
                 if not ok or sc.idx + 1 == len(sc.phases):
                     sc.done = True
+                    n_aborted += not ok
                 else:
                     sc.idx += 1
                     sc.t_phase = f + 1
@@ -663,7 +668,7 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
             scenes.remove(sc)
     return _Sim(center=out_c, heading=out["th"], e=out["e"], phi=out["phi"], tail=out["tail"],
                 nose_amp=out["namp"], nose_freq=out["nfreq"], thrust=out["thrust"], scale=scale,
-                events=events)
+                events=events, scenes=n_scenes, aborted=n_aborted)
 
 
 def _avoid_walls(arena: Arena, x: float, y: float, thd: float, reach: float = 4.0) -> float:
@@ -852,6 +857,8 @@ class VideoResult:
     overlaps: int
     whole_missing: int
     out_of_frame: int
+    scenes: int = 0
+    aborted: int = 0
 
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
@@ -892,7 +899,7 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     return VideoResult(video_id=video_id, lab_id=lab, n_frames=n_frames, events=events,
                        tracking=_tracking_table(xyf, present, bodyparts), positive_frames=pos,
                        pair_frames=len(pairs) * n_frames, overlaps=overlaps, whole_missing=whole,
-                       out_of_frame=out_of_frame)
+                       out_of_frame=out_of_frame, scenes=sim.scenes, aborted=sim.aborted)
 
 
 # ---------------------------------------------------------------------------------------------- dataset
@@ -947,6 +954,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     if n_videos < 1 or test_videos < 0 or n_frames < 100:
         raise MabeDataError(f"need videos >= 1, test videos >= 0, frames >= 100 (got {n_videos}, "
                             f"{test_videos}, {n_frames})")
+    _prepare(out)
     root_ss = np.random.SeedSequence(seed)
     meta_ss, train_ss, test_ss = root_ss.spawn(3)
     mrng = np.random.default_rng(meta_ss)
@@ -1004,7 +1012,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     test = [res for _, res in stats["test"]]
     per_action = Counter(act for res in train for _, _, act, _, _ in res.events)
     rows_total = sum(res.tracking.num_rows for res in train + test)
-    return {
+    summary = {
         "out": str(out), "seed": seed, "videos": len(train), "test_videos": len(test),
         "labs": dict(Counter(res.lab_id for res in train)),
         "frames": sum(res.n_frames for res in train), "test_frames": sum(res.n_frames for res in test),
@@ -1019,8 +1027,38 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         "tracking_rows": rows_total,
         "whole_missing_frames": sum(res.whole_missing for res in train + test),
         "out_of_frame_rows": sum(res.out_of_frame for res in train + test),
+        "scenes": sum(res.scenes for res in train + test),
+        "scenes_aborted": sum(res.aborted for res in train + test),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+    args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs, "test_videos": test_videos}
+    marker = out / MARKER
+    tmp = marker.with_name(MARKER + ".tmp")
+    tmp.write_text(json.dumps({"generator": "features.synth", "args": args,
+                               **{k: v for k, v in summary.items() if k not in ("seconds", "out")}},
+                              indent=1, sort_keys=True))
+    os.replace(tmp, marker)
+    return summary
+
+
+MARKER = "synth.json"  # written last; tells a synthetic folder (safe to regenerate) from real data
+_OWN_DIRS = ("train_tracking", "test_tracking", "train_annotation")
+
+
+def _prepare(out: Path) -> None:
+    """Make out ready: refuse a folder with Kaggle files but no marker (real data?); in a folder we wrote
+    before, drop our parquet folders so no stale videos of an earlier run stay behind (a cache folder or
+    anything else in it is left alone)."""
+    if (out / MARKER).is_file():
+        (out / MARKER).unlink()
+        for name in _OWN_DIRS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+    elif any((out / n).exists() for n in ("train.csv", "test.csv") + _OWN_DIRS):
+        raise MabeDataError(f"refusing to overwrite: the folder holds Kaggle-layout files but no {MARKER}, "
+                            f"so it was not written by features.synth (real data?); choose an empty --out",
+                            file=out)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def _share(videos: list[VideoResult]) -> float:
@@ -1061,7 +1099,8 @@ def format_summary(s: dict) -> str:
         f"  intervals per action: {acts}",
         f"  positive share of whitelisted pair-frames: {s['positive_share']:.1%} ("
         + ", ".join(f"{k} {v:.0%}" for k, v in s["positive_share_by_lab"].items()) + ")",
-        f"  overlaps kept: {s['overlaps']}; videos without annotation file: {s['videos_without_annotation']}",
+        f"  scenes played: {s['scenes']} ({s['scenes_aborted']} aborted: contact never reached); overlaps "
+        f"kept: {s['overlaps']}; videos without annotation file: {s['videos_without_annotation']}",
         f"  tracking rows: {s['tracking_rows']:,}; whole missing frames: {s['whole_missing_frames']}; "
         f"out-of-frame rows: {s['out_of_frame_rows']}; test intervals: {s['test_intervals']}",
         f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",

@@ -225,7 +225,7 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     for rel in files:
-        if rel.suffix == ".csv":
+        if rel.suffix in (".csv", ".json"):
             assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
         else:
             assert pq.read_table(tmp_path / "a" / rel).equals(pq.read_table(tmp_path / "b" / rel)), rel
@@ -322,3 +322,20 @@ def test_feature_pipeline_accepts_the_output(data):
         assert vf.x.shape[:2] == vf.labels.shape and np.isfinite(vf.x).all()
         labelled += int((vf.labels > 0).sum())
     assert labelled > 0
+
+
+def test_regenerating_replaces_old_videos_and_refuses_foreign_folders(tmp_path):
+    out = tmp_path / "d"
+    synth.generate(out, n_videos=3, n_frames=300, seed=1, test_videos=1)
+    (out / "cache").mkdir()  # someone's cache inside the folder stays
+    synth.generate(out, n_videos=1, n_frames=300, seed=2, test_videos=0)
+    assert len(list((out / "train_tracking").rglob("*.parquet"))) == 1
+    assert not (out / "test_tracking").exists() and (out / "cache").is_dir()
+    marker = json.loads((out / synth.MARKER).read_text())
+    assert marker["args"]["seed"] == 2 and marker["videos"] == 1
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "train.csv").write_text("lab_id,video_id\n")
+    with pytest.raises(synth.MabeDataError, match="refusing to overwrite"):
+        synth.generate(real, n_videos=1, n_frames=300)
+    assert (real / "train.csv").read_text() == "lab_id,video_id\n"
