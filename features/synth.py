@@ -90,7 +90,7 @@ class Motif:
 
     family: scene script (see `_scene_phases`); hold: duration range (s) of the labelled phase; e: body
     elongation (1 normal, 0.45 = reared, nose near centre); phi: head yaw (rad); speed: cm/s; point: where the
-    agent's nose goes on the target (nose/neck/body/tail/back); nose_amp/nose_freq: rhythmic nose movement
+    agent's nose goes on the target (nose/neck/body/flank/tail/back); nose_amp/nose_freq: rhythmic nose movement
     (grooming, digging); thrust: rhythmic body movement along the heading (intromission); jitter: erratic
     motion (cm/sqrt(s)); gap: pursuit distance nose -> target tail base (cm); mount: (behind cm, lateral cm,
     angle rad) of the agent's centre on the target; weight: how often it is chosen.
@@ -127,7 +127,7 @@ MOTIFS: dict[str, Motif] = {
     # pair: nose contact at a point of the target
     "sniff": Motif("contact", (1.0, 3.0), point="neck", weight=2.0),
     "sniffface": Motif("contact", (0.7, 2.0), point="nose"),
-    "sniffbody": Motif("contact", (1.0, 2.5), point="body"),
+    "sniffbody": Motif("contact", (1.0, 2.5), point="flank"),
     "sniffgenital": Motif("contact", (1.0, 3.0), point="tail"),
     "reciprocalsniff": Motif("mutual", (1.0, 2.0), point="nose"),
     "allogroom": Motif("contact", (3.0, 6.0), point="back", nose_amp=0.3, nose_freq=6.0),
@@ -501,8 +501,11 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
             r = 0.6 * s[o]
         elif name == "tail":
             r = -_TAIL_BASE * s[o]
-        elif name == "body":  # a flank: left = (sin, -cos) in image coordinates (y down)
+        elif name == "body":  # the side of the body: left = (sin, -cos) in image coordinates (y down)
             return x[o] + 1.3 * s[o] * side * uy, y[o] - 1.3 * s[o] * side * ux
+        elif name == "flank":  # further back and out than "body": where sniffbody differs from sniff
+            return (x[o] + s[o] * (-0.8 * ux + 1.6 * side * uy),
+                    y[o] + s[o] * (-0.8 * uy - 1.6 * side * ux))
         else:
             raise AssertionError(name)
         return x[o] + r * ux, y[o] + r * uy
@@ -802,6 +805,27 @@ def _annotator(events, n_frames: int, fps: float, rng: np.random.Generator, quan
     return out, overlaps
 
 
+# lab quirk (spec/mabe.md §1.3-1.4): the tracker swaps the ids of two mice for a while after they met
+# (AdaptableSnail: the 2nd place hand-corrected this); chance per video. Labels keep the true ids.
+_ID_SWAP = {"AdaptableSnail": 0.5, "CautiousGiraffe": 0.2, "DeliriousFly": 0.2, "TranquilPanther": 0.2}
+
+
+def _identity_swaps(xy: np.ndarray, center: np.ndarray, fps: float, rng: np.random.Generator) -> int:
+    """Swap two mice's tracking for 1-4 s, starting at a frame where their bodies are within 5 cm (in place).
+    Returns the number of swaps (0 or 1)."""
+    T, M = center.shape[:2]
+    pairs = [(a, b) for a in range(M) for b in range(a + 1, M)]
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    close = np.flatnonzero(np.linalg.norm(center[:, a] - center[:, b], axis=1) < 5.0)
+    close = close[(close > 0) & (close < T - 2)]
+    if close.size == 0:
+        return 0
+    s = int(close[int(rng.integers(close.size))])
+    e = min(T - 1, s + int(rng.uniform(1.0, 4.0) * fps))
+    xy[s:e, [a, b]] = xy[s:e, [b, a]]
+    return 1
+
+
 # lab quirk (spec/mabe.md §1.5): BoisterousParrot boundaries are mostly multiples of 15 frames
 _QUANTUM = {"BoisterousParrot": 15}
 
@@ -859,6 +883,7 @@ class VideoResult:
     out_of_frame: int
     scenes: int = 0
     aborted: int = 0
+    id_swaps: int = 0
 
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
@@ -873,6 +898,7 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     ctx = _Ctx(fps=fps, n_mice=n_mice, whitelist={(a - 1, t - 1, act) for a, t, act in whitelist}, rng=rng)
     sim = _simulate(ctx, arena, n_frames, idle)
     xy = _render(sim, bodyparts, arena, rng, fps)
+    swaps = _identity_swaps(xy, sim.center, fps, rng) if rng.random() < _ID_SWAP.get(lab, 0.0) else 0
     present, whole = _missing_mask(n_frames, n_mice, bodyparts, lab, fps, rng)
     # a few coordinates just outside the image (DeepLabCut extrapolation)
     idx = np.flatnonzero(present)
@@ -899,7 +925,7 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     return VideoResult(video_id=video_id, lab_id=lab, n_frames=n_frames, events=events,
                        tracking=_tracking_table(xyf, present, bodyparts), positive_frames=pos,
                        pair_frames=len(pairs) * n_frames, overlaps=overlaps, whole_missing=whole,
-                       out_of_frame=out_of_frame, scenes=sim.scenes, aborted=sim.aborted)
+                       out_of_frame=out_of_frame, scenes=sim.scenes, aborted=sim.aborted, id_swaps=swaps)
 
 
 # ---------------------------------------------------------------------------------------------- dataset
@@ -1027,6 +1053,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         "tracking_rows": rows_total,
         "whole_missing_frames": sum(res.whole_missing for res in train + test),
         "out_of_frame_rows": sum(res.out_of_frame for res in train + test),
+        "id_swaps": sum(res.id_swaps for res in train + test),
         "scenes": sum(res.scenes for res in train + test),
         "scenes_aborted": sum(res.aborted for res in train + test),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -1102,7 +1129,8 @@ def format_summary(s: dict) -> str:
         f"  scenes played: {s['scenes']} ({s['scenes_aborted']} aborted: contact never reached); overlaps "
         f"kept: {s['overlaps']}; videos without annotation file: {s['videos_without_annotation']}",
         f"  tracking rows: {s['tracking_rows']:,}; whole missing frames: {s['whole_missing_frames']}; "
-        f"out-of-frame rows: {s['out_of_frame_rows']}; test intervals: {s['test_intervals']}",
+        f"out-of-frame rows: {s['out_of_frame_rows']}; identity swaps: {s['id_swaps']}; "
+        f"test intervals: {s['test_intervals']}",
         f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",
     ])
 
