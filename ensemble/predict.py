@@ -1,0 +1,225 @@
+"""Offline prediction from an export bundle: Kaggle test data -> submission.csv. No Ray, Optuna or Modal.
+
+    python -m ensemble.predict --bundle bundle/ --data /kaggle/input/MABe-mouse-behavior-detection \\
+        --out /kaggle/working/submission.csv
+    python -m ensemble.predict --bundle bundle/ --data data/synth --out submission.csv --device cpu --threads 4
+
+Steps: (1) every file listed in the bundle's manifest.json is checked against its sha256 before anything is
+loaded (a changed, missing or truncated file -> refuse, naming the file, exit 2); (2) the members are rebuilt
+from their config and `torch.load(weights_only=True)` weights; (3) test.csv is read and, per video (tqdm bar),
+its tracking parquet -> features (features.pipeline.video_features, the function the training cache used, once
+per distinct feature setting) -> sliding-window probabilities averaged over the members (and the mirrored input
+with TTA) -> the tuned post-processing (thresholds per (lab, action), fallback per action, smoothing, minimum
+duration) on the resampled frames -> intervals in the video's own frame numbers; (4) the rows are checked with
+ensemble.submission.validate and written atomically.
+
+Bad-video policy: a video whose files are missing or malformed is SKIPPED with a one-line warning naming the
+file, the video and the problem, and the others are still predicted; the summary lists the skipped videos.
+The submission is never empty: if nothing at all is predicted, one harmless placeholder row is written (a
+zero-length interval of an action the video does not whitelist, which the metric ignores) and the exit
+status is 3 when every video failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from features.errors import MabeDataError, cli_guard
+
+PROG = "python -m ensemble.predict"
+
+
+def verify_bundle(bundle: str | os.PathLike) -> dict:
+    """Check every file of manifest.json against its sha256; returns the manifest or raises MabeDataError."""
+    from ensemble.export import MANIFEST
+    from ensemble.infer import sha256_file
+
+    bundle = Path(bundle)
+    try:
+        manifest = json.loads((bundle / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MabeDataError(f"bundle has no readable manifest ({exc}); re-run python -m ensemble.export",
+                            file=bundle / MANIFEST) from None
+    for name, digest in sorted(files.items()):
+        p = bundle / name
+        if not p.is_file():
+            raise MabeDataError("bundle file listed in manifest.json is missing", file=p)
+        if sha256_file(p) != digest:
+            raise MabeDataError("bundle file does not match its sha256 in manifest.json (changed or corrupted): "
+                                "refusing to use this bundle", file=p)
+    return manifest
+
+
+class Ensemble:
+    """The verified bundle, loaded: models grouped by feature settings, post-processing, inference settings."""
+
+    def __init__(self, bundle: str | os.PathLike, device: str = "cpu", verify: bool = True):
+        import torch
+
+        from ensemble.infer import InferSettings
+        from ensemble.postprocess import PostprocessConfig
+        from features.pipeline import FeatureSettings
+        from models import build_model
+        from tune.checkpoint import clean_state_dict
+        from tune.config import TrainConfig
+
+        self.path = Path(bundle)
+        self.manifest = verify_bundle(self.path) if verify else {}
+        info = json.loads((self.path / "ensemble.json").read_text())
+        self.post = PostprocessConfig.from_dict(json.loads((self.path / "thresholds.json").read_text()))
+        self.infer = InferSettings.from_dict(info.get("infer", {}))
+        self.device = device
+        groups: dict[str, tuple] = {}
+        for m in info["members"]:
+            i = m["index"]
+            cfg = TrainConfig.from_dict(json.loads((self.path / f"config-{i}.json").read_text()), strict=False)
+            sd = clean_state_dict(torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True))
+            model = build_model(cfg.model, int(sd["x_mean"].numel()), len(cfg.classes) or 38)
+            model.load_state_dict(sd)
+            fs = FeatureSettings.from_dict(cfg.features)
+            key = json.dumps(fs.to_dict(), sort_keys=True)
+            groups.setdefault(key, (fs, []))[1].append(model.to(device).eval())
+        self.groups = list(groups.values())  # [(FeatureSettings, [models])]
+        self.n_models = sum(len(ms) for _, ms in self.groups)
+
+    def video_probs(self, meta_row, tracking, source=None):
+        """(VideoFeatures of the first group, probs float32 [P, T', 38]) averaged over all members."""
+        from ensemble.infer import video_probs
+        from features.pipeline import video_features
+
+        first, total = None, None
+        for fs, models in self.groups:
+            vf = video_features(meta_row, tracking, fs, source=source)
+            if first is None:
+                first = vf
+            elif vf.pairs != first.pairs or vf.x.shape[1] != first.x.shape[1]:
+                raise MabeDataError("members with different feature settings disagree on pairs/frames",
+                                    file=source, video=vf.video_id)
+            p = video_probs(models, vf.x, vf.allowed, self.infer, fs.feature_names(), self.device) * len(models)
+            total = p if total is None else total + p
+        return first, total / self.n_models
+
+
+def placeholder_row(meta: "pd.DataFrame"):  # noqa: F821
+    """One harmless row: a zero-length interval of an action the first video does not whitelist."""
+    import pandas as pd
+
+    from ensemble.postprocess import SUBMISSION_COLUMNS
+    from features.labels import PAIR_ACTIONS
+
+    row = meta.iloc[0]
+    raw = row.get("behaviors_labeled")
+    try:
+        listed = set(json.loads(raw)) if isinstance(raw, str) else set()
+    except ValueError:
+        listed = set()
+    action = next(a for a in PAIR_ACTIONS if f"mouse1,mouse2,{a}" not in listed)
+    return pd.DataFrame([[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS)
+
+
+def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, device: str = "cpu",
+            limit: int | None = None, progress: bool = True, log=print) -> dict:
+    """Write the submission; returns a summary {rows, videos, skipped, seconds, frames, ...}."""
+    import pandas as pd
+
+    from ensemble.postprocess import events_to_submission, video_events
+    from ensemble.submission import validate
+    from features.io import kaggle_paths, read_metadata, read_tracking
+
+    t0 = time.perf_counter()
+    ens = Ensemble(bundle, device)
+    log(f"bundle {bundle}: {len(ens.manifest.get('files', {}))} files verified, {ens.n_models} models in "
+        f"{len(ens.groups)} feature group(s), TTA {'on' if ens.infer.tta else 'off'}")
+    test_csv = Path(data) / "test.csv"
+    meta = read_metadata(test_csv)
+    if len(meta) == 0:
+        raise MabeDataError("test.csv has no videos", file=test_csv)
+    rows = meta if limit is None else meta.iloc[:limit]
+    items, skipped, frames = [], [], 0
+    it = rows.iterrows()
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(rows), desc="predict", unit="video")
+    for _, row in it:
+        video = int(row["video_id"])
+        path = None
+        try:
+            path, _ = kaggle_paths(data, "test", row["lab_id"], video)
+            if not path.is_file():
+                raise MabeDataError("tracking file of a test.csv video is missing", file=path, video=video)
+            vf, probs = ens.video_probs(row, read_tracking(path, video), source=path)
+            items.extend(video_events(video, vf.pairs, probs, vf.allowed_raw, ens.post, vf.lab_id, vf.to_original))
+            frames += vf.n_frames_orig
+        except (MabeDataError, OSError, ValueError, KeyError, IndexError) as exc:
+            msg = str(exc) if isinstance(exc, MabeDataError) else f"file {path}, video {video}: {exc!r}"
+            print(f"{PROG}: warning: skipping video {video}: {msg}", file=sys.stderr)
+            skipped.append(video)
+    sub = events_to_submission(items)
+    placeholder = len(sub) == 0
+    if placeholder:
+        print(f"{PROG}: warning: nothing was predicted ({len(skipped)} of {len(rows)} videos failed); writing one "
+              "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
+              file=sys.stderr)
+        sub = placeholder_row(meta)
+    problems = validate(sub, meta[["video_id"]])
+    if problems:
+        raise MabeDataError("the submission does not validate: " + " | ".join(problems), file=out)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    sub.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    secs = time.perf_counter() - t0
+    return {"rows": len(sub), "videos": len(rows) - len(skipped), "skipped": skipped, "placeholder": placeholder,
+            "frames": frames, "seconds": secs, "out": str(out), "all_failed": len(skipped) == len(rows)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Offline prediction (no Ray/Optuna/Modal): verify the bundle's checksums, read test.csv and "
+                    "test_tracking/, write a validated submission.csv.",
+        epilog="Bad-video policy: a video with a missing or malformed file is skipped with a warning naming the "
+               "file, video and problem; the other videos are still predicted and the summary lists the skipped "
+               "ones. The submission is never empty: if nothing is predicted, one placeholder row the metric "
+               "ignores is written, and the exit status is 3 when every video failed. A bundle whose files do "
+               "not match manifest.json is refused (exit 2).")
+    p.add_argument("--bundle", required=True, help="bundle folder from python -m ensemble.export")
+    p.add_argument("--data", required=True, help="Kaggle-layout folder with test.csv and test_tracking/")
+    p.add_argument("--out", default="submission.csv", help="submission CSV to write (default submission.csv)")
+    p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda'")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N videos of test.csv (a dry run)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    s = predict(args.bundle, args.data, args.out, device, args.limit, progress=not args.no_progress)
+    per_frame = s["seconds"] / max(s["frames"], 1) * 1e6
+    print(f"\n[ensemble.predict] {s['rows']} rows for {s['videos']} videos in {s['seconds']:.1f}s "
+          f"({per_frame:.1f} us/frame, {device}) -> {s['out']}")
+    if s["skipped"]:
+        print(f"  skipped {len(s['skipped'])} video(s): {', '.join(map(str, s['skipped']))}")
+    print(f"next: python -m ensemble.submission --submission {s['out']} --test-csv {Path(args.data) / 'test.csv'}"
+          "   (on Kaggle: submit the notebook's output)")
+    return 3 if s["all_failed"] else 0
+
+
+if __name__ == "__main__":
+    with cli_guard(PROG):
+        raise SystemExit(main(sys.argv[1:]))
