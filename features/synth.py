@@ -19,10 +19,17 @@ Behaviours are PLANTED FROM THE POSE: the simulation plays scenes (approach, sni
 body/tail base, chase, attack, mount, rear, groom, ...) and labels exactly the frames where the pose shows
 them (e.g. `sniff` only once the agent's nose has reached the target's head), then adds annotator noise
 (boundary jitter, a few missed short events, rare overlaps of two actions for one pair). Tracking noise:
-point jitter, missing points, missing runs, whole missing frames (missing = missing rows, never NaN) and
-a few coordinates just outside the image. Same seed -> identical files.
+point jitter, missing points, missing runs, a mouse hiding, whole missing frames (missing = missing rows,
+never NaN), a few coordinates just outside the image and rare tracker identity swaps. Lab quirks kept:
+malformed whitelist strings, AdaptableSnail's mostly-missing `neck`, BoisterousParrot's 15-frame steps.
+Same seed -> byte-identical files (also across processes). `synth.json` (written last) marks the folder as
+synthetic: regenerating replaces our files only there, and a folder with Kaggle files but no marker
+(real data?) is refused.
 
-    python -m features.synth --out data/synth                                  # defaults (20 + 4 videos)
+Learnability (default dataset, 5-fold by video): a 2-layer MLP on the pair features + window means scores
+~0.68 on the official metric, guessing ~0.07, so models have something real to learn.
+
+    python -m features.synth --out data/synth                                  # defaults (20 + 5 videos)
     python -m features.synth --out data/synth-small --videos 6 --frames 1200 --test-videos 2
     python -m features.synth --out data/synth-lh --labs LyricalHare,GroovyShrew --seed 3
     python -m features.build --data data/synth --out data/synth/cache          # next step
@@ -57,7 +64,7 @@ DEFAULT_LABS: tuple[str, ...] = (
 )
 DEFAULT_VIDEOS = 20
 DEFAULT_FRAMES = 3000
-DEFAULT_TEST_VIDEOS = 4
+DEFAULT_TEST_VIDEOS = 5  # one per default lab, so predict/export see every lab
 
 _META_GZ = Path(__file__).parent / "data" / "train_meta.csv.gz"
 
