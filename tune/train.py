@@ -331,6 +331,10 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
             feed.close()
             bar.close()
         train_s = time.perf_counter() - t_epoch
+        if world > 1:  # the mean training loss over all ranks, not rank 0's share
+            t = torch.tensor([loss_sum], dtype=torch.float64, device=dev)  # NCCL needs CUDA tensors
+            torch.distributed.all_reduce(t)
+            loss_sum = float(t) / world
         metrics = {"epoch": epoch, "train/loss": loss_sum / max(1, len(batches)), "lr": opt.param_groups[0]["lr"],
                    "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
 
@@ -348,7 +352,9 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
                 bad_epochs += 1
             flag[0], flag[1] = float(improved), float(bool(cfg.run.patience) and bad_epochs >= cfg.run.patience)
         if world > 1:
+            flag = flag.to(dev)  # NCCL needs CUDA tensors
             torch.distributed.broadcast(flag, src=0)
+            flag = flag.cpu()
         improved, stopped_early = bool(flag[0]), bool(flag[1])
         metrics.update({"val/best_score": best_score, "val/best_epoch": best_epoch, "start_epoch": start_epoch,
                         "time/epoch_s": time.perf_counter() - t_epoch})
