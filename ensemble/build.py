@@ -75,14 +75,12 @@ def _is_ckpt(d: Path) -> bool:
 
 
 def _trial_of(ckpt: Path, root: Path) -> str:
-    """`train-<id>` above the checkpoint (Ray run / local run folder of a trial), else the run folder name."""
-    for p in [ckpt, *ckpt.parents]:
+    """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the name of
+    the run folder holding it (`runs/v6/best` -> v6)."""
+    for p in [ckpt, *list(ckpt.parents)[:3]]:
         if p.name.startswith("train-"):
             return p.name
-        if p == root:
-            break
-    parent = ckpt.parent if ckpt != root else ckpt
-    return parent.name or "run"
+    return ckpt.parent.name or "run"
 
 
 def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
