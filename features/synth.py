@@ -285,8 +285,10 @@ class Phase:
     roles: dict[int, Role]                   # mouse index -> role (mice not named roam)
     frames: int                              # duration (or timeout when until_contact)
     labels: list[tuple[int, int, str]]       # (agent index, target index, action) labelled over the phase
-    until: tuple[int, int, str, float] | None = None  # (mouse, other, point, distance): ends the phase early;
+    # (mouse, other, point, distance, side): the phase ends early once the mouse's nose is that close to the
+    # point of the other mouse (the same point and flank its role steers to);
     # a phase with `until` that times out aborts the scene (the pose never showed the behaviour)
+    until: tuple[int, int, str, float, float] | None = None
     min_frames: int = 0                      # labels of a shorter phase are not recorded
 
 
@@ -331,11 +333,11 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
     if m.family == "move":
         return [Phase({a: Role("move", speed=m.speed, **posture)}, fr(*m.hold), [(a, a, action)])]
     if m.family == "climb":
-        return [Phase({a: Role("goto", point="wall", speed=12.0)}, timeout, [], until=(a, -1, "wall", 1.0)),
+        return [Phase({a: Role("goto", point="wall", speed=12.0)}, timeout, [], until=(a, -1, "wall", 1.0, 1.0)),
                 Phase({a: Role("goto", point="wall", speed=1.0, **posture)}, fr(*m.hold), [(a, a, action)])]
     if m.family == "object":
         return [Phase({a: Role("goto", point="object", speed=12.0)}, timeout, [],
-                      until=(a, -1, "object", 1.2)),
+                      until=(a, -1, "object", 1.2, 1.0)),
                 Phase({a: Role("goto", point="object", speed=m.speed or 1.0, **posture)}, fr(*m.hold),
                       [(a, a, action)])]
     # pair scenes need a partner; huddle (self) picks one
@@ -343,17 +345,20 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
         others = [o for o in range(ctx.n_mice) if o != a]
         o = others[int(ctx.rng.integers(len(others)))]
         return [Phase({a: Role("goto", other=o, point="body", speed=10.0)}, timeout, [],
-                      until=(a, o, "body", 1.5)),
+                      until=(a, o, "body", 1.5, 1.0)),
                 Phase({a: Role("goto", other=o, point="body", speed=0.5, **posture),
                        o: Role("still", e=0.85)}, fr(*m.hold), [(a, a, action)])]
     side = 1.0 if ctx.rng.random() < 0.5 else -1.0
-    go = Phase({a: Role("goto", other=t, point=m.point if m.family in ("contact", "fight", "mutual") else
-                        ("tail" if m.family in ("mount", "pursuit") else "body"), speed=14.0, side=side),
-                t: Role("roam", speed=3.0)},
+    # phase 1 of a pair scene: the agent's nose goes to the target (labelled `approach` where whitelisted
+    # and the distance really closed); the scene is aborted if it never gets there
+    if m.family in ("contact", "fight", "mutual"):
+        go_point = m.point
+    else:
+        go_point = "tail" if m.family in ("mount", "pursuit") else "body"
+    go_reach = {"pursuit": m.gap + 1.5, "approach": 3.0}.get(m.family, 1.2)
+    go = Phase({a: Role("goto", other=t, point=go_point, speed=14.0, side=side), t: Role("roam", speed=3.0)},
                timeout, _maybe(ctx, a, t, "approach"), min_frames=int(0.5 * ctx.fps),
-               until=(a, t, m.point if m.family in ("contact", "fight", "mutual") else
-                      ("tail" if m.family in ("mount", "pursuit") else "body"),
-                      {"pursuit": m.gap + 1.5, "approach": 3.0}.get(m.family, 1.2)))
+               until=(a, t, go_point, go_reach, side))
     if m.family == "contact":
         hold = Phase({a: Role("goto", other=t, point=m.point, speed=5.0, side=side, **posture),
                       t: Role("roam", speed=1.5)}, fr(*m.hold), [(a, t, action)])
@@ -400,7 +405,7 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
         init = Phase({t: Role("goto", other=a, point="body", speed=14.0, side=side),
                       a: Role("roam", speed=2.0)},
                      timeout, _maybe(ctx, t, a, "approach"), min_frames=int(0.5 * ctx.fps),
-                     until=(t, a, "body", 2.5 if action in ("escape", "avoid", "flinch") else 1.2))
+                     until=(t, a, "body", 2.5 if action in ("escape", "avoid", "flinch") else 1.2, side))
         if action in ("escape", "avoid", "flinch"):
             chase = action == "escape" and (t, a, "chase") in ctx.whitelist and ctx.rng.random() < 0.5
             roles = {a: Role("flee", other=t, speed=m.speed)}
@@ -522,8 +527,8 @@ def _simulate(ctx: _Ctx, arena: Arena, n_frames: int, idle: tuple[float, float])
         return x[m] + r * math.cos(th[m]), y[m] + r * math.sin(th[m])
 
     def until_dist(u) -> float:
-        me, o, name, _ = u
-        px, py = point(o if o >= 0 else me, name, 1.0, me)
+        me, o, name, _, side = u
+        px, py = point(o if o >= 0 else me, name, side, me)
         nx, ny = nose_of(me)
         return math.hypot(px - nx, py - ny)
 
@@ -894,7 +899,7 @@ class VideoResult:
 
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
-               idle: tuple[float, float] = (1.0, 4.0)) -> VideoResult:
+               idle: tuple[float, float] = (1.5, 5.0)) -> VideoResult:
     """Simulate, render, degrade and annotate one video of a metadata row (its lab, fps, parts, whitelist)."""
     lab = str(row["lab_id"])
     fps = float(row["frames_per_second"])

@@ -181,8 +181,10 @@ def test_planted_behaviours_follow_the_pose(data):
             inside = _frames_of(ann, act, ag, tg, n)
             gaps[act][0].extend(d[inside][np.isfinite(d[inside])])
             gaps[act][1].extend(d[~inside][np.isfinite(d[~inside])])
+    assert len(gaps["sniff"][0]) > 20 and len(gaps["rear"][0]) > 20
     for act, (inside, outside) in gaps.items():
-        assert len(inside) > 20, act
+        if len(inside) < 20:
+            continue  # sniffgenital is drawn at random and may be absent from a small dataset
         med_in, med_out = np.median(inside), np.median(outside)
         # sniff: nose ~1 cm from the ears vs ~5 cm otherwise; rear: nose-tail base ~4 cm vs ~7.5 cm
         assert med_in < 0.75 * med_out, (act, med_in, med_out)
@@ -263,7 +265,9 @@ def test_reads_back_through_features_io(data):
         tpath, apath = io.kaggle_paths(out, "train", r.lab_id, r.video_id)
         tr = io.read_tracking(tpath)
         assert tr.n_frames == round(r.video_duration_sec * r.frames_per_second)
-        assert tr.mouse_ids == list(range(1, r.n_mice + 1))
+        # 4 real AdaptableSnail rows leave mouse4's strain/colour empty but whitelist mouse4: we track it
+        named = max(m for a, t, _ in r.behaviors for m in (a, t))
+        assert tr.mouse_ids == list(range(1, max(r.n_mice, named) + 1))
         assert tr.bodyparts == sorted(r.body_parts)
         assert np.isnan(tr.xy).any() and np.isfinite(tr.xy).any()
         if apath is not None:
