@@ -737,8 +737,8 @@ def _render(sim: _Sim, bodyparts: list[str], arena: Arena, rng: np.random.Genera
             a = sim.heading + np.pi + sim.tail * (d / 8.0)
             bx, by = cx - _TAIL_BASE * s * ux, cy - _TAIL_BASE * s * uy
             px, py = bx + s * d * np.cos(a), by + s * d * np.sin(a)
-        else:
-            raise MabeDataError(f"synthetic body model has no point {name!r}")
+        else:  # make_video checked the names
+            raise AssertionError(name)
         sd = 0.08 + (0.06 if name in _TAIL else 0.0)
         px, py = arena.clamp_points(px + sd * rng.standard_normal((T, M)),
                                     py + sd * rng.standard_normal((T, M)))
@@ -906,6 +906,10 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     whitelist = _normalise_whitelist(row["behaviors_labeled"])
     n_mice = _n_mice(row, whitelist)
     bodyparts = json.loads(row["body_parts_tracked"])
+    unknown = [p for p in bodyparts if p not in _FRONT and p not in _BACK and p not in _TAIL]
+    if unknown:
+        raise MabeDataError(f"the synthetic body model has no point(s) {unknown} (lab {lab})", file=_META_GZ,
+                            video=int(row["video_id"]))
     arena = Arena.from_row(row)
     ctx = _Ctx(fps=fps, n_mice=n_mice, whitelist={(a - 1, t - 1, act) for a, t, act in whitelist}, rng=rng)
     sim = _simulate(ctx, arena, n_frames, idle)
@@ -1115,12 +1119,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "Metadata rows "
                     "copy real annotated rows of train.csv; behaviours are planted from the simulated pose.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", required=True, help="folder to write (created; our files in it are replaced)")
+    p.add_argument("--out", required=True,
+                   help="folder to write: created, or one this command wrote before (has synth.json); other "
+                        "folders with Kaggle files are refused")
     p.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="training videos")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="mean frames per video (x U(0.8, 1.2))")
     p.add_argument("--seed", type=int, default=0, help="same seed -> same files")
     p.add_argument("--labs", default=",".join(DEFAULT_LABS),
-                   help="comma-separated labs to imitate (annotated adjective-animal labs of train.csv)")
+                   help="comma-separated labs to imitate, dealt round-robin: any lab of train.csv with "
+                        "annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13)")
     p.add_argument("--test-videos", type=int, default=DEFAULT_TEST_VIDEOS,
                    help="test videos (test.csv, test_tracking/, test_solution.csv)")
     return p.parse_args(argv)
