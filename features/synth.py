@@ -97,7 +97,7 @@ class Motif:
 
     family: scene script (see `_scene_phases`); hold: duration range (s) of the labelled phase; e: body
     elongation (1 normal, 0.45 = reared, nose near centre); phi: head yaw (rad); speed: cm/s; point: where the
-    agent's nose goes on the target (nose/neck/body/flank/tail/back); nose_amp/nose_freq: rhythmic nose movement
+    agent's nose goes on the target (nose/neck/body/flank/tail/back); nose_amp/nose_freq: rhythmic nose motion
     (grooming, digging); thrust: rhythmic body movement along the heading (intromission); jitter: erratic
     motion (cm/sqrt(s)); gap: pursuit distance nose -> target tail base (cm); mount: (behind cm, lateral cm,
     angle rad) of the agent's centre on the target; weight: how often it is chosen.
@@ -333,7 +333,8 @@ def _scene_phases(ctx: _Ctx, a: int, t: int, action: str) -> list[Phase]:
     if m.family == "move":
         return [Phase({a: Role("move", speed=m.speed, **posture)}, fr(*m.hold), [(a, a, action)])]
     if m.family == "climb":
-        return [Phase({a: Role("goto", point="wall", speed=12.0)}, timeout, [], until=(a, -1, "wall", 1.0, 1.0)),
+        return [Phase({a: Role("goto", point="wall", speed=12.0)}, timeout, [],
+                      until=(a, -1, "wall", 1.0, 1.0)),
                 Phase({a: Role("goto", point="wall", speed=1.0, **posture)}, fr(*m.hold), [(a, a, action)])]
     if m.family == "object":
         return [Phase({a: Role("goto", point="object", speed=12.0)}, timeout, [],
@@ -899,8 +900,13 @@ class VideoResult:
 
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
-               idle: tuple[float, float] = (1.5, 5.0)) -> VideoResult:
-    """Simulate, render, degrade and annotate one video of a metadata row (its lab, fps, parts, whitelist)."""
+               idle: tuple[float, float] = (1.5, 5.0), fps_quirk: bool = False) -> VideoResult:
+    """Simulate, render, degrade and annotate one video of a metadata row (its lab, fps, parts, whitelist).
+
+    fps_quirk: reproduce the real 25-fps AdaptableSnail defect (tracked at 25 fps, labels on a 30-fps frame
+    axis, spec/mabe.md §1.4): the written frame numbers are the true ones x 25/30 (the 2nd place's fix
+    multiplies them by 30/25). Ground truth in test_solution.csv gets the same defect, as on Kaggle.
+    """
     lab = str(row["lab_id"])
     fps = float(row["frames_per_second"])
     whitelist = _normalise_whitelist(row["behaviors_labeled"])
@@ -927,6 +933,9 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     flat[pick, axis] = np.where(low, -rng.uniform(0.5, 15, n_out), limit + rng.uniform(0.5, 15, n_out))
     events, overlaps = _annotator(sim.events, n_frames, fps, rng, _QUANTUM.get(lab, 1))
     events = [(a + 1, t + 1, act, s, e) for a, t, act, s, e in events]
+    if fps_quirk and lab == "AdaptableSnail" and abs(fps - 25.0) < 0.01:
+        events = [(a, t, act, s * 25 // 30, e * 25 // 30) for a, t, act, s, e in events]
+        events = [ev for ev in events if ev[4] - ev[3] >= 2]
     pairs = sorted({(a, t) for a, t, _ in whitelist})
     pos = 0
     for pair in pairs:
@@ -977,12 +986,12 @@ def _solution_rows(video: VideoResult, raw_whitelist: str) -> list[dict]:
 
 def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES,
              seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
-             test_videos: int = DEFAULT_TEST_VIDEOS,
-             progress: bool = False) -> dict:
+             test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = False) -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
-    The same arguments always write the same data.
+    The same arguments always write the same data. fps_quirk: see `make_video` (off by default: it makes the
+    25-fps AdaptableSnail labels lag the pose, as in the real data).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -1023,7 +1032,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         j = i if split == "train" else n_videos + i
         row = meta.loc[splits[split][i]].copy()
         vid = ids[j]
-        res = make_video(row, vid, lengths[j], np.random.default_rng(seeds[split][i]))
+        res = make_video(row, vid, lengths[j], np.random.default_rng(seeds[split][i]), fps_quirk=fps_quirk)
         row["video_id"] = vid
         row["video_duration_sec"] = round(lengths[j] / float(row["frames_per_second"]), 2)
         stats[split].append((row, res))
@@ -1074,7 +1083,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
         "scenes_aborted": sum(res.aborted for res in train + test),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs, "test_videos": test_videos}
+    args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs,
+            "test_videos": test_videos, "fps_quirk": fps_quirk}
     marker = out / MARKER
     tmp = marker.with_name(MARKER + ".tmp")
     tmp.write_text(json.dumps({"generator": "features.synth", "args": args,
@@ -1130,6 +1140,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13)")
     p.add_argument("--test-videos", type=int, default=DEFAULT_TEST_VIDEOS,
                    help="test videos (test.csv, test_tracking/, test_solution.csv)")
+    p.add_argument("--fps-quirk", action="store_true",
+                   help="reproduce the real 25-fps AdaptableSnail label/tracking frame-axis defect "
+                        "(written label frames = true x 25/30; the known fix multiplies by 30/25)")
     return p.parse_args(argv)
 
 
@@ -1159,7 +1172,7 @@ def main(argv=None) -> int:
     with cli_guard("python -m features.synth"):
         labs = [x.strip() for x in args.labs.split(",") if x.strip()]
         summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
-                           test_videos=args.test_videos, progress=True)
+                           test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk)
         print(format_summary(summary))
     return 0
 

@@ -343,3 +343,22 @@ def test_regenerating_replaces_old_videos_and_refuses_foreign_folders(tmp_path):
     with pytest.raises(synth.MabeDataError, match="refusing to overwrite"):
         synth.generate(real, n_videos=1, n_frames=300)
     assert (real / "train.csv").read_text() == "lab_id,video_id\n"
+
+
+def test_fps_quirk_shrinks_25fps_adaptable_snail_labels_only(tmp_path):
+    """AdaptableSnail rows come 25-fps (10 parts) or 30-fps; the quirk scales only 25-fps label frames by 25/30."""
+    kw = dict(n_videos=8, n_frames=600, seed=5, labs=["AdaptableSnail"], test_videos=0)
+    synth.generate(tmp_path / "plain", **kw)
+    synth.generate(tmp_path / "quirk", fps_quirk=True, **kw)
+    train = pd.read_csv(tmp_path / "plain" / "train.csv")
+    assert set(train.frames_per_second) == {25.0, 30.0}
+    for r in train.itertuples():
+        rel = f"train_annotation/{r.lab_id}/{r.video_id}.parquet"
+        plain = pd.read_parquet(tmp_path / "plain" / rel)
+        quirk = pd.read_parquet(tmp_path / "quirk" / rel)
+        if r.frames_per_second == 30.0:
+            assert plain.equals(quirk)
+        else:
+            expect = plain.assign(start_frame=plain.start_frame * 25 // 30, stop_frame=plain.stop_frame * 25 // 30)
+            expect = expect[expect.stop_frame - expect.start_frame >= 2].reset_index(drop=True)
+            assert quirk.equals(expect)
