@@ -41,9 +41,9 @@ class InferSettings:
     """How a model runs over a whole video (saved in ensemble.json and the bundle)."""
 
     window: int = 512  # frames per window (cached / resampled frames)
-    stride: int = 256  # step between window starts
+    stride: int = 384  # step between window starts (window - 2 * trim: kept parts tile, windows overlap 128)
     trim: int = 64  # frames dropped at each inner window edge
-    batch: int = 16  # windows per forward pass
+    batch: int = 64  # windows per forward pass (an RNN's per-step cost is amortised over the batch)
     tta: bool = False  # average with the left/right mirrored input (pair features only)
 
     def __post_init__(self):
