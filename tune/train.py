@@ -282,7 +282,6 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     stopped_early = start_epoch > 0 and cfg.run.patience and bad_epochs >= cfg.run.patience
     metrics: dict = {}
     epoch = start_epoch
-    local_batch = max(1, cfg.optim.batch_size // world)
     for epoch in range(start_epoch + 1, cfg.optim.epochs + 1):
         if stopped_early:
             break
