@@ -237,9 +237,9 @@ def main(argv=None) -> list[dict]:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(args.quick, threads=args.threads)
-    print(f"{"stage":80s} {'ours':>12s} {'baseline':>12s} {'ratio':>8s} {'target':>12s} unit")
+    print(f"{'stage':80s} {'ours':>12s} {'baseline':>12s} {'ratio':>8s} {'target':>12s} unit")
     for r in rows:
-        print(f"{r["stage"]:80s} {_fmt(r['ours']):>12s} {_fmt(r['baseline']):>12s} {_fmt(r['ratio']):>8s} "
+        print(f"{r['stage']:80s} {_fmt(r['ours']):>12s} {_fmt(r['baseline']):>12s} {_fmt(r['ratio']):>8s} "
               f"{r['target']:>12s} {r['unit']}")
     print(f"\n{len(rows)} rows in {time.perf_counter() - t0:.1f}s. next: python -m tune.train --smoke-test")
     return rows
