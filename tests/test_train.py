@@ -267,3 +267,24 @@ def test_smoke_cli_on_synthetic_kaggle_layout(tmp_path, capsys):
     assert "parameters" in printed and "next:" in printed
     out2 = main(args + ["--set", "optim.epochs=3", "--set", "run.resume=true"])
     assert out2["start_epoch"] == 2 and out2["epochs_run"] == 3
+
+
+def test_bench_flop_count_by_hand():
+    from bench.train_bench import model_flops_per_frame
+    from models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(name="tcn", hidden=4, tcn_layers=1), in_features=2)
+    # input linear 2*2*4 = 16, dilated conv k3 2*4*4*3 = 96, 1x1 conv 2*4*4 = 32, head 2*4*38 = 304
+    assert model_flops_per_frame(model, 64) == 16 + 96 + 32 + 304
+    lstm = build_model(ModelConfig(name="conv_bilstm", hidden=4, conv_layers=0), in_features=2)
+    # BiLSTM 2 dirs * 4 gates * 2 * (2 + 4) * 4 = 384, head 2 * 8 * 38 = 608
+    assert model_flops_per_frame(lstm, 64) == 384 + 608
+
+
+def test_cli_help_lists_fields():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tune.train", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], check=True).stdout
+    assert "optim.class_weight_power" in out and "--smoke-test" in out and "--workers" in out
