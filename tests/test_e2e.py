@@ -1,0 +1,123 @@
+"""End to end: synthetic Kaggle data -> 2-trial Ray Tune search -> ensemble.build -> ensemble.export ->
+ensemble.predict in a SEPARATE virtual environment without Ray, Optuna or Modal -> a valid submission that
+scores at least as well as the best single checkpoint with untuned (default) post-processing.
+
+The venv (torch==2.13.0 CPU, numpy, pandas, pyarrow, tqdm from the local wheel cache) is built once and kept
+in the pytest cache (`.pytest_cache/d/mabe-predict-venv`); only the bundle's wheel is reinstalled per run.
+
+    python -m pytest -q -m slow tests/test_e2e.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_PACKAGES = ("torch==2.13.0", "numpy", "pandas", "pyarrow", "tqdm")
+
+
+def _predict_venv(request) -> Path:
+    """A venv with only the offline dependencies (cached); returns its python."""
+    root = Path(request.config.cache.mkdir("mabe-predict-venv"))
+    py = root / "venv" / "bin" / "python"
+    marker = root / "ready.json"
+    if not (py.is_file() and marker.is_file() and json.loads(marker.read_text()) == list(VENV_PACKAGES)):
+        shutil.rmtree(root / "venv", ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", *VENV_PACKAGES], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        marker.write_text(json.dumps(list(VENV_PACKAGES)))
+    return py
+
+
+def _venv_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TQDM_DISABLE"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsys):
+    from ensemble.build import build
+    from ensemble.export import export
+    from ensemble.infer import InferSettings
+    from ensemble.metric import score
+    from ensemble.predict import predict
+    from ensemble.submission import validate
+    from features.cache import build_cache
+    from features.synth import generate
+    from tune import search
+
+    # 1. data: synthetic Kaggle layout + its feature cache + ground truth of the test videos
+    root = tmp_path / "synth"
+    generate(root, n_videos=8, n_frames=900, seed=0, test_videos=4)
+    build_cache(root, root / "cache", n_folds=4, progress=False)
+
+    # 2. a real 2-trial search (Tune + Optuna + ASHA + Ray Train running tune.train)
+    argv = ["--data", str(root), "--cache", str(root / "cache"), "--storage", str(tmp_path / "exp"),
+            "--name", "e2e", "--num-samples", "2", "--max-concurrent", "2", "--epochs", "4", "--grace-period", "5",
+            "--set", "optim.batch_size=16", "--set", "data.window=64", "--set", "model.hidden=16",
+            "--set", "run.checkpoint_every=1"]
+    assert search.main(argv) == 0
+    exp = tmp_path / "exp" / "e2e"
+    assert (exp / "results.csv").is_file()
+
+    # 3. build: rank, OOF, tune. Tuning never lowers the OOF score.
+    settings = InferSettings(window=128, stride=64, trim=16)
+    ens = build([exp], tmp_path / "ens", top_k=2, settings=settings, progress=False)
+    oof = ens["oof"]
+    assert len(ens["members"]) == 2
+    assert oof["tuned"] >= oof["raw_ensemble"] - 1e-12
+    # the best single checkpoint, untuned (default threshold 0.5), for the comparison on the test videos
+    single = build([exp], tmp_path / "single", top_k=1, settings=settings, tune_post=False, progress=False)
+    assert single["members"][0]["sha256"] == ens["members"][0]["sha256"]
+
+    # 4. export
+    bundle = tmp_path / "bundle"
+    export(tmp_path / "ens", bundle)
+    wheel = next(bundle.glob("mabe_tune-*.whl"))
+
+    # 5. predict in a clean venv: no Ray/Optuna/Modal, the project only from the bundle's wheel
+    py = _predict_venv(request)
+    env = _venv_env()
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--force-reinstall",
+                        "--find-links", str(bundle), "mabe-tune"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    probe = subprocess.run([str(py), "-c", "import importlib.util as u, ensemble.predict as p; "
+                            "print([m for m in ('ray','optuna','modal') if u.find_spec(m)], p.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith("[]") and "site-packages" in probe.stdout  # the wheel, not the checkout
+    out = tmp_path / "submission.csv"
+    r = subprocess.run([str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out",
+                        str(out), "--device", "cpu"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[ensemble.predict]" in r.stdout and "next:" in r.stdout
+    sub = pd.read_csv(out)
+    assert validate(sub, root / "test.csv") == []
+    solution = pd.read_csv(root / "test_solution.csv")
+    ours = score(solution, sub)
+
+    export(tmp_path / "single", tmp_path / "single-bundle", wheel=False)
+    predict(tmp_path / "single-bundle", root, tmp_path / "single.csv", progress=False)
+    baseline = score(solution, pd.read_csv(tmp_path / "single.csv"))
+    with capsys.disabled():
+        print(f"\n[e2e] wheel {wheel.name}; OOF best single {oof['best_single_score']:.4f}, raw ensemble "
+              f"{oof['raw_ensemble']:.4f}, tuned {oof['tuned']:.4f}; TEST ensemble+tuned {ours:.4f} vs best single "
+              f"untuned {baseline:.4f}")
+    assert ours >= baseline
+
+    # 6. tampering with one bundle file: the venv predict refuses, naming the file
+    victim = bundle / "thresholds.json"
+    victim.write_text(victim.read_text().replace("0.", "0.0", 1))
+    r = subprocess.run([str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out",
+                        str(tmp_path / "tampered.csv")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "thresholds.json" in r.stderr and "sha256" in r.stderr
+    assert not (tmp_path / "tampered.csv").exists()
