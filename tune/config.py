@@ -37,7 +37,7 @@ def _h(default, help: str, **kw):
 class DataConfig:
     root: str = _h("data/synth", "Kaggle-layout data folder (train.csv, train_tracking/, ...); used to build "
                                  "the feature cache when `cache` does not exist yet")
-    cache: str = _h("data/synth-cache", "feature cache folder (features.cache layout: index.parquet, meta.json, "
+    cache: str = _h("data/synth/cache", "feature cache folder (features.cache layout: index.parquet, meta.json, "
                                         "videos/)")
     val_fold: int = _h(0, "held-out fold k of the cache's folds (validation videos); -1 = no validation")
     window: int = _h(256, "training window length in (cached) frames")

@@ -432,7 +432,8 @@ def ensure_cache(cfg: TrainConfig) -> None:
         return
     if not (Path(cfg.data.root) / "train.csv").is_file():
         raise MabeDataError("neither a feature cache nor a Kaggle-layout train.csv found; pass --set "
-                            "data.cache=... or --set data.root=..., or use --smoke-test", file=cfg.data.cache)
+                            "data.cache=... or --set data.root=..., make synthetic data with `python -m "
+                            "features.synth --out data/synth`, or use --smoke-test", file=cfg.data.cache)
     from features.cache import build_cache
     from features.pipeline import FeatureSettings
 
