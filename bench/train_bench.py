@@ -139,7 +139,8 @@ def gather_rows(quick: bool) -> list[dict]:
         cache = open_cache(write_random_cache(Path(d) / "c", 10, 3000, F_DEFAULT))
         tab = load_pairs(cache, cache.index)
         pair, start = sample_windows(tab, 256, 256, 0.5, np.random.default_rng(0))
-        reps = 3 if quick else 10
+        reps = 5 if quick else 20
+        gather(tab, pair, start, 256), gather_loop(tab, pair, start, 256)  # first touch of the arrays' pages
         t0 = time.process_time()
         for _ in range(reps):
             gather(tab, pair, start, 256)
