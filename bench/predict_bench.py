@@ -21,8 +21,10 @@ Commands:
     python -m bench.predict_bench --quick    # 8k frames (seconds)
     python -m bench.predict_bench --gpu      # add CUDA rows when a GPU is present
 
-`run(quick, gpu=False) -> list[dict]` returns rows {stage, ours, baseline, ratio, target, unit} for `python -m bench`.
+`run(quick, gpu=False) -> list[dict]` returns rows {stage, ours, baseline, ratio, target, unit} for the
+suite (`python -m bench`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +55,13 @@ def test_lab_distribution() -> dict:
         frames.append(float(r["video_duration_sec"]) * 30.0)
         pairs.append(len({(a, t) for a, t, _ in beh}))
     frames, pairs = np.asarray(frames), np.asarray(pairs)
-    return {"labs": len(labs), "videos": len(rows), "mean_frames": float(frames.mean()),
-            "mean_pairs": float(pairs.mean()), "mean_pair_frames": float((frames * pairs).mean())}
+    return {
+        "labs": len(labs),
+        "videos": len(rows),
+        "mean_frames": float(frames.mean()),
+        "mean_pairs": float(pairs.mean()),
+        "mean_pair_frames": float((frames * pairs).mean()),
+    }
 
 
 def _best_of(fn, repeat: int) -> float:
@@ -83,9 +90,16 @@ def _inference_rows(T: int, P: int, repeat: int, device: str) -> tuple[list[dict
     sliding_probs(model, x[:, :1024], allowed, s, device)  # warm-up
     ours = _best_of(lambda: sliding_probs(model, x, allowed, s, device), repeat) / (P * T)
     base = _best_of(lambda: predict_logits(model, torch.from_numpy(x), device=device), repeat) / (P * T)
-    row = {"stage": f"predict: model inference per pair-frame ({device})", "ours": ours * 1e6,
-           "baseline": base * 1e6, "ratio": base / ours, "target": None, "unit": "us",
-           "note": f"sliding {s.window}/{s.stride}/trim {s.trim}, batch {s.batch} vs chunked full sequence; {P} pairs x {T} frames"}
+    row = {
+        "stage": f"predict: model inference per pair-frame ({device})",
+        "ours": ours * 1e6,
+        "baseline": base * 1e6,
+        "ratio": base / ours,
+        "target": None,
+        "unit": "us",
+        "note": f"sliding {s.window}/{s.stride}/trim {s.trim}, batch {s.batch} vs chunked full sequence; "
+        f"{P} pairs x {T} frames",
+    }
     return [row], ours
 
 
@@ -105,15 +119,21 @@ def _features_time(n_frames: int, repeat: int) -> tuple[float, float]:
         holder = {}
 
         def feats():
-            holder["vf"] = video_features(row, read_tracking(path, int(row["video_id"])), settings, source=path)
+            holder["vf"] = video_features(
+                row, read_tracking(path, int(row["video_id"])), settings, source=path
+            )
 
         t_feat = _best_of(feats, repeat)
         vf = holder["vf"]
         rng = np.random.default_rng(0)
         probs = rng.dirichlet(np.ones(38) * 0.3, size=(len(vf.pairs), vf.n_frames)).astype(np.float32)
         cfg = PostprocessConfig(smooth_window=9, min_duration=3, gap_fill=3)
-        t_post = _best_of(lambda: video_events(vf.video_id, vf.pairs, probs, vf.allowed_raw, cfg, vf.lab_id,
-                                               vf.to_original), repeat)
+        t_post = _best_of(
+            lambda: video_events(
+                vf.video_id, vf.pairs, probs, vf.allowed_raw, cfg, vf.lab_id, vf.to_original
+            ),
+            repeat,
+        )
         return t_feat / vf.n_frames_orig, t_post / (len(vf.pairs) * vf.n_frames)
 
 
@@ -123,29 +143,67 @@ def run(quick: bool = False, gpu: bool = False) -> list[dict]:
     threads = torch.get_num_threads()
     T, P, repeat = (8192, 2, 2) if quick else (20_000, 4, 3)
     dist = test_lab_distribution()
-    print(f"test labs: {dist['labs']} labs, {dist['videos']} annotated train videos: mean {dist['mean_frames']:,.0f} "
-          f"frames at 30 fps, {dist['mean_pairs']:.1f} pairs, {dist['mean_pair_frames']:,.0f} pair-frames per video")
+    print(
+        f"test labs: {dist['labs']} labs, {dist['videos']} annotated train videos: mean "
+        f"{dist['mean_frames']:,.0f} frames at 30 fps, {dist['mean_pairs']:.1f} pairs, "
+        f"{dist['mean_pair_frames']:,.0f} pair-frames per video"
+    )
     rows, t_model = _inference_rows(T, P, repeat, "cpu")
     t_feat, t_post = _features_time(2000 if quick else 6000, repeat)
-    rows.append({"stage": "predict: features per frame (cpu)", "ours": t_feat * 1e6, "baseline": None, "ratio": None,
-                 "target": None, "unit": "us"})
-    rows.append({"stage": "predict: post-processing per pair-frame (cpu)", "ours": t_post * 1e6, "baseline": None,
-                 "ratio": None, "target": None, "unit": "us"})
+    rows.append(
+        {
+            "stage": "predict: features per frame (cpu)",
+            "ours": t_feat * 1e6,
+            "baseline": None,
+            "ratio": None,
+            "target": None,
+            "unit": "us",
+        }
+    )
+    rows.append(
+        {
+            "stage": "predict: post-processing per pair-frame (cpu)",
+            "ours": t_post * 1e6,
+            "baseline": None,
+            "ratio": None,
+            "target": None,
+            "unit": "us",
+        }
+    )
     per_video = dist["mean_pair_frames"] * (N_MODELS * t_model + t_post) + dist["mean_frames"] * t_feat
     hours_here = N_TEST_VIDEOS * per_video / 3600
     hours_kaggle = hours_here * threads / KAGGLE_CORES
-    rows.append({"stage": f"predict: projected {N_TEST_VIDEOS} test videos, {N_MODELS} models, {KAGGLE_CORES} cores",
-                 "ours": hours_kaggle, "baseline": 9.0, "ratio": 9.0 / hours_kaggle, "target": f"<= {TARGET_HOURS}",
-                 "unit": "h", "passed": hours_kaggle <= TARGET_HOURS,
-                 "note": f"{hours_here:.2f} h with the {threads} thread(s) measured here; baseline = Kaggle's 9 h "
-                         f"limit; {dist['mean_pair_frames']:,.0f} pair-frames/video (real test-lab metadata)"})
+    rows.append(
+        {
+            "stage": f"predict: projected {N_TEST_VIDEOS} videos, {N_MODELS} models, {KAGGLE_CORES} cores",
+            "ours": hours_kaggle,
+            "baseline": 9.0,
+            "ratio": 9.0 / hours_kaggle,
+            "target": f"<= {TARGET_HOURS}",
+            "unit": "h",
+            "passed": hours_kaggle <= TARGET_HOURS,
+            "note": f"{hours_here:.2f} h with the {threads} thread(s) measured here; baseline = Kaggle's 9 h "
+            f"limit; {dist['mean_pair_frames']:,.0f} pair-frames/video (real test-lab metadata)",
+        }
+    )
     if gpu and torch.cuda.is_available():
         g_rows, t_gpu = _inference_rows(T, P, repeat, "cuda")
         rows.extend(g_rows)
-        hours_gpu = N_TEST_VIDEOS * (dist["mean_pair_frames"] * (N_MODELS * t_gpu + t_post)
-                                     + dist["mean_frames"] * t_feat) / 3600
-        rows.append({"stage": f"predict: projected {N_TEST_VIDEOS} videos, {N_MODELS} models, 1 GPU", "ours": hours_gpu,
-                     "baseline": 9.0, "ratio": 9.0 / hours_gpu, "target": f"<= {TARGET_HOURS}", "unit": "h"})
+        hours_gpu = (
+            N_TEST_VIDEOS
+            * (dist["mean_pair_frames"] * (N_MODELS * t_gpu + t_post) + dist["mean_frames"] * t_feat)
+            / 3600
+        )
+        rows.append(
+            {
+                "stage": f"predict: projected {N_TEST_VIDEOS} videos, {N_MODELS} models, 1 GPU",
+                "ours": hours_gpu,
+                "baseline": 9.0,
+                "ratio": 9.0 / hours_gpu,
+                "target": f"<= {TARGET_HOURS}",
+                "unit": "h",
+            }
+        )
     return rows
 
 
@@ -159,9 +217,14 @@ def main(argv=None) -> list[dict]:
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
         base = f"{r['baseline']:.3g}" if r.get("baseline") is not None else "-"
-        print(f"{r['stage']:<62} ours {r['ours']:>9.3g} {r['unit']:<3} baseline {base:>8} ratio {ratio:>6} "
-              f"target {r.get('target') or '-'}" + (f"  ({r['note']})" if r.get("note") else ""))
-    print(f"done in {time.perf_counter() - t0:.1f}s (torch threads {os.environ.get('OMP_NUM_THREADS', 'default')})")
+        print(
+            f"{r['stage']:<62} ours {r['ours']:>9.3g} {r['unit']:<3} baseline {base:>8} ratio {ratio:>6} "
+            f"target {r.get('target') or '-'}" + (f"  ({r['note']})" if r.get("note") else "")
+        )
+    print(
+        f"done in {time.perf_counter() - t0:.1f}s (OMP_NUM_THREADS "
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')})"
+    )
     print("next: python -m bench --only predict   (the whole suite table)")
     return rows
 

@@ -1,9 +1,10 @@
-"""Build an ensemble from a finished search (or plain training runs): rank checkpoints, pick the top K, compute
-out-of-fold probabilities, tune thresholds and post-processing on them with the exact competition metric.
+"""Build an ensemble from a finished search (or plain training runs): rank checkpoints, pick the top K,
+compute out-of-fold probabilities, tune thresholds and post-processing on them with the exact
+competition metric.
 
 Commands:
 
-    python -m ensemble.build --experiment experiments/<name>                  # top 3, best checkpoint per trial
+    python -m ensemble.build --experiment experiments/<name>            # top 3, best checkpoint per trial
     python -m ensemble.build --experiment experiments/<name> --top-k 5 --strategy diverse --tta
     python -m ensemble.build --experiment runs/v6 --out ensembles/v6          # a `python -m tune.train` run
     python -m ensemble.build --checkpoints runs/a/best runs/b/best            # explicit checkpoint folders
@@ -30,6 +31,7 @@ Output folder (default ensembles/<input name>): members/<name>/ (model.pt, confi
 thresholds.json (PostprocessConfig), ensemble.json (members, inference and feature settings, OOF scores),
 oof/*.npz. Next: `python -m ensemble.export --ensemble <out> --out bundle/`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,12 +73,14 @@ class Candidate:
 
 
 def _is_ckpt(d: Path) -> bool:
-    return d.is_dir() and all((d / f).is_file() for f in CKPT_FILES) and not re.search(r"\.(tmp|old)-", d.name)
+    return (
+        d.is_dir() and all((d / f).is_file() for f in CKPT_FILES) and not re.search(r"\.(tmp|old)-", d.name)
+    )
 
 
 def _trial_of(ckpt: Path, root: Path) -> str:
-    """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the name of
-    the run folder holding it (`runs/v6/best` -> v6)."""
+    """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the
+    name of the run folder holding it (`runs/v6/best` -> v6)."""
     for p in [ckpt, *list(ckpt.parents)[:3]]:
         if p.name.startswith("train-"):
             return p.name
@@ -89,7 +93,11 @@ def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
     for root in map(Path, paths):
         if not root.exists():
             raise MabeDataError("experiment / checkpoint folder does not exist", file=root)
-        dirs = [root] if _is_ckpt(root) else sorted({p.parent for p in root.rglob("model.pt") if _is_ckpt(p.parent)})
+        dirs = (
+            [root]
+            if _is_ckpt(root)
+            else sorted({p.parent for p in root.rglob("model.pt") if _is_ckpt(p.parent)})
+        )
         for d in dirs:
             try:
                 metrics = json.loads((d / "metrics.json").read_text())
@@ -100,9 +108,16 @@ def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
             if score is None or not np.isfinite(float(score)):
                 continue  # a checkpoint without validation cannot be ranked
             digest = sha256_file(d / "model.pt")
-            c = Candidate(path=d.resolve(), trial=_trial_of(d, root), score=float(score),
-                          epoch=int(metrics.get("epoch", 0)), model=str(cfg.get("model", {}).get("name", "?")),
-                          val_fold=int(cfg.get("data", {}).get("val_fold", -1)), sha256=digest, metrics=metrics)
+            c = Candidate(
+                path=d.resolve(),
+                trial=_trial_of(d, root),
+                score=float(score),
+                epoch=int(metrics.get("epoch", 0)),
+                model=str(cfg.get("model", {}).get("name", "?")),
+                val_fold=int(cfg.get("data", {}).get("val_fold", -1)),
+                sha256=digest,
+                metrics=metrics,
+            )
             old = found.get(digest)
             # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
             if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
@@ -140,11 +155,15 @@ def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> 
 
 def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 30) -> str:
     chosen_ids = {id(c) for c in chosen}
-    lines = [f"{'rank':>4} {'pick':>4} {'val/score':>9} {'epoch':>5} {'fold':>4} {'model':<12} {'trial':<20} "
-             "checkpoint"]
+    lines = [
+        f"{'rank':>4} {'pick':>4} {'val/score':>9} {'epoch':>5} {'fold':>4} {'model':<12} {'trial':<20} "
+        "checkpoint"
+    ]
     for i, c in enumerate(cands[:limit], 1):
-        lines.append(f"{i:>4} {'*' if id(c) in chosen_ids else '':>4} {c.score:>9.4f} {c.epoch:>5} {c.val_fold:>4} "
-                     f"{c.model:<12} {c.trial[:20]:<20} {c.path}")
+        lines.append(
+            f"{i:>4} {'*' if id(c) in chosen_ids else '':>4} {c.score:>9.4f} {c.epoch:>5} {c.val_fold:>4} "
+            f"{c.model:<12} {c.trial[:20]:<20} {c.path}"
+        )
     if len(cands) > limit:
         lines.append(f"... {len(cands) - limit} more")
     return "\n".join(lines)
@@ -153,6 +172,7 @@ def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 3
 # --------------------------------------------------------------------------------------------------------
 # OOF items and scores
 # --------------------------------------------------------------------------------------------------------
+
 
 def oof_items(cache, probs_by_video: dict[int, np.ndarray]):
     """ensemble.thresholds.OOFItem per (video, pair) of the given videos (labels and raw whitelist from the
@@ -167,8 +187,17 @@ def oof_items(cache, probs_by_video: dict[int, np.ndarray]):
         allowed_raw = cache.allowed(v, raw=True)
         lab = str(idx.loc[idx["video_id"] == v, "lab_id"].iloc[0])
         for p, (a, t) in enumerate(cache.pairs(v)):
-            items.append(OOFItem(lab_id=lab, video_id=int(v), agent=a, target=t, probs=probs[p],
-                                 labels=np.clip(y[p], 0, None).astype(np.int64), allowed_raw=allowed_raw[p]))
+            items.append(
+                OOFItem(
+                    lab_id=lab,
+                    video_id=int(v),
+                    agent=a,
+                    target=t,
+                    probs=probs[p],
+                    labels=np.clip(y[p], 0, None).astype(np.int64),
+                    allowed_raw=allowed_raw[p],
+                )
+            )
     return items
 
 
@@ -205,10 +234,18 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 3,
-          strategy: str = "best-per-trial", cache_path: str | None = None, settings: InferSettings | None = None,
-          tune_post: bool = True, progress: bool = True, log=print) -> dict:
-    """Rank, select, OOF, tune; write the ensemble folder `out`. Returns the summary (also in ensemble.json)."""
+def build(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    top_k: int = 3,
+    strategy: str = "best-per-trial",
+    cache_path: str | None = None,
+    settings: InferSettings | None = None,
+    tune_post: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
     from ensemble.postprocess import PostprocessConfig
     from ensemble.thresholds import evaluate, tune
     from features.cache import FeatureCache
@@ -217,8 +254,10 @@ def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 
     settings = settings or InferSettings()
     cands = discover(inputs)
     if not cands:
-        raise MabeDataError("no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
-                            file=", ".join(map(str, inputs)))
+        raise MabeDataError(
+            "no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
+            file=", ".join(map(str, inputs)),
+        )
     chosen = select(cands, top_k, strategy)
     log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
     log(format_table(cands, chosen))
@@ -241,7 +280,10 @@ def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 
     best_single = max(single, key=single.get)
     items = oof_items(cache, average_oof(per_member))
     raw = evaluate(items, default)
-    log(f"\nOOF scores (exact metric, {len(items)} pair sequences, {len({it.video_id for it in items})} videos):")
+    log(
+        f"\nOOF scores (exact metric, {len(items)} pair sequences, "
+        f"{len({it.video_id for it in items})} videos):"
+    )
     for n, s in single.items():
         log(f"  single {n:<30} {s:.5f}{'   <- best single' if n == best_single else ''}")
     log(f"  raw ensemble (threshold 0.5)   {raw:.5f}")
@@ -254,14 +296,34 @@ def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 
         cfg, steps = default, {"defaults": raw}
     tuned = float(steps.get("verified", steps.get("defaults", raw)))
     summary = {
-        "members": [{"name": n, "source": str(c.path), "trial": c.trial, "epoch": c.epoch, "val_score": c.score,
-                     "model": c.model, "val_fold": c.val_fold, "sha256": c.sha256,
-                     "features": json.loads((c.path / "config.json").read_text()).get("features", {})}
-                    for n, c in zip(names, chosen)],
-        "strategy": strategy, "top_k": top_k, "infer": settings.to_dict(), "cache": str(cache.path),
+        "members": [
+            {
+                "name": n,
+                "source": str(c.path),
+                "trial": c.trial,
+                "epoch": c.epoch,
+                "val_score": c.score,
+                "model": c.model,
+                "val_fold": c.val_fold,
+                "sha256": c.sha256,
+                "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
+            }
+            for n, c in zip(names, chosen)
+        ],
+        "strategy": strategy,
+        "top_k": top_k,
+        "infer": settings.to_dict(),
+        "cache": str(cache.path),
         "cache_fingerprint": cache.meta.get("fingerprint"),
-        "oof": {"single": single, "best_single": best_single, "best_single_score": single[best_single],
-                "raw_ensemble": raw, "tuned": tuned, "steps": steps, "n_items": len(items)},
+        "oof": {
+            "single": single,
+            "best_single": best_single,
+            "best_single_score": single[best_single],
+            "raw_ensemble": raw,
+            "tuned": tuned,
+            "steps": steps,
+            "n_items": len(items),
+        },
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _write_json(out / "thresholds.json", cfg.to_dict())
@@ -271,20 +333,34 @@ def build(inputs: list[str | os.PathLike], out: str | os.PathLike, top_k: int = 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m ensemble.build", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m ensemble.build",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Rank the checkpoints of a search / run folder, pick the top K, compute out-of-fold "
-                    "probabilities and tune per-(lab, action) thresholds and post-processing on them.",
-        epilog=__doc__.split("Input:", 1)[1])
-    p.add_argument("--experiment", help="search folder (tune.search), run folder (tune.train) or checkpoint folder")
-    p.add_argument("--checkpoints", nargs="+", default=[], help="explicit checkpoint (or run) folders, instead of or "
-                                                                "besides --experiment")
+        "probabilities and tune per-(lab, action) thresholds and post-processing on them.",
+        epilog=__doc__.split("Input:", 1)[1],
+    )
+    p.add_argument(
+        "--experiment", help="search folder (tune.search), run folder (tune.train) or checkpoint folder"
+    )
+    p.add_argument(
+        "--checkpoints",
+        nargs="+",
+        default=[],
+        help="explicit checkpoint (or run) folders, instead of or besides --experiment",
+    )
     p.add_argument("--top-k", type=int, default=3, help="ensemble size (default 3)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="best-per-trial", help="how the K members are chosen")
+    p.add_argument(
+        "--strategy", choices=STRATEGIES, default="best-per-trial", help="how the K members are chosen"
+    )
     p.add_argument("--out", help="ensemble folder (default ensembles/<input folder name>)")
-    p.add_argument("--cache", help="feature cache for the OOF videos (default: data.cache of the best member)")
+    p.add_argument(
+        "--cache", help="feature cache for the OOF videos (default: data.cache of the best member)"
+    )
     p.add_argument("--window", type=int, default=InferSettings.window, help="sliding window length (frames)")
     p.add_argument("--stride", type=int, default=InferSettings.stride, help="step between windows (frames)")
-    p.add_argument("--trim", type=int, default=InferSettings.trim, help="frames dropped at inner window edges")
+    p.add_argument(
+        "--trim", type=int, default=InferSettings.trim, help="frames dropped at inner window edges"
+    )
     p.add_argument("--tta", action="store_true", help="average with left/right mirrored pair features")
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
@@ -312,9 +388,11 @@ def main(argv=None) -> dict:
     out = args.out or str(Path("ensembles") / Path(inputs[0]).resolve().name)
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
     o = s["oof"]
-    print(f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
-          f"  OOF: best single {o['best_single_score']:.4f}, raw ensemble {o['raw_ensemble']:.4f}, "
-          f"tuned {o['tuned']:.4f}")
+    print(
+        f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
+        f"  OOF: best single {o['best_single_score']:.4f}, raw ensemble {o['raw_ensemble']:.4f}, "
+        f"tuned {o['tuned']:.4f}"
+    )
     print(f"next: python -m ensemble.export --ensemble {out} --out bundle/")
     return s
 

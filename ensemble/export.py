@@ -19,6 +19,7 @@ The bundle is FLAT (Kaggle's CLI skips sub-folders unless zipped), every file at
 Every member's weights are loaded back with `weights_only=True` before anything is written; the bundle is
 assembled in a temporary folder and moved into place at the end, so a failed export leaves no half bundle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,11 @@ WHEEL_SOURCES = ("features", "models", "tune", "ensemble", "bench", "pyproject.t
 def project_root() -> Path:
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise MabeDataError("the project's pyproject.toml is not next to the ensemble package: run export from a "
-                            "source checkout", file=root)
+        raise MabeDataError(
+            "the project's pyproject.toml is not next to the ensemble package: run export from a "
+            "source checkout",
+            file=root,
+        )
     return root
 
 
@@ -60,16 +64,36 @@ def build_wheel(dest: str | os.PathLike, root: Path | None = None) -> Path:
         for name in WHEEL_SOURCES:
             p = root / name
             if p.is_dir():
-                shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*"))
+                shutil.copytree(
+                    p, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp*")
+                )
             elif p.is_file():
                 shutil.copy2(p, src / name)
         out = Path(tmp) / "wheels"
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
-                               "--no-index", "-q", "-w", str(out)], capture_output=True, text=True)
+        proc = subprocess.run(
+            check=False,
+            args=[
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                str(src),
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-q",
+                "-w",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
         wheels = sorted(out.glob("*.whl")) if out.exists() else []
         if proc.returncode != 0 or not wheels:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise MabeDataError(f"building the wheel failed: {' | '.join(tail)}", file=root / "pyproject.toml")
+            raise MabeDataError(
+                f"building the wheel failed: {' | '.join(tail)}", file=root / "pyproject.toml"
+            )
         target = dest / wheels[0].name
         shutil.copy2(wheels[0], target)
     return target
@@ -90,14 +114,25 @@ def package_versions() -> dict:
 def write_manifest(bundle: Path, extra: dict) -> dict:
     """sha256 of every file in the bundle except the manifest itself."""
     files = {p.name: sha256_file(p) for p in sorted(bundle.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "versions": package_versions(), **extra, "files": files}
+    manifest = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": package_versions(),
+        **extra,
+        "files": files,
+    }
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=float))
     return manifest
 
 
-def export(ensemble_dir: str | os.PathLike, out: str | os.PathLike, dataset_id: str = "",
-           title: str = "MABe Tune ensemble bundle", wheel: bool = True, log=print) -> dict:
+def export(
+    ensemble_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    dataset_id: str = "",
+    title: str = "MABe Tune ensemble bundle",
+    wheel: bool = True,
+    log=print,
+) -> dict:
     """Write the bundle `out` from an ensemble folder of `python -m ensemble.build`; returns the manifest."""
     import torch
 
@@ -132,10 +167,13 @@ def export(ensemble_dir: str | os.PathLike, out: str | os.PathLike, dataset_id: 
         (tmp / "thresholds.json").write_text(json.dumps(post, indent=2, sort_keys=True))
         notebook.write(tmp / "notebook_predict.py")
         slug = dataset_id or "USERNAME/mabe-tune-bundle"
-        (tmp / "dataset-metadata.json").write_text(json.dumps(
-            {"title": title, "id": slug, "licenses": [{"name": "CC0-1.0"}]}, indent=2))
+        (tmp / "dataset-metadata.json").write_text(
+            json.dumps({"title": title, "id": slug, "licenses": [{"name": "CC0-1.0"}]}, indent=2)
+        )
         wheel_name = build_wheel(tmp).name if wheel else None
-        manifest = write_manifest(tmp, {"oof": info.get("oof", {}), "members": len(members), "wheel": wheel_name})
+        manifest = write_manifest(
+            tmp, {"oof": info.get("oof", {}), "members": len(members), "wheel": wheel_name}
+        )
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
@@ -147,30 +185,49 @@ def export(ensemble_dir: str | os.PathLike, out: str | os.PathLike, dataset_id: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     size = sum(p.stat().st_size for p in out.iterdir())
-    log(f"[ensemble.export] {len(members)} members, {len(manifest['files']) + 1} files, {size / 1e6:.1f} MB -> {out}")
+    log(
+        f"[ensemble.export] {len(members)} members, {len(manifest['files']) + 1} files, "
+        f"{size / 1e6:.1f} MB -> {out}"
+    )
     if not dataset_id:
         log(f"  edit {out / 'dataset-metadata.json'} (id = <your kaggle user>/<slug>) before uploading")
     return manifest
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m ensemble.export", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Write a flat, checksummed Kaggle dataset bundle from an ensemble "
-                                            "folder (python -m ensemble.build).", epilog=__doc__.split("\n\n", 2)[2])
-    p.add_argument("--ensemble", required=True, help="ensemble folder (members/, ensemble.json, thresholds.json)")
+    p = argparse.ArgumentParser(
+        prog="python -m ensemble.export",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a flat, checksummed Kaggle dataset bundle from an ensemble "
+        "folder (python -m ensemble.build).",
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    p.add_argument(
+        "--ensemble", required=True, help="ensemble folder (members/, ensemble.json, thresholds.json)"
+    )
     p.add_argument("--out", default="bundle", help="bundle folder to write (replaced atomically)")
-    p.add_argument("--dataset-id", default="", help="Kaggle dataset id <user>/<slug> for dataset-metadata.json")
+    p.add_argument(
+        "--dataset-id", default="", help="Kaggle dataset id <user>/<slug> for dataset-metadata.json"
+    )
     p.add_argument("--title", default="MABe Tune ensemble bundle", help="Kaggle dataset title")
-    p.add_argument("--no-wheel", action="store_true", help="skip the project wheel (the notebook then needs it "
-                                                           "from elsewhere)")
+    p.add_argument(
+        "--no-wheel",
+        action="store_true",
+        help="skip the project wheel (the notebook then needs it from elsewhere)",
+    )
     args = p.parse_args(argv)
     manifest = export(args.ensemble, args.out, args.dataset_id, args.title, wheel=not args.no_wheel)
     oof = manifest.get("oof", {})
     if oof:
-        print(f"  OOF: best single {oof.get('best_single_score', float('nan')):.4f}, raw ensemble "
-              f"{oof.get('raw_ensemble', float('nan')):.4f}, tuned {oof.get('tuned', float('nan')):.4f}")
-    print(f"next: python -m ensemble.predict --bundle {args.out} --data <kaggle data> --out submission.csv\n"
-          f"      kaggle datasets create -p {args.out}   (then run {args.out}/notebook_predict.py in a notebook)")
+        print(
+            f"  OOF: best single {oof.get('best_single_score', float('nan')):.4f}, raw ensemble "
+            f"{oof.get('raw_ensemble', float('nan')):.4f}, tuned {oof.get('tuned', float('nan')):.4f}"
+        )
+    print(
+        f"next: python -m ensemble.predict --bundle {args.out} --data <kaggle data> --out submission.csv\n"
+        f"      kaggle datasets create -p {args.out}   (then run {args.out}/notebook_predict.py in a "
+        "notebook)"
+    )
     return manifest
 
 

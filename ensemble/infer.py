@@ -21,6 +21,7 @@ settings and the cache fingerprint, so re-tuning never re-runs the models.
 
 Imports torch, numpy and the features/models/tune.checkpoint modules only (no Ray, no Optuna).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,20 +48,28 @@ class InferSettings:
     tta: bool = False  # average with the left/right mirrored input (pair features only)
 
     def __post_init__(self):
-        self.window, self.stride, self.trim, self.batch = (int(self.window), int(self.stride), int(self.trim),
-                                                           int(self.batch))
+        self.window, self.stride, self.trim, self.batch = (
+            int(self.window),
+            int(self.stride),
+            int(self.trim),
+            int(self.batch),
+        )
         if self.window < 8 or self.stride < 1 or self.trim < 0 or self.batch < 1:
-            raise ValueError(f"InferSettings: need window >= 8, stride >= 1, trim >= 0, batch >= 1, got {self}")
+            raise ValueError(
+                f"InferSettings: need window >= 8, stride >= 1, trim >= 0, batch >= 1, got {self}"
+            )
         if self.stride > self.window - 2 * self.trim:
-            raise ValueError(f"InferSettings: stride {self.stride} > window - 2*trim = "
-                             f"{self.window - 2 * self.trim}: some frames would never be kept")
+            raise ValueError(
+                f"InferSettings: stride {self.stride} > window - 2*trim = "
+                f"{self.window - 2 * self.trim}: some frames would never be kept"
+            )
         self.tta = bool(self.tta)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InferSettings":
+    def from_dict(cls, d: dict) -> InferSettings:
         return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
 
 
@@ -86,13 +95,16 @@ def kept_range(start: int, length: int, T: int, trim: int) -> tuple[int, int]:
 # TTA: left/right mirror of pair features
 # --------------------------------------------------------------------------------------------------------
 
+
 def flip_permutation(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(source index, sign) per feature so that mirrored[:, j] = sign[j] * x[:, src[j]].
 
     Refuses feature layouts without an agent-centred frame (the `motion` set), see the module docstring."""
     if "heading_diff" not in names or "a_nose_y" not in names:
-        raise ValueError("left/right TTA needs the agent-centred 'pair' feature set; the 'motion' set uses "
-                         "absolute arena coordinates, whose mirror axis is unknown")
+        raise ValueError(
+            "left/right TTA needs the agent-centred 'pair' feature set; the 'motion' set uses "
+            "absolute arena coordinates, whose mirror axis is unknown"
+        )
     pos = {n: i for i, n in enumerate(names)}
     src = np.arange(len(names))
     sign = np.ones(len(names), dtype=np.float32)
@@ -117,6 +129,7 @@ def flip_pair_features(x: np.ndarray, names: list[str]) -> np.ndarray:
 # Sliding windows
 # --------------------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor) -> torch.Tensor:
     """Softmax over the allowed classes of a batch of windows: xb (B, W, F), allowed_b (B, C) -> (B, W, C)."""
@@ -127,8 +140,13 @@ def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def sliding_probs(model, x: np.ndarray, allowed: np.ndarray, settings: InferSettings | None = None,
-                  device: str | torch.device = "cpu") -> np.ndarray:
+def sliding_probs(
+    model,
+    x: np.ndarray,
+    allowed: np.ndarray,
+    settings: InferSettings | None = None,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Probabilities float32 [P, T, C] of one video's pairs, x float [P, T, F], allowed bool [P, C]."""
     s = settings or InferSettings()
     x = np.asarray(x, dtype=np.float32)
@@ -150,18 +168,24 @@ def sliding_probs(model, x: np.ndarray, allowed: np.ndarray, settings: InferSett
     allowed_t = torch.from_numpy(allowed).to(device)
     xt = torch.from_numpy(x if x.flags.writeable else x.copy())  # memory-mapped cache arrays are read-only
     for i in range(0, len(jobs), s.batch):
-        chunk = jobs[i:i + s.batch]
-        xb = torch.stack([xt[p, st:st + length] for p, st in chunk]).to(device)  # (B, W, F)
+        chunk = jobs[i : i + s.batch]
+        xb = torch.stack([xt[p, st : st + length] for p, st in chunk]).to(device)  # (B, W, F)
         pb = _window_probs(model, xb, allowed_t[[p for p, _ in chunk]]).cpu().numpy()  # (B, W, C)
         for (p, st), probs in zip(chunk, pb):
             a, b = kept_range(st, length, T, s.trim)
-            out[p, a:b] += probs[a - st:b - st]
+            out[p, a:b] += probs[a - st : b - st]
     out /= weight[None, :, None]
     return out
 
 
-def video_probs(models: list, x: np.ndarray, allowed: np.ndarray, settings: InferSettings | None = None,
-                feature_names: list[str] | None = None, device: str | torch.device = "cpu") -> np.ndarray:
+def video_probs(
+    models: list,
+    x: np.ndarray,
+    allowed: np.ndarray,
+    settings: InferSettings | None = None,
+    feature_names: list[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Ensemble average over `models` (and the mirrored input when settings.tta) -> float32 [P, T, C]."""
     s = settings or InferSettings()
     inputs = [x]
@@ -180,6 +204,7 @@ def video_probs(models: list, x: np.ndarray, allowed: np.ndarray, settings: Infe
 # --------------------------------------------------------------------------------------------------------
 # Out-of-fold probabilities of one checkpoint, cached
 # --------------------------------------------------------------------------------------------------------
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -201,8 +226,14 @@ def validation_videos(cache, val_fold: int) -> list[int]:
     return sorted(int(v) for v in vids)
 
 
-def oof_probs(ckpt_dir: str | os.PathLike, cache, settings: InferSettings, cache_file: str | os.PathLike | None
-              = None, device: str | torch.device = "cpu", progress: bool = False) -> dict[int, np.ndarray]:
+def oof_probs(
+    ckpt_dir: str | os.PathLike,
+    cache,
+    settings: InferSettings,
+    cache_file: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[int, np.ndarray]:
     """{video_id: float32 [P, T, 38]} for the checkpoint's own validation videos, cached in `cache_file`.
 
     The npz holds one array per video (float16, probabilities) plus `key`: a JSON of the weights' sha256,
@@ -213,10 +244,20 @@ def oof_probs(ckpt_dir: str | os.PathLike, cache, settings: InferSettings, cache
     cfg = load_config(ckpt_dir)
     val_fold = int(cfg.data.val_fold)
     if val_fold < 0:
-        raise MabeDataError("checkpoint was trained without a validation fold (data.val_fold = -1): it has no "
-                            "out-of-fold videos", file=ckpt_dir)
-    key = json.dumps({"weights": sha256_file(ckpt_dir / "model.pt"), "infer": settings.to_dict(),
-                      "cache": cache.meta.get("fingerprint"), "val_fold": val_fold}, sort_keys=True)
+        raise MabeDataError(
+            "checkpoint was trained without a validation fold (data.val_fold = -1): it has no "
+            "out-of-fold videos",
+            file=ckpt_dir,
+        )
+    key = json.dumps(
+        {
+            "weights": sha256_file(ckpt_dir / "model.pt"),
+            "infer": settings.to_dict(),
+            "cache": cache.meta.get("fingerprint"),
+            "val_fold": val_fold,
+        },
+        sort_keys=True,
+    )
     if cache_file is not None and Path(cache_file).is_file():
         with np.load(cache_file) as z:
             if "key" in z and str(z["key"]) == key:
@@ -224,7 +265,9 @@ def oof_probs(ckpt_dir: str | os.PathLike, cache, settings: InferSettings, cache
     ours = cache.settings.to_dict()
     theirs = type(cache.settings).from_dict(cfg.features).to_dict()
     if ours != theirs:
-        raise MabeDataError(f"checkpoint feature settings {theirs} differ from the cache's {ours}", file=ckpt_dir)
+        raise MabeDataError(
+            f"checkpoint feature settings {theirs} differ from the cache's {ours}", file=ckpt_dir
+        )
     model, _ = load_model(ckpt_dir, device)
     names = cache.feature_names
     out = {}

@@ -1,4 +1,4 @@
-"""The Kaggle notebook script that installs the bundle's wheel offline and writes /kaggle/working/submission.csv.
+"""The Kaggle notebook script: install the bundle's wheel offline, write /kaggle/working/submission.csv.
 
 `python -m ensemble.export` writes it into every bundle as `notebook_predict.py`; paste it into one cell of a
 Kaggle notebook (internet off, accelerator optional) whose inputs are the competition data and the bundle
@@ -9,6 +9,7 @@ numpy, pandas, pyarrow and tqdm are already in the Kaggle image), then runs `ens
     python -m ensemble.notebook                      # print the script
     python -m ensemble.notebook --out notebook.py    # write it
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,10 @@ def write(path: str | os.PathLike) -> Path:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m ensemble.notebook",
-                                description="Print or write the Kaggle notebook script (offline predict).")
+    p = argparse.ArgumentParser(
+        prog="python -m ensemble.notebook",
+        description="Print or write the Kaggle notebook script (offline predict).",
+    )
     p.add_argument("--out", help="write the script here instead of printing it")
     args = p.parse_args(argv)
     if args.out:

@@ -2,16 +2,16 @@
 
     python -m ensemble.predict --bundle bundle/ --data /kaggle/input/MABe-mouse-behavior-detection \\
         --out /kaggle/working/submission.csv
-    python -m ensemble.predict --bundle bundle/ --data data/synth --out submission.csv --device cpu --threads 4
+    python -m ensemble.predict --bundle bundle/ --data data/synth --out sub.csv --device cpu --threads 4
 
 Steps: (1) every file listed in the bundle's manifest.json is checked against its sha256 before anything is
 loaded (a changed, missing or truncated file -> refuse, naming the file, exit 2); (2) the members are rebuilt
 from their config and `torch.load(weights_only=True)` weights; (3) test.csv is read and, per video (tqdm bar),
 its tracking parquet -> features (features.pipeline.video_features, the function the training cache used, once
-per distinct feature setting) -> sliding-window probabilities averaged over the members (and the mirrored input
-with TTA) -> the tuned post-processing (thresholds per (lab, action), fallback per action, smoothing, minimum
-duration) on the resampled frames -> intervals in the video's own frame numbers; (4) the rows are checked with
-ensemble.submission.validate and written atomically.
+per distinct feature setting) -> sliding-window probabilities averaged over the members (and the mirrored
+input with TTA) -> the tuned post-processing (thresholds per (lab, action), fallback per action, smoothing,
+minimum duration) on the resampled frames -> intervals in the video's own frame numbers; (4) the rows are
+checked with ensemble.submission.validate and written atomically.
 
 Bad-video policy: a video whose files are missing or malformed is SKIPPED with a one-line warning naming the
 file, the video and the problem, and the others are still predicted; the summary lists the skipped videos.
@@ -19,6 +19,7 @@ The submission is never empty: if nothing at all is predicted, one harmless plac
 zero-length interval of an action the video does not whitelist, which the metric ignores) and the exit
 status is 3 when every video failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from features.errors import MabeDataError, cli_guard
 
@@ -45,20 +44,25 @@ def verify_bundle(bundle: str | os.PathLike) -> dict:
         manifest = json.loads((bundle / MANIFEST).read_text())
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MabeDataError(f"bundle has no readable manifest ({exc}); re-run python -m ensemble.export",
-                            file=bundle / MANIFEST) from None
+        raise MabeDataError(
+            f"bundle has no readable manifest ({exc}); re-run python -m ensemble.export",
+            file=bundle / MANIFEST,
+        ) from None
     for name, digest in sorted(files.items()):
         p = bundle / name
         if not p.is_file():
             raise MabeDataError("bundle file listed in manifest.json is missing", file=p)
         if sha256_file(p) != digest:
-            raise MabeDataError("bundle file does not match its sha256 in manifest.json (changed or corrupted): "
-                                "refusing to use this bundle", file=p)
+            raise MabeDataError(
+                "bundle file does not match its sha256 in manifest.json (changed or corrupted): "
+                "refusing to use this bundle",
+                file=p,
+            )
     return manifest
 
 
 class Ensemble:
-    """The verified bundle, loaded: models grouped by feature settings, post-processing, inference settings."""
+    """The verified bundle, loaded: models grouped by feature settings, post-processing, inference."""
 
     def __init__(self, bundle: str | os.PathLike, device: str = "cpu", verify: bool = True):
         import torch
@@ -79,8 +83,12 @@ class Ensemble:
         groups: dict[str, tuple] = {}
         for m in info["members"]:
             i = m["index"]
-            cfg = TrainConfig.from_dict(json.loads((self.path / f"config-{i}.json").read_text()), strict=False)
-            sd = clean_state_dict(torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True))
+            cfg = TrainConfig.from_dict(
+                json.loads((self.path / f"config-{i}.json").read_text()), strict=False
+            )
+            sd = clean_state_dict(
+                torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True)
+            )
             model = build_model(cfg.model, int(sd["x_mean"].numel()), len(cfg.classes) or 38)
             model.load_state_dict(sd)
             fs = FeatureSettings.from_dict(cfg.features)
@@ -100,14 +108,19 @@ class Ensemble:
             if first is None:
                 first = vf
             elif vf.pairs != first.pairs or vf.x.shape[1] != first.x.shape[1]:
-                raise MabeDataError("members with different feature settings disagree on pairs/frames",
-                                    file=source, video=vf.video_id)
-            p = video_probs(models, vf.x, vf.allowed, self.infer, fs.feature_names(), self.device) * len(models)
+                raise MabeDataError(
+                    "members with different feature settings disagree on pairs/frames",
+                    file=source,
+                    video=vf.video_id,
+                )
+            p = video_probs(models, vf.x, vf.allowed, self.infer, fs.feature_names(), self.device) * len(
+                models
+            )
             total = p if total is None else total + p
         return first, total / self.n_models
 
 
-def placeholder_row(meta: "pd.DataFrame"):  # noqa: F821
+def placeholder_row(meta: pd.DataFrame):  # noqa: F821
     """One harmless row: a zero-length interval of an action the first video does not whitelist."""
     import pandas as pd
 
@@ -121,13 +134,21 @@ def placeholder_row(meta: "pd.DataFrame"):  # noqa: F821
     except ValueError:
         listed = set()
     action = next(a for a in PAIR_ACTIONS if f"mouse1,mouse2,{a}" not in listed)
-    return pd.DataFrame([[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS)
+    return pd.DataFrame(
+        [[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS
+    )
 
 
-def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, device: str = "cpu",
-            limit: int | None = None, progress: bool = True, log=print) -> dict:
+def predict(
+    bundle: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    device: str = "cpu",
+    limit: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
     """Write the submission; returns a summary {rows, videos, skipped, seconds, frames, ...}."""
-    import pandas as pd
 
     from ensemble.postprocess import events_to_submission, video_events
     from ensemble.submission import validate
@@ -135,8 +156,10 @@ def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
 
     t0 = time.perf_counter()
     ens = Ensemble(bundle, device)
-    log(f"bundle {bundle}: {len(ens.manifest.get('files', {}))} files verified, {ens.n_models} models in "
-        f"{len(ens.groups)} feature group(s), TTA {'on' if ens.infer.tta else 'off'}")
+    log(
+        f"bundle {bundle}: {len(ens.manifest.get('files', {}))} files verified, {ens.n_models} models in "
+        f"{len(ens.groups)} feature group(s), TTA {'on' if ens.infer.tta else 'off'}"
+    )
     test_csv = Path(data) / "test.csv"
     meta = read_metadata(test_csv)
     if len(meta) == 0:
@@ -156,7 +179,9 @@ def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             if not path.is_file():
                 raise MabeDataError("tracking file of a test.csv video is missing", file=path, video=video)
             vf, probs = ens.video_probs(row, read_tracking(path, video), source=path)
-            items.extend(video_events(video, vf.pairs, probs, vf.allowed_raw, ens.post, vf.lab_id, vf.to_original))
+            items.extend(
+                video_events(video, vf.pairs, probs, vf.allowed_raw, ens.post, vf.lab_id, vf.to_original)
+            )
             frames += vf.n_frames_orig
         except (MabeDataError, OSError, ValueError, KeyError, IndexError) as exc:
             msg = str(exc) if isinstance(exc, MabeDataError) else f"file {path}, video {video}: {exc!r}"
@@ -165,9 +190,12 @@ def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     sub = events_to_submission(items)
     placeholder = len(sub) == 0
     if placeholder:
-        print(f"{PROG}: warning: nothing was predicted ({len(skipped)} of {len(rows)} videos failed); writing one "
-              "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
-              file=sys.stderr)
+        print(
+            f"{PROG}: warning: nothing was predicted ({len(skipped)} of {len(rows)} videos failed); "
+            "writing one "
+            "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
+            file=sys.stderr,
+        )
         sub = placeholder_row(meta)
     problems = validate(sub, meta[["video_id"]])
     if problems:
@@ -178,20 +206,32 @@ def predict(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     sub.to_csv(tmp, index=False)
     os.replace(tmp, out)
     secs = time.perf_counter() - t0
-    return {"rows": len(sub), "videos": len(rows) - len(skipped), "skipped": skipped, "placeholder": placeholder,
-            "frames": frames, "seconds": secs, "out": str(out), "all_failed": len(skipped) == len(rows)}
+    return {
+        "rows": len(sub),
+        "videos": len(rows) - len(skipped),
+        "skipped": skipped,
+        "placeholder": placeholder,
+        "frames": frames,
+        "seconds": secs,
+        "out": str(out),
+        "all_failed": len(skipped) == len(rows),
+    }
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Offline prediction (no Ray/Optuna/Modal): verify the bundle's checksums, read test.csv and "
-                    "test_tracking/, write a validated submission.csv.",
-        epilog="Bad-video policy: a video with a missing or malformed file is skipped with a warning naming the "
-               "file, video and problem; the other videos are still predicted and the summary lists the skipped "
-               "ones. The submission is never empty: if nothing is predicted, one placeholder row the metric "
-               "ignores is written, and the exit status is 3 when every video failed. A bundle whose files do "
-               "not match manifest.json is refused (exit 2).")
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Offline prediction (no Ray/Optuna/Modal): verify the bundle's checksums, read test.csv "
+        "and "
+        "test_tracking/, write a validated submission.csv.",
+        epilog="Bad-video policy: a video with a missing or malformed file is skipped with a warning naming "
+        "the "
+        "file, video and problem; the other videos are still predicted and the summary lists the skipped "
+        "ones. The submission is never empty: if nothing is predicted, one placeholder row the metric "
+        "ignores is written, and the exit status is 3 when every video failed. A bundle whose files do "
+        "not match manifest.json is refused (exit 2).",
+    )
     p.add_argument("--bundle", required=True, help="bundle folder from python -m ensemble.export")
     p.add_argument("--data", required=True, help="Kaggle-layout folder with test.csv and test_tracking/")
     p.add_argument("--out", default="submission.csv", help="submission CSV to write (default submission.csv)")
@@ -211,12 +251,17 @@ def main(argv=None) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     s = predict(args.bundle, args.data, args.out, device, args.limit, progress=not args.no_progress)
     per_frame = s["seconds"] / max(s["frames"], 1) * 1e6
-    print(f"\n[ensemble.predict] {s['rows']} rows for {s['videos']} videos in {s['seconds']:.1f}s "
-          f"({per_frame:.1f} us/frame, {device}) -> {s['out']}")
+    print(
+        f"\n[ensemble.predict] {s['rows']} rows for {s['videos']} videos in {s['seconds']:.1f}s "
+        f"({per_frame:.1f} us/frame, {device}) -> {s['out']}"
+    )
     if s["skipped"]:
         print(f"  skipped {len(s['skipped'])} video(s): {', '.join(map(str, s['skipped']))}")
-    print(f"next: python -m ensemble.submission --submission {s['out']} --test-csv {Path(args.data) / 'test.csv'}"
-          "   (on Kaggle: submit the notebook's output)")
+    print(
+        f"next: python -m ensemble.submission --submission {s['out']} "
+        f"--test-csv {Path(args.data) / 'test.csv'}"
+        "   (on Kaggle: submit the notebook's output)"
+    )
     return 3 if s["all_failed"] else 0
 
 

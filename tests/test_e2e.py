@@ -7,6 +7,7 @@ in the pytest cache (`.pytest_cache/d/mabe-predict-venv`); only the bundle's whe
 
     python -m pytest -q -m slow tests/test_e2e.py
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,12 @@ def _predict_venv(request) -> Path:
     if not (py.is_file() and marker.is_file() and json.loads(marker.read_text()) == list(VENV_PACKAGES)):
         shutil.rmtree(root / "venv", ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", *VENV_PACKAGES], capture_output=True, text=True)
+        r = subprocess.run(
+            check=False,
+            args=[str(py), "-m", "pip", "install", "-q", *VENV_PACKAGES],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         marker.write_text(json.dumps(list(VENV_PACKAGES)))
     return py
@@ -61,10 +67,32 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     build_cache(root, root / "cache", n_folds=4, progress=False)
 
     # 2. a real 2-trial search (Tune + Optuna + ASHA + Ray Train running tune.train)
-    argv = ["--data", str(root), "--cache", str(root / "cache"), "--storage", str(tmp_path / "exp"),
-            "--name", "e2e", "--num-samples", "2", "--max-concurrent", "2", "--epochs", "4", "--grace-period", "5",
-            "--set", "optim.batch_size=16", "--set", "data.window=64", "--set", "model.hidden=16",
-            "--set", "run.checkpoint_every=1"]
+    argv = [
+        "--data",
+        str(root),
+        "--cache",
+        str(root / "cache"),
+        "--storage",
+        str(tmp_path / "exp"),
+        "--name",
+        "e2e",
+        "--num-samples",
+        "2",
+        "--max-concurrent",
+        "2",
+        "--epochs",
+        "4",
+        "--grace-period",
+        "5",
+        "--set",
+        "optim.batch_size=16",
+        "--set",
+        "data.window=64",
+        "--set",
+        "model.hidden=16",
+        "--set",
+        "run.checkpoint_every=1",
+    ]
     assert search.main(argv) == 0
     exp = tmp_path / "exp" / "e2e"
     assert (exp / "results.csv").is_file()
@@ -87,17 +115,62 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     # 5. predict in a clean venv: no Ray/Optuna/Modal, the project only from the bundle's wheel
     py = _predict_venv(request)
     env = _venv_env()
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--force-reinstall",
-                        "--find-links", str(bundle), "mabe-tune"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        check=False,
+        args=[
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--force-reinstall",
+            "--find-links",
+            str(bundle),
+            "mabe-tune",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    probe = subprocess.run([str(py), "-c", "import importlib.util as u, ensemble.predict as p; "
-                            "print([m for m in ('ray','optuna','modal') if u.find_spec(m)], p.__file__)"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    probe = subprocess.run(
+        check=False,
+        args=[
+            str(py),
+            "-c",
+            "import importlib.util as u, ensemble.predict as p; "
+            "print([m for m in ('ray','optuna','modal') if u.find_spec(m)], p.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith("[]") and "site-packages" in probe.stdout  # the wheel, not the checkout
     out = tmp_path / "submission.csv"
-    r = subprocess.run([str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out",
-                        str(out), "--device", "cpu"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    r = subprocess.run(
+        check=False,
+        args=[
+            str(py),
+            "-m",
+            "ensemble.predict",
+            "--bundle",
+            str(bundle),
+            "--data",
+            str(root),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[ensemble.predict]" in r.stdout and "next:" in r.stdout
     sub = pd.read_csv(out)
@@ -109,15 +182,34 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     predict(tmp_path / "single-bundle", root, tmp_path / "single.csv", progress=False)
     baseline = score(solution, pd.read_csv(tmp_path / "single.csv"))
     with capsys.disabled():
-        print(f"\n[e2e] wheel {wheel.name}; OOF best single {oof['best_single_score']:.4f}, raw ensemble "
-              f"{oof['raw_ensemble']:.4f}, tuned {oof['tuned']:.4f}; TEST ensemble+tuned {ours:.4f} vs best single "
-              f"untuned {baseline:.4f}")
+        print(
+            f"\n[e2e] wheel {wheel.name}; OOF best single {oof['best_single_score']:.4f}, raw ensemble "
+            f"{oof['raw_ensemble']:.4f}, tuned {oof['tuned']:.4f}; TEST ensemble+tuned {ours:.4f} vs best "
+            f"single "
+            f"untuned {baseline:.4f}"
+        )
     assert ours >= baseline
 
     # 6. tampering with one bundle file: the venv predict refuses, naming the file
     victim = bundle / "thresholds.json"
     victim.write_text(victim.read_text().replace("0.", "0.0", 1))
-    r = subprocess.run([str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out",
-                        str(tmp_path / "tampered.csv")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    r = subprocess.run(
+        check=False,
+        args=[
+            str(py),
+            "-m",
+            "ensemble.predict",
+            "--bundle",
+            str(bundle),
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "tampered.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "thresholds.json" in r.stderr and "sha256" in r.stderr
     assert not (tmp_path / "tampered.csv").exists()

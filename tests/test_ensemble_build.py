@@ -3,6 +3,7 @@
 Real parts only: models from the registry (untrained where training is not the point), checkpoint folders
 written by tune.checkpoint.save_checkpoint, a tiny synthetic Kaggle set and its feature cache.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,20 @@ import pytest
 import torch
 
 from ensemble import build as B
-from ensemble.infer import (InferSettings, flip_pair_features, flip_permutation, kept_range, oof_probs,
-                            sliding_probs, video_probs, window_starts)
+from ensemble.infer import (
+    InferSettings,
+    flip_pair_features,
+    flip_permutation,
+    kept_range,
+    oof_probs,
+    sliding_probs,
+    video_probs,
+    window_starts,
+)
 from features.labels import NUM_CLASSES
 
-
 # ------------------------------------------------------------------------------------------------ windows
+
 
 def test_window_starts_hand_computed():
     assert window_starts(1000, 512, 256) == [0, 256, 488]  # last window aligned to the end: 488 + 512 = 1000
@@ -67,13 +76,16 @@ def test_sliding_windows_equal_full_sequence_when_context_fits():
     got = sliding_probs(model, x, allowed, InferSettings(window=64, stride=32, trim=16, batch=5))
     with torch.no_grad():
         logits = model(torch.from_numpy(x), torch.ones(P, T, dtype=torch.bool))
-        ref = torch.softmax(logits.masked_fill(~torch.from_numpy(allowed)[:, None, :], -torch.inf), -1).numpy()
+        ref = torch.softmax(
+            logits.masked_fill(~torch.from_numpy(allowed)[:, None, :], -torch.inf), -1
+        ).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert (got[:, :, ~allowed[0]][0] == 0).all() and got[1, :, 12].max() > 0
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ flip TTA
+
 
 def _mirror(xy: np.ndarray) -> np.ndarray:
     """Mirror canonical points [T, 9, 2] (y -> -y) and relabel left <-> right (ears, hips)."""
@@ -99,14 +111,22 @@ def test_flip_equals_features_of_the_mirrored_scene():
     t = np.linspace(0, 4 * np.pi, T)[:, None]
     body = rng.normal(scale=2.0, size=(1, C, 2))
     a = body + np.stack([10 * np.cos(t / 3), 5 * np.sin(t / 2)], -1) + rng.normal(scale=0.05, size=(T, C, 2))
-    b = body[:, ::-1] + np.stack([3 * np.sin(t / 5), 8 * np.cos(t / 4)], -1) + rng.normal(scale=0.05, size=(T, C, 2))
+    b = (
+        body[:, ::-1]
+        + np.stack([3 * np.sin(t / 5), 8 * np.cos(t / 4)], -1)
+        + rng.normal(scale=0.05, size=(T, C, 2))
+    )
     am = rng.random((T, C)) < 0.1
     tm = rng.random((T, C)) < 0.1
     names = motion.pair_feature_names()
     f = motion.pair_features(a, b, 30.0, agent_missing=am, target_missing=tm)
-    swap = [CANONICAL.index(n.replace("_left", "\0").replace("_right", "_left").replace("\0", "_right"))
-            for n in CANONICAL]
-    g = motion.pair_features(_mirror(a), _mirror(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap])
+    swap = [
+        CANONICAL.index(n.replace("_left", "\0").replace("_right", "_left").replace("\0", "_right"))
+        for n in CANONICAL
+    ]
+    g = motion.pair_features(
+        _mirror(a), _mirror(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap]
+    )
     flipped = flip_pair_features(f, names)
     hd = names.index("heading_diff")
     keep = np.abs(np.abs(f[:, hd]) - 180) > 1e-3  # +180 and -180 are the same angle
@@ -138,6 +158,7 @@ def test_video_probs_tta_is_mean_of_plain_and_mirrored():
 
 # ------------------------------------------------------------------------------------------------ discovery
 
+
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     from features.cache import build_cache
@@ -149,18 +170,25 @@ def tiny_cache(tmp_path_factory):
     return root, root / "cache"
 
 
-def _ckpt(d: Path, cache: Path, score: float, name: str = "tcn", fold: int = 0, seed: int = 0, epoch: int = 1):
+def _ckpt(
+    d: Path, cache: Path, score: float, name: str = "tcn", fold: int = 0, seed: int = 0, epoch: int = 1
+):
     """A real checkpoint folder (untrained model, input stats from nothing) with a chosen val/score."""
     from features.cache import FeatureCache
     from features.labels import ACTIONS
-    from models import ModelConfig, build_model
+    from models import build_model
     from tune.checkpoint import save_checkpoint
     from tune.config import TrainConfig
 
     fc = FeatureCache(cache)
-    cfg = TrainConfig.from_dict({"data": {"cache": str(cache), "val_fold": fold},
-                                 "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
-                                 "features": fc.settings.to_dict(), "classes": ["background", *ACTIONS]})
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"cache": str(cache), "val_fold": fold},
+            "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
+            "features": fc.settings.to_dict(),
+            "classes": ["background", *ACTIONS],
+        }
+    )
     torch.manual_seed(seed)
     model = build_model(cfg.model, fc.num_features)
     return save_checkpoint(d, model, cfg, {"val/score": score, "epoch": epoch})
@@ -176,8 +204,11 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     shutil.copytree(a1, exp / "runs" / "train-aaaa1111" / "best")
     (exp / "train-cccc3333" / "checkpoint_000001.tmp-123").mkdir(parents=True)  # half-written: ignored
     cands = B.discover([exp])
-    assert [(c.trial, c.score) for c in cands] == [("train-aaaa1111", 0.40), ("train-bbbb2222", 0.35),
-                                                   ("train-aaaa1111", 0.30)]
+    assert [(c.trial, c.score) for c in cands] == [
+        ("train-aaaa1111", 0.40),
+        ("train-bbbb2222", 0.35),
+        ("train-aaaa1111", 0.30),
+    ]
     assert cands[2].path.name == "checkpoint_000001"
     # a plain run folder of python -m tune.train: the trial is the run's name
     run = tmp_path / "runs" / "v6"
@@ -187,19 +218,37 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
 
 
 def _cand(trial, score, model="tcn", fold=0):
-    return B.Candidate(path=Path(f"/x/{trial}/{score}"), trial=trial, score=score, epoch=1, model=model,
-                       val_fold=fold, sha256=f"{trial}{score}")
+    return B.Candidate(
+        path=Path(f"/x/{trial}/{score}"),
+        trial=trial,
+        score=score,
+        epoch=1,
+        model=model,
+        val_fold=fold,
+        sha256=f"{trial}{score}",
+    )
 
 
 def test_select_strategies():
-    cands = [_cand("t1", 0.9, "tcn", 0), _cand("t1", 0.8, "tcn", 0), _cand("t2", 0.7, "tcn", 1),
-             _cand("t3", 0.6, "conv_bilstm", 0), _cand("t4", 0.5, "hybrid", 2), _cand("t5", 0.4, "tcn", 3)]
+    cands = [
+        _cand("t1", 0.9, "tcn", 0),
+        _cand("t1", 0.8, "tcn", 0),
+        _cand("t2", 0.7, "tcn", 1),
+        _cand("t3", 0.6, "conv_bilstm", 0),
+        _cand("t4", 0.5, "hybrid", 2),
+        _cand("t5", 0.4, "tcn", 3),
+    ]
     best = B.select(cands, 3, "best-per-trial")
     assert [(c.trial, c.score) for c in best] == [("t1", 0.9), ("t2", 0.7), ("t3", 0.6)]
     folds = B.select(cands, 3, "per-fold")
     assert [(c.trial, c.val_fold) for c in folds] == [("t1", 0), ("t2", 1), ("t4", 2)]
     diverse = B.select(cands, 4, "diverse")
-    assert [c.trial for c in diverse] == ["t1", "t3", "t4", "t2"]  # one per model type first, then the next best
+    assert [c.trial for c in diverse] == [
+        "t1",
+        "t3",
+        "t4",
+        "t2",
+    ]  # one per model type first, then the next best
     with pytest.raises(ValueError):
         B.select(cands, 2, "random")
 
@@ -214,14 +263,31 @@ def test_average_oof_hand_computed():
 
 # ------------------------------------------------------------------------------------------------ build
 
+
 def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     _, cache = tiny_cache
     exp = tmp_path / "exp"
     _ckpt(exp / "train-aaaa1111" / "checkpoint_000001", cache, 0.30, seed=1, fold=0)
     _ckpt(exp / "train-bbbb2222" / "checkpoint_000001", cache, 0.20, name="conv_bilstm", seed=2, fold=1)
     out = tmp_path / "ens"
-    s = B.main(["--experiment", str(exp), "--out", str(out), "--top-k", "2", "--strategy", "per-fold",
-                "--window", "64", "--stride", "32", "--trim", "8"])
+    s = B.main(
+        [
+            "--experiment",
+            str(exp),
+            "--out",
+            str(out),
+            "--top-k",
+            "2",
+            "--strategy",
+            "per-fold",
+            "--window",
+            "64",
+            "--stride",
+            "32",
+            "--trim",
+            "8",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "best single" in printed and "raw ensemble" in printed and "verified" in printed
     assert "next: python -m ensemble.export" in printed
@@ -232,16 +298,26 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     info = json.loads((out / "ensemble.json").read_text())
     assert info["oof"]["n_items"] == 20 and info["infer"]["window"] == 64
     for m in info["members"]:
-        assert {p.name for p in (out / "members" / m["name"]).iterdir()} == {"model.pt", "config.json",
-                                                                               "metrics.json"}
+        assert {p.name for p in (out / "members" / m["name"]).iterdir()} == {
+            "model.pt",
+            "config.json",
+            "metrics.json",
+        }
     from ensemble.postprocess import PostprocessConfig
 
     PostprocessConfig.from_dict(json.loads((out / "thresholds.json").read_text()))
     # a second build re-uses the cached OOF probabilities (same key) instead of re-running the models
     npz = sorted((out / "oof").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in npz]
-    s2 = B.build([exp], out, 2, "per-fold", settings=InferSettings(window=64, stride=32, trim=8), progress=False,
-                 log=lambda *a: None)
+    s2 = B.build(
+        [exp],
+        out,
+        2,
+        "per-fold",
+        settings=InferSettings(window=64, stride=32, trim=8),
+        progress=False,
+        log=lambda *a: None,
+    )
     assert [p.stat().st_mtime_ns for p in npz] == stamps
     assert s2["oof"]["tuned"] == pytest.approx(oof["tuned"])
 
@@ -268,8 +344,13 @@ def test_build_cli_errors(tmp_path, capsys):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "ensemble.build", "--experiment", str(tmp_path / "nope")],
-                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        check=False,
+        args=[sys.executable, "-m", "ensemble.build", "--experiment", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 2 and "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="no checkpoint folder"):

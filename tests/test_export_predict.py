@@ -3,6 +3,7 @@ split, tampering refused, bad videos skipped, never an empty submission, no Ray/
 
 Real parts: registry models saved by tune.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,14 @@ def _ckpt(d: Path, cache: Path, score: float, name: str, fold: int, seed: int):
     from tune.config import TrainConfig
 
     fc = FeatureCache(cache)
-    cfg = TrainConfig.from_dict({"data": {"cache": str(cache), "val_fold": fold},
-                                 "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
-                                 "features": fc.settings.to_dict(), "classes": ["background", *ACTIONS]})
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"cache": str(cache), "val_fold": fold},
+            "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
+            "features": fc.settings.to_dict(),
+            "classes": ["background", *ACTIONS],
+        }
+    )
     torch.manual_seed(seed)
     return save_checkpoint(d, build_model(cfg.model, fc.num_features), cfg, {"val/score": score, "epoch": 1})
 
@@ -50,8 +56,15 @@ def bundle(tmp_path_factory):
     build_cache(root, root / "cache", n_folds=2, progress=False)
     _ckpt(base / "exp" / "train-a" / "checkpoint_1", root / "cache", 0.3, "tcn", 0, 1)
     _ckpt(base / "exp" / "train-b" / "checkpoint_1", root / "cache", 0.2, "conv_bilstm", 1, 2)
-    build([base / "exp"], base / "ens", 2, "per-fold", settings=InferSettings(window=64, stride=32, trim=8),
-          progress=False, log=lambda *a: None)
+    build(
+        [base / "exp"],
+        base / "ens",
+        2,
+        "per-fold",
+        settings=InferSettings(window=64, stride=32, trim=8),
+        progress=False,
+        log=lambda *a: None,
+    )
     export(base / "ens", base / "bundle", dataset_id="someone/mabe-test", log=lambda *a: None)
     return base / "bundle", root
 
@@ -65,21 +78,33 @@ def test_bundle_contents_and_manifest(bundle):
     assert set(manifest["files"]) == on_disk  # every file is checksummed, the bundle is flat
     for name, digest in manifest["files"].items():
         assert sha256_file(b / name) == digest
-    assert {"model-0.pt", "model-1.pt", "config-0.json", "config-1.json", "thresholds.json", "ensemble.json",
-            "notebook_predict.py", "dataset-metadata.json"} <= on_disk
+    assert {
+        "model-0.pt",
+        "model-1.pt",
+        "config-0.json",
+        "config-1.json",
+        "thresholds.json",
+        "ensemble.json",
+        "notebook_predict.py",
+        "dataset-metadata.json",
+    } <= on_disk
     for i in (0, 1):
         sd = torch.load(b / f"model-{i}.pt", weights_only=True)
         assert "x_mean" in sd
     from importlib.metadata import version
 
-    assert manifest["versions"]["torch"] == version("torch") and manifest["versions"]["pyarrow"] == version("pyarrow")
+    assert manifest["versions"]["torch"] == version("torch") and manifest["versions"]["pyarrow"] == version(
+        "pyarrow"
+    )
     assert {"best_single_score", "raw_ensemble", "tuned"} <= set(manifest["oof"])
     meta = json.loads((b / "dataset-metadata.json").read_text())
     assert meta["id"] == "someone/mabe-test" and meta["title"] and meta["licenses"]
     (wheel,) = [n for n in on_disk if n.endswith(".whl")]
     assert manifest["wheel"] == wheel and wheel.startswith("mabe_tune-")
     names = zipfile.ZipFile(b / wheel).namelist()
-    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "tune/checkpoint.py"} <= set(names)
+    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "tune/checkpoint.py"} <= set(
+        names
+    )
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too
     nb = (b / "notebook_predict.py").read_text()
     compile(nb, "notebook_predict.py", "exec")
@@ -105,8 +130,14 @@ def test_predict_writes_a_valid_submission(bundle, tmp_path):
 
 
 def _run(args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "ensemble.predict", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
+    return subprocess.run(
+        check=False,
+        args=[sys.executable, "-m", "ensemble.predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**__import__("os").environ, "TQDM_DISABLE": "1"},
+    )
 
 
 def test_tampered_bundle_is_refused_naming_the_file(bundle, tmp_path):
@@ -169,7 +200,9 @@ def test_nothing_predicted_writes_a_harmless_placeholder(bundle, tmp_path, capsy
     assert len(sub) == 1 and validate(sub, d / "test.csv") == []
     row = sub.iloc[0]
     assert row.start_frame == row.stop_frame == 0
-    whitelist = json.loads(pd.read_csv(d / "test.csv").set_index("video_id").loc[row.video_id, "behaviors_labeled"])
+    whitelist = json.loads(
+        pd.read_csv(d / "test.csv").set_index("video_id").loc[row.video_id, "behaviors_labeled"]
+    )
     assert f"{row.agent_id},{row.target_id},{row.action}" not in whitelist  # the metric ignores it
 
 
@@ -185,18 +218,26 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import ensemble.build, ensemble.export, ensemble.infer, ensemble.notebook
 from ensemble.predict import main
-rc = main(['--bundle', {str(b)!r}, '--data', {str(data)!r}, '--out', {str(tmp_path / 's.csv')!r}, '--no-progress',
+rc = main(['--bundle', {str(b)!r}, '--data', {str(data)!r}, '--out', {str(tmp_path / "s.csv")!r},
+           '--no-progress',
            '--limit', '1'])
 print('loaded', sorted(m for m in {FORBIDDEN!r} if m in sys.modules), 'rc', rc)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run(
+        check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "loaded [] rc 0" in r.stdout
 
 
-@pytest.mark.parametrize("module, words", [("predict", ["skipped", "placeholder", "manifest"]),
-                                            ("export", ["kaggle datasets create", "weights_only"]),
-                                            ("build", ["best-per-trial", "diverse", "per-fold"])])
+@pytest.mark.parametrize(
+    "module, words",
+    [
+        ("predict", ["skipped", "placeholder", "manifest"]),
+        ("export", ["kaggle datasets create", "weights_only"]),
+        ("build", ["best-per-trial", "diverse", "per-fold"]),
+    ],
+)
 def test_help_states_the_policies(module, words, capsys):
     import importlib
 
