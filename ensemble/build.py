@@ -66,6 +66,7 @@ class Candidate:
     val_fold: int
     sha256: str
     metrics: dict = field(default_factory=dict, repr=False)
+    status: str = ""  # the trial's status in the search's results.csv (TERMINATED, STOPPED, ERROR), if any
 
     @property
     def name(self) -> str:
@@ -87,12 +88,27 @@ def _trial_of(ckpt: Path, root: Path) -> str:
     return ckpt.parent.name or "run"
 
 
+def trial_status(root: Path) -> dict[str, str]:
+    """{"train-<trial_id>": status} from the search's results.csv (tune.results), {} without one."""
+    f = root / "results.csv"
+    if not f.is_file():
+        return {}
+    import pandas as pd
+
+    try:
+        t = pd.read_csv(f, usecols=["trial_id", "status"])
+    except (OSError, ValueError):
+        return {}
+    return {f"train-{tid}": str(st) for tid, st in zip(t["trial_id"], t["status"])}
+
+
 def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
     """Every checkpoint folder at or below `paths`, identical weights once, best score first."""
     found: dict[str, Candidate] = {}
     for root in map(Path, paths):
         if not root.exists():
             raise MabeDataError("experiment / checkpoint folder does not exist", file=root)
+        statuses = trial_status(root)
         dirs = (
             [root]
             if _is_ckpt(root)
@@ -118,6 +134,7 @@ def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
                 sha256=digest,
                 metrics=metrics,
             )
+            c.status = statuses.get(c.trial, "")
             old = found.get(digest)
             # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
             if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
@@ -157,12 +174,12 @@ def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 3
     chosen_ids = {id(c) for c in chosen}
     lines = [
         f"{'rank':>4} {'pick':>4} {'val/score':>9} {'epoch':>5} {'fold':>4} {'model':<12} {'trial':<20} "
-        "checkpoint"
+        f"{'status':<10} checkpoint"
     ]
     for i, c in enumerate(cands[:limit], 1):
         lines.append(
             f"{i:>4} {'*' if id(c) in chosen_ids else '':>4} {c.score:>9.4f} {c.epoch:>5} {c.val_fold:>4} "
-            f"{c.model:<12} {c.trial[:20]:<20} {c.path}"
+            f"{c.model:<12} {c.trial[:20]:<20} {(c.status or '-')[:10]:<10} {c.path}"
         )
     if len(cands) > limit:
         lines.append(f"... {len(cands) - limit} more")

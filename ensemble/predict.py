@@ -249,6 +249,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MabeDataError(f"--device {device}: no CUDA device here (use --device cpu or auto)")
     s = predict(args.bundle, args.data, args.out, device, args.limit, progress=not args.no_progress)
     per_frame = s["seconds"] / max(s["frames"], 1) * 1e6
     print(

@@ -203,7 +203,11 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     # the local run folder holds a copy of trial a's first checkpoint: counted once, Ray's copy kept
     shutil.copytree(a1, exp / "runs" / "train-aaaa1111" / "best")
     (exp / "train-cccc3333" / "checkpoint_000001.tmp-123").mkdir(parents=True)  # half-written: ignored
+    (exp / "results.csv").write_text(
+        "trial,trial_id,best_score,status\n1,aaaa1111,0.4,TERMINATED\n2,bbbb2222,0.35,ERROR\n"
+    )
     cands = B.discover([exp])
+    assert [c.status for c in cands] == ["TERMINATED", "ERROR", "TERMINATED"]  # Ray's results, when present
     assert [(c.trial, c.score) for c in cands] == [
         ("train-aaaa1111", 0.40),
         ("train-bbbb2222", 0.35),
