@@ -288,3 +288,17 @@ def test_cli_help_lists_fields():
     out = subprocess.run([sys.executable, "-m", "tune.train", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).parents[1], check=True).stdout
     assert "optim.class_weight_power" in out and "--smoke-test" in out and "--workers" in out
+
+
+def test_early_stopping_and_mixup(cache_dir, tmp_path):
+    # LR ~0: the score cannot improve after epoch 1, so patience 1 stops after epoch 2 (and checkpoints it)
+    cfg = small_cfg(cache_dir, tmp_path / "es", **{"optim.epochs": 6, "optim.lr": 1e-12, "run.patience": 1,
+                                                   "optim.mixup_alpha": 0.4})
+    seen = []
+    out = train(cfg, report=lambda m, d: seen.append((m["epoch"], d)))
+    assert out["stopped_early"] and out["epochs_run"] == 2 and out["best_epoch"] == 1
+    assert seen == [(1, str(tmp_path / "es" / "last")), (2, str(tmp_path / "es" / "last"))]
+    assert np.isfinite(out["metrics"]["train/loss"])
+    # a finished (early-stopped) run is not restarted by a resume
+    again = train(cfg)
+    assert again["stopped_early"] and again["start_epoch"] == 2

@@ -281,10 +281,8 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
 
     stopped_early = start_epoch > 0 and cfg.run.patience and bad_epochs >= cfg.run.patience
     metrics: dict = {}
-    epoch = start_epoch
-    for epoch in range(start_epoch + 1, cfg.optim.epochs + 1):
-        if stopped_early:
-            break
+    first = cfg.optim.epochs + 1 if stopped_early else start_epoch + 1  # a finished run stays finished
+    for epoch in range(first, cfg.optim.epochs + 1):
         t_epoch = time.perf_counter()
         torch.manual_seed(cfg.run.seed * 100_003 + epoch * 1009 + rank)  # dropout/mixup: exact on resume
         gen = np.random.default_rng([cfg.run.seed, epoch, rank, 1])
@@ -379,8 +377,10 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
         if report is not None:
             report(metrics, ckpt)
         _maybe_fail_once(cfg, write, world)
+        if stopped_early:
+            break
 
-    result = {"best_score": best_score, "best_epoch": best_epoch, "epochs_run": epoch, "start_epoch": start_epoch,
+    result = {"best_score": best_score, "best_epoch": best_epoch, "epochs_run": metrics.get("epoch", start_epoch), "start_epoch": start_epoch,
               "stopped_early": bool(stopped_early), "run_dir": str(run_dir), "best_dir": str(best_dir),
               "last_dir": str(last_dir), "metrics": metrics, "parameters": n_params}
     return result
