@@ -1,5 +1,6 @@
-"""`ray job submit` path: a real `ray start --head` on free ports, a smoke search submitted with
-JobSubmissionClient (working_dir = this repo, data/ excluded), SUCCEEDED, results checked, cluster stopped.
+"""`ray job submit` path: a real `ray start --head` on free ports (with cluster.yaml's TRAIN_DRIVER resource),
+a smoke search submitted with JobSubmissionClient (working_dir = this repo, data/ excluded), SUCCEEDED,
+results checked, cluster stopped.
 
 The head runs with `--block` in its own process group and is stopped by terminating exactly that process
 (which shuts down the Ray processes it started). Plain `ray stop` is not used: it kills every Ray process of
@@ -54,6 +55,7 @@ def ray_head():
            "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client}",
            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
            f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}", "--num-cpus=2",
+           '--resources={"TRAIN_DRIVER": 4}',
            f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
     log = open(Path(temp) / "ray_start.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -106,6 +108,7 @@ def test_job_submit_smoke_search(ray_head, tmp_path):
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
     assert "best vs V6:" in logs and "next: python -m ensemble.build --experiment" in logs
+    assert "trial driver resources: {'TRAIN_DRIVER': 0.01}" in logs   # pinned to the head, as on cluster.yaml
     table = pd.read_csv(storage / "job" / "results.csv")
     assert len(table) == 2 and table["trial"].tolist() == [1, 2]
     assert (storage / "job" / "optuna.db").is_file()

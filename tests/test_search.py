@@ -284,3 +284,9 @@ def test_kill_and_resume(tiny_data, tmp_path):
     assert len(after) == 2 and all(n == 2 for n in after.values())
     rows, _ = _study_trials(exp / "optuna.db", "kr")
     assert sum(r[1] == "COMPLETE" for r in rows) == 2
+
+
+def test_resume_without_experiment_is_an_error(tmp_path):
+    scfg = _scfg(tmp_path, "nothing-here", resume=True)
+    with pytest.raises(SystemExit, match="no experiment to resume"):
+        search.run_search(scfg, _make_trivial(), {"optim": {"epochs": 1}})

@@ -199,15 +199,16 @@ def driver_setup(scfg: SearchConfig, base: dict) -> dict:
 
 
 def driver_resources() -> dict:
-    """The driver needs almost nothing; on a cluster with a TRAIN_DRIVER resource (the head node in
-    cluster.yaml) it is pinned there so a spot preemption never kills a trial's driver. CPU 0 raises in
-    Ray 2.60 ("empty head and zero worker bundles"), hence 0.01."""
+    """What one trial's driver reserves. It only waits on `trainer.fit()`, so it should take no CPU a Train
+    worker could use: where the cluster has the custom TRAIN_DRIVER resource (cluster.yaml's head node, and the
+    local Ray that `init_ray` starts) the driver asks for 0.01 of it and nothing else, which also pins drivers to
+    the head so a spot preemption never kills one. Elsewhere it asks for CPU 0.01 (CPU 0 raises in Ray 2.60:
+    "empty head and zero worker bundles"); note 2 such drivers on 2 CPUs leave 1.98, room for one 1-CPU worker."""
     import ray
 
-    res = {"CPU": 0.01}
     if ray.cluster_resources().get("TRAIN_DRIVER", 0) > 0:
-        res["TRAIN_DRIVER"] = 0.01
-    return res
+        return {"TRAIN_DRIVER": 0.01}
+    return {"CPU": 0.01}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -265,7 +266,10 @@ def build_scheduler(scfg: SearchConfig):
 def make_trainable(trainable: Callable, setup: dict):
     import ray.tune
 
-    return ray.tune.with_resources(ray.tune.with_parameters(trainable, setup=setup), driver_resources())
+    res = driver_resources()
+    print(f"trial driver resources: {res}; each Train worker: CPU {setup['cpus_per_worker']}"
+          + (f", GPU {setup['gpus_per_worker']}" if setup["gpus_per_worker"] else ""))
+    return ray.tune.with_resources(ray.tune.with_parameters(trainable, setup=setup), res)
 
 
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
@@ -335,8 +339,28 @@ def init_ray(address: str = "") -> None:
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address)
-    else:  # a private local Ray, never an unrelated `ray start` cluster on this machine
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+        return
+    # A private local Ray, never an unrelated `ray start` cluster on this machine. Two things keep Ray Train's
+    # PlacementGroupCleaner working, which frees the CPUs/GPUs of a trial that ASHA stopped: the dashboard (it
+    # serves the State API the cleaner asks) and RAY_ADDRESS in every worker (else, when another Ray runs on
+    # the same machine, the cleaner's address lookup fails with "Found multiple active Ray instances" and the
+    # stopped trial's workers stay reserved, so later trials time out waiting for a worker group).
+    port = _free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by the node that ray.init starts
+    try:
+        ray.init(address="local", num_cpus=os.cpu_count(), resources={"TRAIN_DRIVER": 4},
+                 include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}})
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def base_config(scfg: SearchConfig, data_root: str, cache: str) -> dict:
@@ -362,12 +386,15 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     import ray.tune
 
     t0 = time.time()
-    if scfg.resume and ray.tune.Tuner.can_restore(exp):
+    if scfg.resume and not ray.tune.Tuner.can_restore(exp):
+        raise SystemExit(f"python -m tune.search: error: --resume: no experiment to resume at {exp}")
+    if scfg.resume:
         print(f"resuming {exp}")
         tuner = restore_tuner(scfg, trainable, base)
     else:
         if ray.tune.Tuner.can_restore(exp):
-            raise SystemExit(f"tune.search: error: experiment {exp} exists: add --resume, or pick a new --name")
+            raise SystemExit(f"python -m tune.search: error: experiment {exp} exists: add --resume, or pick a "
+                             "new --name")
         warm = warm_start_trials(scfg.warm_start, scfg.search_space()) if scfg.warm_start else []
         if warm:
             print(f"warm start: {len(warm)} completed trials from {scfg.warm_start}")
