@@ -4,7 +4,9 @@
 Kaggle notebook (internet off, accelerator optional) whose inputs are the competition data and the bundle
 dataset. It finds both under /kaggle/input by their marker files (the bundle: manifest.json; the data:
 test.csv + test_tracking/), installs the wheel with `pip install --no-index --find-links <bundle>` (torch,
-numpy, pandas, pyarrow and tqdm are already in the Kaggle image), then runs `ensemble.predict`.
+numpy, pandas, pyarrow and tqdm are already in the Kaggle image), then runs `ensemble.predict`. A local dry
+run: `MABE_KAGGLE_INPUT=<folder with the bundle and data folders> MABE_KAGGLE_OUT=sub.csv python
+bundle/notebook_predict.py` (tests/test_e2e.py does this in a clean venv).
 
     python -m ensemble.notebook                      # print the script
     python -m ensemble.notebook --out notebook.py    # write it
@@ -24,8 +26,8 @@ import os
 import subprocess
 import sys
 
-INPUT = "/kaggle/input"
-OUT = "/kaggle/working/submission.csv"
+INPUT = os.environ.get("MABE_KAGGLE_INPUT", "/kaggle/input")  # overridable for a local dry run
+OUT = os.environ.get("MABE_KAGGLE_OUT", "/kaggle/working/submission.csv")
 
 
 def find(marker, extra=None):

@@ -112,29 +112,28 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     export(tmp_path / "ens", bundle)
     wheel = next(bundle.glob("mabe_tune-*.whl"))
 
-    # 5. predict in a clean venv: no Ray/Optuna/Modal, the project only from the bundle's wheel
+    # 5. the bundle's notebook script in a clean venv (no Ray/Optuna/Modal), on a Kaggle-like input folder: it
+    #    installs the wheel with pip --no-index --find-links <bundle> and writes the submission
     py = _predict_venv(request)
     env = _venv_env()
+    subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "mabe-tune"], check=False, env=env)
+    kaggle_input = tmp_path / "input"
+    kaggle_input.mkdir()
+    (kaggle_input / "mabe-tune-bundle").symlink_to(bundle)
+    (kaggle_input / "MABe-mouse-behavior-detection").symlink_to(root)
+    nb_out = tmp_path / "working" / "submission.csv"
+    nb_out.parent.mkdir()
+    nb_env = {**env, "MABE_KAGGLE_INPUT": str(kaggle_input), "MABE_KAGGLE_OUT": str(nb_out)}
     r = subprocess.run(
-        check=False,
-        args=[
-            str(py),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-index",
-            "--no-deps",
-            "--force-reinstall",
-            "--find-links",
-            str(bundle),
-            "mabe-tune",
-        ],
+        [str(py), str(bundle / "notebook_predict.py")],
         capture_output=True,
         text=True,
-        env=env,
+        env=nb_env,
+        cwd=tmp_path,
+        check=False,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "finished with status 0" in r.stdout and nb_out.is_file()
     probe = subprocess.run(
         check=False,
         args=[
@@ -175,6 +174,7 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     assert "[ensemble.predict]" in r.stdout and "next:" in r.stdout
     sub = pd.read_csv(out)
     assert validate(sub, root / "test.csv") == []
+    pd.testing.assert_frame_equal(sub, pd.read_csv(nb_out))  # the notebook wrote the same submission
     solution = pd.read_csv(root / "test_solution.csv")
     ours = score(solution, sub)
 
@@ -185,8 +185,7 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
         print(
             f"\n[e2e] wheel {wheel.name}; OOF best single {oof['best_single_score']:.4f}, raw ensemble "
             f"{oof['raw_ensemble']:.4f}, tuned {oof['tuned']:.4f}; TEST ensemble+tuned {ours:.4f} vs best "
-            f"single "
-            f"untuned {baseline:.4f}"
+            f"single untuned {baseline:.4f}"
         )
     assert ours >= baseline
 
