@@ -218,6 +218,21 @@ def oof_items(cache, probs_by_video: dict[int, np.ndarray]):
     return items
 
 
+def argmax_score(items) -> float:
+    """Exact OOF score of the training-time decision rule (argmax over background + whitelisted classes, no
+    post-processing): the reference the trainer's val/score reports, printed beside the 0.5-threshold one."""
+    from ensemble.metric import PairFrames, score_frames
+
+    return score_frames(
+        [
+            PairFrames(
+                it.lab_id, it.video_id, it.agent, it.target, it.labels, it.probs.argmax(1), it.allowed_raw
+            )
+            for it in items
+        ]
+    )
+
+
 def average_oof(per_member: dict[str, dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
     """Per video: the mean of the members that predicted it (their validation fold)."""
     sums: dict[int, np.ndarray] = {}
@@ -293,17 +308,22 @@ def build(
         per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
 
     default = PostprocessConfig()
-    single = {n: evaluate(oof_items(cache, p), default) for n, p in per_member.items()}
+    single_items = {n: oof_items(cache, p) for n, p in per_member.items()}
+    single = {n: evaluate(it, default) for n, it in single_items.items()}
+    single_argmax = {n: argmax_score(it) for n, it in single_items.items()}
     best_single = max(single, key=single.get)
     items = oof_items(cache, average_oof(per_member))
     raw = evaluate(items, default)
+    raw_argmax = argmax_score(items)
     log(
         f"\nOOF scores (exact metric, {len(items)} pair sequences, "
         f"{len({it.video_id for it in items})} videos):"
     )
+    log(f"  {'':<37} {'threshold 0.5':>13} {'argmax':>8}")
     for n, s in single.items():
-        log(f"  single {n:<30} {s:.5f}{'   <- best single' if n == best_single else ''}")
-    log(f"  raw ensemble (threshold 0.5)   {raw:.5f}")
+        mark = "   <- best single" if n == best_single else ""
+        log(f"  single {n:<30} {s:>13.5f} {single_argmax[n]:>8.5f}{mark}")
+    log(f"  {'raw ensemble':<37} {raw:>13.5f} {raw_argmax:>8.5f}")
     if tune_post:
         result = tune(items, default)
         cfg, steps = result.config, dict(result.steps)
@@ -337,6 +357,8 @@ def build(
             "best_single": best_single,
             "best_single_score": single[best_single],
             "raw_ensemble": raw,
+            "single_argmax": single_argmax,
+            "raw_ensemble_argmax": raw_argmax,
             "tuned": tuned,
             "steps": steps,
             "n_items": len(items),
