@@ -55,7 +55,7 @@ class SearchConfig:
     name: str = ""                    # experiment name; "" = search-<UTC timestamp>
     storage: str = "experiments"      # local folder or s3://... / gs://... (shared storage on a cluster)
     resume: bool = False              # continue <storage>/<name> (finished trials are not run again)
-    num_samples: int = 8              # trials, V6 included
+    num_samples: int = 12             # trials, V6 included
     max_concurrent: int = 2           # trials running at once (ConcurrencyLimiter around TPE)
     workers_per_trial: int = 1        # Ray Train workers per trial (DDP)
     cpus_per_worker: float = 1.0      # CPUs reserved by each Train worker
@@ -433,7 +433,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     p.add_argument("--storage", default=d["storage"].default,
                    help="results root: a local folder or s3://bucket/path, gs://... (needed for multi-node)")
     p.add_argument("--resume", action="store_true", help="continue <storage>/<name> after a crash or kill")
-    p.add_argument("--num-samples", type=int, default=None, help="trials, V6 included (default 8; smoke 2)")
+    p.add_argument("--num-samples", type=int, default=None, help="trials, V6 included (default 12; smoke 2)")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default 2)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP) per trial")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per Train worker")
@@ -469,7 +469,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     name = a.name or "search-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return SearchConfig(
         data=a.data, cache=a.cache, name=name, storage=a.storage, resume=a.resume,
-        num_samples=pick(a.num_samples, "num_samples", 8),
+        num_samples=pick(a.num_samples, "num_samples", 12),
         max_concurrent=pick(a.max_concurrent, "max_concurrent", 2),
         workers_per_trial=a.workers_per_trial, cpus_per_worker=a.cpus_per_worker,
         gpus_per_trial=a.gpus_per_trial, epochs=pick(a.epochs, "epochs", 6),
