@@ -75,14 +75,19 @@ def ray_head():
                 time.sleep(1)
         yield client_obj, env
     finally:
-        # stop exactly the head we started: SIGTERM to `ray start --block` shuts down its Ray processes
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        # stop exactly the head we started: SIGTERM to its process group (`ray start --block` and the Ray
+        # processes it spawned), then SIGKILL for stragglers, then anything still naming our temp dir
+        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
             try:
-                proc.wait(timeout=60)
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait_s)
+                break
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+                continue
+        _kill_under(temp)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -112,6 +117,22 @@ def test_job_submit_smoke_search(ray_head, tmp_path):
     table = pd.read_csv(storage / "job" / "results.csv")
     assert len(table) == 2 and table["trial"].tolist() == [1, 2]
     assert (storage / "job" / "optuna.db").is_file()
+
+
+def _kill_under(tmpdir: str) -> None:
+    """SIGKILL leftover processes whose command line names our private Ray temp dir (only ours)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if tmpdir in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _smoke_data(tmp_path):
