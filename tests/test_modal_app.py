@@ -364,7 +364,7 @@ def test_modal_run_finds_the_entrypoint_and_stops_at_the_missing_token(offline):
 
 @pytest.mark.parametrize("held, smoke, fails", [
     (set(), False, True),                                  # empty Volume: stop before paying for a GPU
-    ({"data/synth-cache/index.parquet"}, False, False),    # the cache is there
+    ({"data/synth/cache/index.parquet"}, False, False),    # the cache is there
     ({"data/synth/train.csv"}, False, False),              # the container can build the cache
     (set(), True, False),                                  # --smoke-test generates its own data
     (None, False, False),                                  # cannot check (no account): the container decides
@@ -374,9 +374,10 @@ def test_preflight_checks_the_volume_for_data(modal_app, monkeypatch, held, smok
     from tune.config import TrainConfig
 
     monkeypatch.setattr(modal_app, "volume_has", lambda path: None if held is None else path in held)
-    cfg = TrainConfig().to_dict()  # data.root = data/synth, data.cache = data/synth-cache
+    cfg = TrainConfig().to_dict()  # data.root = data/synth, data.cache = data/synth/cache
+    assert cfg["data"]["cache"] == "data/synth/cache"
     if fails:
-        upload = "`modal volume put mabe-tune <local cache dir> data/synth-cache`"
+        upload = "`modal volume put mabe-tune <local cache dir> data/synth/cache`"
         with pytest.raises(MabeDataError, match=upload):
             modal_app.preflight(cfg, smoke)
     else:
