@@ -20,6 +20,7 @@ cfg.to_dict(), run_config=RunConfig(name=f"train-{trial_id}", callbacks=[TuneRep
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from tune.config import TrainConfig
@@ -32,6 +33,9 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     from tune.train import train
 
+    # Ray Train V2 logs every report (the whole metrics dict) and every checkpoint copy at INFO from the worker;
+    # our own one-line epoch summary says the same, so keep the console readable.
+    logging.getLogger("ray.train.v2._internal.execution").setLevel(logging.WARNING)
     cfg = TrainConfig.from_dict(config_dict)
     ctx = ray.train.get_context()
     run_dir = Path(cfg.run.out_dir).resolve() / ctx.get_experiment_name()
