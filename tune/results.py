@@ -108,7 +108,7 @@ def collect(grid, scfg) -> pd.DataFrame:
         else:
             status = "STOPPED"
         row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
-               "wall_s": round(wall, 1), "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
+               "wall_s": wall, "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
                "best_checkpoint": ckpt, "status": status,
                "error": "" if result.error is None else str(result.error).splitlines()[0][:200]}
         rows.append(row)
