@@ -77,7 +77,7 @@ def ray_head():
     finally:
         # stop exactly the head we started: SIGTERM to its process group (`ray start --block` and the Ray
         # processes it spawned), then SIGKILL for stragglers, then anything still naming our temp dir
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
+        for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 20)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -94,7 +94,7 @@ def ray_head():
 
 @pytest.mark.slow
 def test_job_submit_smoke_search(ray_head, tmp_path):
-    client, env = ray_head
+    client, _env = ray_head
     from ray.job_submission import JobStatus
 
     storage = tmp_path / "exp"

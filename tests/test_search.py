@@ -16,7 +16,6 @@ import pytest
 from tune import search
 from tune import space as sp
 
-
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -139,8 +138,8 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     assert sorted(lr_by_number.values()) == pytest.approx(sorted(table[sp.LR]))
     # TERMINATED trials told Optuna their best score; ASHA-stopped ones their score at the stop step
     for _, r in done.iterrows():
-        n = [k for k, v in lr_by_number.items() if v == pytest.approx(r[sp.LR])][0]
-        assert dict((x[0], x[2]) for x in rows)[n] == pytest.approx(r["best_score"])
+        n = next(k for k, v in lr_by_number.items() if v == pytest.approx(r[sp.LR]))
+        assert {x[0]: x[2] for x in rows}[n] == pytest.approx(r["best_score"])
 
     # `python -m tune.results` rewrites the table from the folder alone, here at another price
     from tune import results
@@ -256,9 +255,8 @@ def test_kill_and_resume(tiny_data, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
-
     import tempfile
+    import time
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="rkr", dir="/tmp"))  # short: Ray's unix socket paths
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -284,7 +282,7 @@ def test_kill_and_resume(tiny_data, tmp_path):
         _kill_ray_under(ray_tmp)
     assert not (exp / "results.csv").exists()         # it really died mid-search
     first_done = {p.parent.name: len(p.read_text().splitlines()) for p in exp.glob("*/result.json")}
-    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*cmd, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=600)
     _kill_ray_under(ray_tmp)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "resuming" in done.stdout
@@ -303,3 +301,23 @@ def test_resume_without_experiment_is_an_error(tmp_path):
     scfg = _scfg(tmp_path, "nothing-here", resume=True)
     with pytest.raises(SystemExit, match="no experiment to resume"):
         search.run_search(scfg, _make_trivial(), {"optim": {"epochs": 1}})
+
+
+def test_tune_level_retry_of_a_failed_driver(ray_local, tmp_path):
+    """A trial whose driver raises once is restarted by Tune (FailureConfig(max_failures)) and finishes."""
+    marker = tmp_path / "driver-failed-once"
+    trivial = _make_trivial()
+
+    def flaky(config, setup):
+        import os
+
+        if not os.path.exists(setup["base"]["marker"]):
+            open(setup["base"]["marker"], "w").close()
+            raise RuntimeError("simulated driver crash")
+        trivial(config, setup)
+
+    scfg = _scfg(tmp_path, "flaky", num_samples=1, max_concurrent=1, epochs=2, max_failures=1)
+    summary = search.run_search(scfg, flaky, {"optim": {"epochs": 2}, "marker": str(marker)})
+    table = pd.read_csv(tmp_path / "exp" / "flaky" / "results.csv")
+    assert marker.is_file() and table["status"].tolist() == ["TERMINATED"] and table["epochs"].tolist() == [2]
+    assert summary["status_counts"] == {"TERMINATED": 1}

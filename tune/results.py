@@ -69,7 +69,7 @@ def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
             res = ray.train.Result.from_path(run_dir)
             best = res.get_best_checkpoint(SCORE, "max") if res.best_checkpoints else None
             return best.path if best is not None else ""
-        except Exception:  # no snapshot yet (killed early) or a storage hiccup
+        except Exception:  # noqa: BLE001 - no snapshot yet (killed early) or a storage hiccup: no path
             return ""
     best, best_score = "", -math.inf
     for d in sorted(Path(run_dir).glob("checkpoint_*")):
@@ -251,7 +251,7 @@ def write_all(table: pd.DataFrame, grid, scfg, wall_s: float | None = None) -> d
         "experiment": scfg.experiment_path(),
         "results_csv": str(out / "results.csv"),
         "plots": plots,
-        "n_trials": int(len(table)),
+        "n_trials": len(table),
         "status_counts": table["status"].value_counts().to_dict() if len(table) else {},
         "best_trial": int(best["trial"]) if best is not None else None,
         "best_score": float(best["best_score"]) if best is not None else None,

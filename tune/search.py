@@ -34,9 +34,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from tune import space as space_mod
 
@@ -133,7 +133,7 @@ class SearchConfig:
         return self.gpus_per_trial / self.workers_per_trial
 
 
-SMOKE = dict(num_samples=2, max_concurrent=2, epochs=2, grace_period=1)
+SMOKE = {"num_samples": 2, "max_concurrent": 2, "epochs": 2, "grace_period": 1}
 SMOKE_OVERRIDES = {"optim.batch_size": 32, "data.window": 64, "model.hidden": 16}  # pinned, not searched
 
 
