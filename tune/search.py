@@ -386,15 +386,11 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     import ray.tune
 
     t0 = time.time()
-    if scfg.resume and not ray.tune.Tuner.can_restore(exp):
-        raise SystemExit(f"python -m tune.search: error: --resume: no experiment to resume at {exp}")
+    check_experiment(scfg)
     if scfg.resume:
         print(f"resuming {exp}")
         tuner = restore_tuner(scfg, trainable, base)
     else:
-        if ray.tune.Tuner.can_restore(exp):
-            raise SystemExit(f"python -m tune.search: error: experiment {exp} exists: add --resume, or pick a "
-                             "new --name")
         warm = warm_start_trials(scfg.warm_start, scfg.search_space()) if scfg.warm_start else []
         if warm:
             print(f"warm start: {len(warm)} completed trials from {scfg.warm_start}")
@@ -406,6 +402,19 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     _atomic_write(local / "search.json", json.dumps({"search": asdict(scfg), "summary": summary}, indent=2,
                                                     default=str))
     return summary
+
+
+def check_experiment(scfg: SearchConfig) -> None:
+    """A fresh search needs a new name (Ray would silently resume an old one); --resume needs an old one."""
+    import ray.tune
+
+    exists = ray.tune.Tuner.can_restore(scfg.experiment_path())
+    if scfg.resume and not exists:
+        raise SystemExit(f"python -m tune.search: error: --resume: no experiment to resume at "
+                         f"{scfg.experiment_path()}")
+    if exists and not scfg.resume:
+        raise SystemExit(f"python -m tune.search: error: experiment {scfg.experiment_path()} exists: add "
+                         "--resume, or pick a new --name")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -492,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("search:", json.dumps({k: v for k, v in asdict(scfg).items()}, default=str))
         print("space:\n" + space_mod.describe(scfg.search_space()))
+        check_experiment(scfg)  # before minutes of data preparation and Ray start
         from tune.config import load_config
 
         feat = load_config(scfg.config_file or None, scfg.overrides).features
