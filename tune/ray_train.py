@@ -21,6 +21,7 @@ cfg.to_dict(), run_config=RunConfig(name=f"train-{trial_id}", callbacks=[TuneRep
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from tune.config import TrainConfig
@@ -33,9 +34,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     from tune.train import train
 
-    # Ray Train V2 logs every report (the whole metrics dict) and every checkpoint copy at INFO from the worker;
-    # our own one-line epoch summary says the same, so keep the console readable.
-    logging.getLogger("ray.train.v2._internal.execution").setLevel(logging.WARNING)
+    _quiet_report_log()
     cfg = TrainConfig.from_dict(config_dict)
     ctx = ray.train.get_context()
     run_dir = Path(cfg.run.out_dir).resolve() / ctx.get_experiment_name()
@@ -56,15 +55,28 @@ def train_loop_per_worker(config_dict: dict) -> None:
             train(cfg, report, resume_from=d, **kw)
 
 
+def _quiet_report_log() -> None:
+    """Ray 2.60 logs each report (the whole metrics dict) at INFO through a logger named after its *file*, so
+    LoggingConfig does not reach it; our one-line epoch summary says the same. Private path: best effort."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
                    name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2,
                    callbacks=None, resources_per_worker: dict | None = None) -> dict:
     """Keyword arguments of `TorchTrainer` for `cfg` (shared by run_ray_train and the Tune driver)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
     storage = storage_path if storage_path is None or "://" in str(storage_path) else str(Path(storage_path).resolve())
-    cfg = cfg.replace(**{"run.out_dir": str(Path(cfg.run.out_dir).resolve())})  # workers may run elsewhere
+    # Workers run in their own working directory: every local path must be absolute.
+    cfg = cfg.replace(**{key: str(Path(value).resolve()) for key, value in (
+        ("run.out_dir", cfg.run.out_dir), ("data.root", cfg.data.root), ("data.cache", cfg.data.cache))
+        if value and "://" not in str(value)})
     return dict(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -72,6 +84,12 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker),
         run_config=RunConfig(
             name=name, storage_path=storage, callbacks=callbacks,
+            # Train V2 patches print() in workers to tee into its logger, which doubles every line on the
+            # console; our epoch lines are plain prints, so keep print as it is.
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            # Train V2 logs every report (the whole metrics dict) and checkpoint copy at INFO; our one-line
+            # epoch summary says the same, so only its warnings reach the console.
+            logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute="val/score",
                                                checkpoint_score_order="max")),
@@ -89,8 +107,8 @@ def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, sto
     import ray
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized() and workers > 0:
-        ray.init(include_dashboard=False)
+    if not ray.is_initialized() and workers > 0:  # RAY_ADDRESS joins a cluster; else a private local Ray
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures, num_to_keep,
                                             callbacks, resources_per_worker))
     return trainer.fit()
