@@ -43,3 +43,18 @@ def test_worker_failure_restarts_from_checkpoint(ray_local, cache_dir, tmp_path)
     assert res.error is None and marker.exists()
     # the first attempt died right after reporting epoch 1; the restart resumed there
     assert res.metrics["epoch"] == 3 and res.metrics["start_epoch"] == 1
+
+
+def test_trainer_kwargs_make_local_paths_absolute(tmp_path, monkeypatch):
+    # Ray workers run in their own working directory: a relative data.cache would point nowhere there.
+    from tune.ray_train import trainer_kwargs
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig().replace(**{"data.root": "data/synth", "data.cache": "data/synth/cache",
+                                   "run.out_dir": "runs/x"})
+    sent = trainer_kwargs(cfg, workers=1)["train_loop_config"]
+    assert sent["data"]["root"] == str(tmp_path / "data" / "synth")
+    assert sent["data"]["cache"] == str(tmp_path / "data" / "synth" / "cache")
+    assert sent["run"]["out_dir"] == str(tmp_path / "runs" / "x")
+    remote = trainer_kwargs(cfg.replace(**{"data.cache": "s3://bucket/cache"}), workers=1)["train_loop_config"]
+    assert remote["data"]["cache"] == "s3://bucket/cache"
