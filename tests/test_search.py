@@ -33,6 +33,15 @@ def test_parse_args_defaults_and_smoke():
     assert g.experiment_path() == "s3://bucket/mabe/n" and g.local_dir().name == "n"
 
 
+@pytest.mark.parametrize("n, startup", [(2, 2), (12, 4), (30, 10), (200, 10)])
+def test_tpe_models_results_after_a_third_of_the_trials(n, startup):
+    # Optuna's default (10 random trials first) would leave TPE 2 proposals in the 12-trial default search.
+    scfg = search.SearchConfig(name="x", num_samples=n)
+    assert scfg.tpe_startup_trials() == startup
+    sampler = search.tpe_sampler(scfg)
+    assert sampler._n_startup_trials == startup  # optuna 5 keeps the argument under this name
+
+
 @pytest.mark.parametrize("argv", [["--num-samples", "0"], ["--epochs", "-1"], ["--set", "optim.lr"]])
 def test_bad_arguments_exit_non_zero(argv, capsys):
     rc = search.main(argv)

@@ -99,6 +99,10 @@ class SearchConfig:
         base = space_mod.SPACE if self.space == "full" else space_mod.CPU_SPACE
         return space_mod.restrict(base, self.overrides)
 
+    def tpe_startup_trials(self) -> int:
+        """Random trials before TPE models the results: a third of the budget, between 2 and 10."""
+        return max(2, min(10, self.num_samples // 3))
+
     def v6_point(self) -> dict:
         return {k: v for k, v in space_mod.V6_POINT.items() if k in self.search_space()}
 
@@ -236,6 +240,14 @@ def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float]]:
     return out
 
 
+def tpe_sampler(scfg: SearchConfig):
+    """Seeded TPE. Optuna samples the first `n_startup_trials` (default 10) at random, which for a 12-trial
+    search would leave TPE two proposals: start it after a third of the trials (2..10)."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=scfg.seed, n_startup_trials=scfg.tpe_startup_trials())
+
+
 def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float]] = ()):
     """OptunaSearch (seeded TPE, study in a real database) inside a ConcurrencyLimiter; V6 evaluated first."""
     import optuna
@@ -248,7 +260,7 @@ def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float]] = ()):
     searcher = OptunaSearch(
         space=space_mod.to_optuna(space), metric=OBJECTIVE, mode="max",
         points_to_evaluate=[scfg.v6_point()],          # enqueued: the first trial is the V6 baseline
-        sampler=optuna.samplers.TPESampler(seed=scfg.seed),
+        sampler=tpe_sampler(scfg),
         study_name=scfg.name, storage=storage)
     for point, value in warm:
         searcher.add_evaluated_point(point, value)     # COMPLETE trials in the new study: TPE starts informed
