@@ -50,7 +50,7 @@ def run(quick: bool = False) -> list[dict]:
         t0 = time.perf_counter()
         if ray.is_initialized():
             ray.shutdown()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        search.init_ray()  # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
         init_s = time.perf_counter() - t0
         try:
             scfg = search.SearchConfig(name="ray-bench", storage=str(tmp / "exp"), num_samples=1, epochs=epochs)

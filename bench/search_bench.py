@@ -74,6 +74,7 @@ def budget_to_reach(trials: list[tuple[int, float]], target: float) -> int | Non
 def run(quick: bool = False) -> list[dict]:
     import ray
 
+    from tune import search
     from tune.config import load_config
     from tune.train import smoke_data
 
@@ -88,7 +89,7 @@ def run(quick: bool = False) -> list[dict]:
                                   "run.patience": 0, "run.threads": 1, **PINNED}).to_dict()
         if ray.is_initialized():
             ray.shutdown()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        search.init_ray()  # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
         try:
             fractions = []
             for seed in seeds:
