@@ -16,29 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_ensemble_build import _ckpt  # tests/ is on sys.path under pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("ray", "optuna", "modal", "matplotlib", "yaml")
-
-
-def _ckpt(d: Path, cache: Path, score: float, name: str, fold: int, seed: int):
-    from features.cache import FeatureCache
-    from features.labels import ACTIONS
-    from models import ModelConfig, build_model  # noqa: F401
-    from tune.checkpoint import save_checkpoint
-    from tune.config import TrainConfig
-
-    fc = FeatureCache(cache)
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"cache": str(cache), "val_fold": fold},
-            "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
-            "features": fc.settings.to_dict(),
-            "classes": ["background", *ACTIONS],
-        }
-    )
-    torch.manual_seed(seed)
-    return save_checkpoint(d, build_model(cfg.model, fc.num_features), cfg, {"val/score": score, "epoch": 1})
 
 
 @pytest.fixture(scope="module")

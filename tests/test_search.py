@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from test_job_submit import _kill_under  # tests/ is on sys.path under pytest
 from tune import search
 from tune import space as sp
 
@@ -237,25 +238,6 @@ def _terminated_trials(exp: Path) -> int:
     return n
 
 
-def _kill_ray_under(tmpdir: Path):
-    """SIGKILL the Ray processes whose command line names our private RAY_TMPDIR (only ours)."""
-    import os
-    import signal
-
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(tmpdir) in cmd:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 @pytest.mark.slow
 def test_kill_and_resume(tiny_data, tmp_path):
     """Kill the search driver (SIGKILL) after its first trial finished; `--resume` finishes the search without
@@ -288,11 +270,11 @@ def test_kill_and_resume(tiny_data, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         log.close()
-        _kill_ray_under(ray_tmp)
+        _kill_under(str(ray_tmp))
     assert not (exp / "results.csv").exists()         # it really died mid-search
     first_done = {p.parent.name: len(p.read_text().splitlines()) for p in exp.glob("*/result.json")}
     done = subprocess.run([*cmd, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=600)
-    _kill_ray_under(ray_tmp)
+    _kill_under(str(ray_tmp))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "resuming" in done.stdout
     table = pd.read_csv(exp / "results.csv")
