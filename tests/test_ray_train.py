@@ -1,6 +1,8 @@
 """Ray Train V2 on CPU: 2-worker DDP run whose checkpoint loads back; a worker failure restarts from checkpoint."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tune.checkpoint import load_model, load_metrics
@@ -58,3 +60,15 @@ def test_trainer_kwargs_make_local_paths_absolute(tmp_path, monkeypatch):
     assert sent["run"]["out_dir"] == str(tmp_path / "runs" / "x")
     remote = trainer_kwargs(cfg.replace(**{"data.cache": "s3://bucket/cache"}), workers=1)["train_loop_config"]
     assert remote["data"]["cache"] == "s3://bucket/cache"
+
+
+def test_trainer_kwargs_shorten_the_health_check_unless_the_user_set_it(monkeypatch):
+    # The controller sees the end of training only at a health-check poll (Ray's default: every 2 s).
+    from tune.ray_train import HEALTH_CHECK_ENV, trainer_kwargs
+
+    monkeypatch.delenv(HEALTH_CHECK_ENV, raising=False)
+    trainer_kwargs(TrainConfig(), workers=1)
+    assert os.environ[HEALTH_CHECK_ENV] == "0.5"
+    monkeypatch.setenv(HEALTH_CHECK_ENV, "3")
+    trainer_kwargs(TrainConfig(), workers=1)
+    assert os.environ[HEALTH_CHECK_ENV] == "3"
