@@ -1,39 +1,91 @@
-"""Search efficiency: TPE + ASHA (what `python -m tune.search` runs) against random search, same trials.
+"""Search efficiency: TPE + ASHA (what `python -m tune.search` runs) against random search, same budget.
 
-    python -m bench.search_bench            # 3 seeds x 8 trials x 4 epochs per method (long: ~20+ min on 2 cores)
-    python -m bench.search_bench --quick    # 1 seed x 4 trials x 2 epochs
+    python -m bench.search_bench            # 3 seeds x 4 arms, budget 8 trials x 6 epochs (~25 min on 2 cores)
+    python -m bench.search_bench --quick    # 1 seed, random vs TPE + ASHA, budget 4 trials x 4 epochs
 
-Both methods run the real machinery (Tuner + OptunaSearch + Ray Train trials) on the same synthetic data and
-the same search space, with the same number of trials and no V6 starting point (so the searchers are compared).
-Random search (Optuna's RandomSampler, no early stopping) spends trials x epochs; TPE + ASHA stops weak trials
-early, and TPE starts modelling after a third of the trials (`tune.search.tpe_sampler`; before that it samples
-at random, so with the same seed both methods share their first points). Reported per seed: the best score each reached, the trial-epochs each spent, and the trial-epochs TPE + ASHA needed (trials in launch
-order) to first reach random search's best score, as a fraction of random search's budget (target <= 1/3).
+The budget is counted in trial-epochs: random search runs `trials` trials to the end (`trials x epochs`), and
+every other arm gets exactly that many trial-epochs, spent however its scheduler likes (ASHA stops weak trials
+early and so starts more of them). A Tune `Stopper` counts every epoch any trial reports, in the order Tune
+sees them, and stops the experiment when the budget is spent; the same log gives the budget an arm had spent
+when one of its trials first reached random search's best score (target: <= 1/3 of the budget).
+
+Four arms separate the two ideas (the full run; `--quick` runs only the first and the last):
+
+    random          Optuna RandomSampler, every trial runs all epochs (the baseline)
+    random+asha     random points, ASHA early stopping: what ASHA alone is worth
+    tpe             TPE (`tune.search.tpe_sampler`), no early stopping: what TPE alone is worth
+    tpe+asha        the product (`tune.search.build_scheduler`: grace 2, reduction 2, `--epochs` 6)
+
+All arms run the real machinery (Tuner + OptunaSearch + Ray Train trials, 2 at a time) on the same synthetic
+data, the same space (batch and window pinned small: the bench compares searchers, not speed) and the same
+seed; no arm is handed the V6 point (the product evaluates it first), so the searchers themselves are compared.
 """
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PINNED = {"optim.batch_size": 32, "data.window": 64}  # small and fixed: the bench compares searchers, not speed
+ARMS = ("random", "random+asha", "tpe", "tpe+asha")
 
 
-def _trials(grid, objective: str) -> list[tuple[int, float]]:
-    """(epochs run, best objective) per trial, in launch order (trial ids end in a running number)."""
-    rows = []
-    for res in grid:
-        df = res.metrics_dataframe
-        if df is None or objective not in df:
-            continue
-        epochs = int(df["epoch"].max()) if "epoch" in df else len(df)
-        rows.append((res.path, epochs, float(df[objective].max())))
-    rows.sort(key=lambda r: r[0])
-    return [(e, s) for _, e, s in rows]
+@dataclass
+class Arm:
+    """What one arm did: every reported score with the trial-epochs spent so far (all trials, report order)."""
+    name: str
+    budget: int
+    log: list[tuple[int, float]] = field(default_factory=list)
+    trials: int = 0
+    seconds: float = 0.0
+
+    def best(self) -> float:
+        """Best score reported within the budget."""
+        return max((s for spent, s in self.log if spent <= self.budget), default=float("nan"))
+
+    def spent(self) -> int:
+        return min(self.budget, max((spent for spent, _ in self.log), default=0))
+
+    def budget_to_reach(self, target: float) -> int | None:
+        """Trial-epochs spent when a trial first reported `target` or better; None if never within budget."""
+        return budget_to_reach(self.log, target, self.budget)
 
 
-def _search(method: str, seed: int, n: int, epochs: int, base: dict, storage: Path):
+def budget_to_reach(log: list[tuple[int, float]], target: float, budget: int) -> int | None:
+    """First `spent` in `log` (in report order) whose score reaches `target` within `budget`; None if never."""
+    for spent, score in log:
+        if spent > budget:
+            return None
+        if score >= target - 1e-12:
+            return spent
+    return None
+
+
+def budget_stopper(budget: int, log: list, objective: str):
+    """A Tune Stopper that appends (trial-epochs spent, score) per report to `log` and stops all trials once
+    `budget` trial-epochs are spent. Epochs are read from each result's `epoch` (the trial's own count), so a
+    trial's extra final report costs nothing."""
+    import ray.tune
+
+    class BudgetStopper(ray.tune.Stopper):
+        def __init__(self):
+            self.epochs: dict[str, int] = {}
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            self.epochs[trial_id] = max(self.epochs.get(trial_id, 0), int(result.get("epoch", 0) or 0))
+            if result.get(objective) is not None:
+                log.append((sum(self.epochs.values()), float(result[objective])))
+            return False
+
+        def stop_all(self) -> bool:
+            return sum(self.epochs.values()) >= budget
+
+    return BudgetStopper()
+
+
+def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: Path) -> Arm:
     import optuna
     import ray.tune
     from ray.tune.search import ConcurrencyLimiter
@@ -41,34 +93,29 @@ def _search(method: str, seed: int, n: int, epochs: int, base: dict, storage: Pa
 
     from tune import search, space
 
-    scfg = search.SearchConfig(name=f"{method}-{seed}", storage=str(storage), num_samples=n, epochs=epochs,
-                               grace_period=1, seed=seed, overrides=dict(PINNED))
-    # Neither searcher is handed the V6 point here (the product always evaluates it first): with it, both
-    # methods would often "find" their best at trial 1 and the comparison would say nothing about the searcher.
-    sampler = search.tpe_sampler(scfg) if method == "tpe_asha" else optuna.samplers.RandomSampler(seed=seed)
+    budget = trials * epochs
+    scfg = search.SearchConfig(name=f"{arm.replace('+', '-')}-{seed}", storage=str(storage), num_samples=trials,
+                               epochs=epochs, seed=seed, overrides=dict(PINNED))
+    # TPE models results after a third of `trials` (the product's rule for a search of that many trials).
+    sampler = search.tpe_sampler(scfg) if arm.startswith("tpe") else optuna.samplers.RandomSampler(seed=seed)
     searcher = ConcurrencyLimiter(OptunaSearch(
         space=space.to_optuna(scfg.search_space()), metric=search.OBJECTIVE, mode="max", sampler=sampler),
         max_concurrent=scfg.max_concurrent)
-    scheduler = search.build_scheduler(scfg) if method == "tpe_asha" else None
+    out = Arm(arm, budget)
     setup = search.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": scfg.scratch_dir()}})
     tuner = ray.tune.Tuner(
         search.make_trainable(search.train_driver, setup),
-        tune_config=ray.tune.TuneConfig(metric=search.OBJECTIVE, mode="max", search_alg=searcher,
-                                        scheduler=scheduler, num_samples=n),
-        run_config=ray.tune.RunConfig(name=scfg.name, storage_path=str(storage), verbose=0))
+        tune_config=ray.tune.TuneConfig(
+            metric=search.OBJECTIVE, mode="max", search_alg=searcher,
+            scheduler=search.build_scheduler(scfg) if arm.endswith("asha") else None,
+            num_samples=budget),  # the budget stopper ends the search; every trial costs >= 1 trial-epoch
+        run_config=ray.tune.RunConfig(name=scfg.name, storage_path=str(storage), verbose=0,
+                                      stop=budget_stopper(budget, out.log, search.OBJECTIVE)))
     t0 = time.perf_counter()
     grid = tuner.fit()
-    return _trials(grid, search.OBJECTIVE), time.perf_counter() - t0
-
-
-def budget_to_reach(trials: list[tuple[int, float]], target: float) -> int | None:
-    """Trial-epochs spent (in launch order) until a trial first reaches `target`; None if never."""
-    spent = 0
-    for epochs, best in trials:
-        spent += epochs
-        if best >= target - 1e-12:
-            return spent
-    return None
+    out.seconds = time.perf_counter() - t0
+    out.trials = len(grid)
+    return out
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -78,8 +125,10 @@ def run(quick: bool = False) -> list[dict]:
     from tune.config import load_config
     from tune.train import smoke_data
 
-    seeds, n, epochs = ([0], 4, 2) if quick else ([0, 1, 2], 8, 4)
-    rows = []
+    seeds, trials, epochs = ([0], 4, 4) if quick else ([0, 1, 2], 8, 6)
+    arms = ("random", "tpe+asha") if quick else ARMS
+    rows, reached = [], {arm: [] for arm in arms[1:]}
+    best: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="mabe-search-bench-") as tmp:
         tmp = Path(tmp)
         smoke_data(str(tmp / "synth"), str(tmp / "cache"), n_videos=8 if quick else 12,
@@ -91,25 +140,38 @@ def run(quick: bool = False) -> list[dict]:
             ray.shutdown()
         search.init_ray()  # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
         try:
-            fractions = []
             for seed in seeds:
-                tpe, tpe_s = _search("tpe_asha", seed, n, epochs, base, tmp / "exp")
-                rnd, rnd_s = _search("random", seed, n, epochs, base, tmp / "exp")
-                rnd_best = max(s for _, s in rnd)
-                rnd_budget = sum(e for e, _ in rnd)
-                need = budget_to_reach(tpe, rnd_best)
-                frac = need / rnd_budget if need is not None else None
-                fractions.append(frac)
-                note = (f"seed {seed}: TPE+ASHA best {max(s for _, s in tpe):.4f} in {sum(e for e, _ in tpe)} "
-                        f"trial-epochs ({tpe_s:.0f} s); random best {rnd_best:.4f} in {rnd_budget} trial-epochs "
-                        f"({rnd_s:.0f} s); TPE+ASHA reached random's best after "
-                        + (f"{need} trial-epochs" if need is not None else "never"))
-                print(note, flush=True)
-                rows.append({"stage": f"search: budget to reach random's best (seed {seed})", "ours": frac,
-                             "unit": "fraction of random's budget", "target": "<= 0.3334",
-                             "passed": frac is not None and frac <= 1 / 3, "note": note})
+                done = {arm: _search(arm, seed, trials, epochs, base, tmp / "exp") for arm in arms}
+                target = done["random"].best()
+                for arm, res in done.items():
+                    best[arm].append(res.best())
+                    need = None if arm == "random" else res.budget_to_reach(target)
+                    frac = need / res.budget if need is not None else None
+                    note = (f"seed {seed} {arm}: best {res.best():.4f}, {res.trials} trials, {res.spent()} of "
+                            f"{res.budget} trial-epochs, {res.seconds:.0f} s"
+                            + ("" if arm == "random" else f"; reached random's best {target:.4f} after "
+                               + (f"{need} trial-epochs ({frac:.2f} of the budget)" if need else "never")))
+                    print(note, flush=True)
+                    if arm == "random":
+                        continue
+                    reached[arm].append(frac)
+                    rows.append({"stage": f"search: {arm} budget to reach random's best (seed {seed})",
+                                 "ours": frac, "unit": "fraction of the budget",
+                                 "target": "<= 0.3334" if arm == "tpe+asha" else None,
+                                 **({"passed": frac is not None and frac <= 1 / 3} if arm == "tpe+asha" else {}),
+                                 "note": note})
         finally:
             ray.shutdown()
+    for arm in arms:
+        mean = sum(best[arm]) / len(best[arm])
+        hits = "" if arm == "random" else (
+            f"; reached random's best in {sum(f is not None for f in reached[arm])} of {len(seeds)} seeds, within "
+            f"1/3 of the budget in {sum(f is not None and f <= 1 / 3 for f in reached[arm])}")
+        rows.append({"stage": f"search: {arm} mean best score ({len(seeds)} seeds, same budget)", "ours": mean,
+                     **({} if arm == "random" else {"baseline": sum(best['random']) / len(seeds),
+                                                    "ratio": mean / max(sum(best['random']) / len(seeds), 1e-9)}),
+                     "unit": "val/best_score", "target": None,
+                     "note": "per seed " + ", ".join(f"{b:.4f}" for b in best[arm]) + hits})
     return rows
 
 
