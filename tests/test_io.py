@@ -182,6 +182,109 @@ def test_read_tracking_matches_pandas_pivot(tmp_path):
     assert tr.mouse_ids == [1, 3]
 
 
+def test_read_tracking_row_groups_with_different_dictionaries(tmp_path):
+    # each row group gets its own parquet dictionary, in order of first appearance: "tail_base" first in
+    # the first group, "nose" first in the second; the reader must map both onto one sorted list
+    rows = [
+        (0, 1, "tail_base", 1.0, 2.0),
+        (0, 1, "nose", 3.0, 4.0),
+        (1, 2, "nose", 5.0, 6.0),
+        (1, 2, "ear_left", 7.0, 8.0),
+    ]
+    p = tmp_path / "9.parquet"
+    pq.write_table(_tracking_table(rows, m=pa.int8()), p, row_group_size=2)
+    chunks = pq.ParquetFile(p, read_dictionary=["bodypart"]).read().column("bodypart").chunks
+    assert [c.dictionary.to_pylist() for c in chunks] == [["tail_base", "nose"], ["nose", "ear_left"]]
+    tr = read_tracking(p)
+    assert tr.mouse_ids == [1, 2] and tr.bodyparts == ["ear_left", "nose", "tail_base"]
+    assert tr.xy.shape == (2, 2, 3, 2)
+    np.testing.assert_array_equal(tr.xy[0, 0], [[np.nan, np.nan], [3.0, 4.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(tr.xy[1, 1], [[7.0, 8.0], [5.0, 6.0], [np.nan, np.nan]])
+    assert np.isnan(tr.xy[0, 1]).all() and np.isnan(tr.xy[1, 0]).all()
+
+
+def test_read_tracking_unused_categories_and_mouse_ids(tmp_path):
+    # a pandas Categorical keeps unused categories in the parquet dictionary ("ear_right", "zz"); mouse 2 has
+    # no row (ids 1 and 3), and frame 0 (the first row's) shows neither mouse 3 nor "tail_base"
+    df = pd.DataFrame(
+        {
+            "video_frame": np.array([0, 1, 1, 2], dtype=np.int32),
+            "mouse_id": np.array([1, 3, 1, 3], dtype=np.int8),
+            "bodypart": pd.Categorical(
+                ["nose", "nose", "tail_base", "tail_base"],
+                categories=["zz", "tail_base", "ear_right", "nose"],
+            ),
+            "x": np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32),
+            "y": np.array([5.0, 6.0, 7.0, 8.0], dtype=np.float32),
+        }
+    )
+    p = tmp_path / "4.parquet"
+    df.to_parquet(p)
+    assert pq.ParquetFile(p).read().column("bodypart").chunk(0).dictionary.to_pylist() == [
+        "zz",
+        "tail_base",
+        "ear_right",
+        "nose",
+    ]
+    tr = read_tracking(p)
+    assert tr.mouse_ids == [1, 3] and tr.bodyparts == ["nose", "tail_base"]
+    assert tr.xy.shape == (3, 2, 2, 2) and tr.xy.flags.c_contiguous
+    np.testing.assert_array_equal(tr.xy[0, 0, 0], [1.0, 5.0])  # frame 0, mouse 1, nose
+    np.testing.assert_array_equal(tr.xy[1, 1, 0], [2.0, 6.0])  # frame 1, mouse 3, nose
+    np.testing.assert_array_equal(tr.xy[1, 0, 1], [3.0, 7.0])  # frame 1, mouse 1, tail_base
+    np.testing.assert_array_equal(tr.xy[2, 1, 1], [4.0, 8.0])  # frame 2, mouse 3, tail_base
+    assert np.isnan(tr.xy).sum() == 2 * (3 * 2 * 2 - 4)
+
+
+def test_read_tracking_many_mouse_ids_and_names(tmp_path):
+    # 70 ids spread over 1..208 and a dictionary of 10 names, 3 of them used: more than 256 (mouse, part)
+    # cells, so the used ones are counted before the scatter
+    ids = [1 + 3 * i for i in range(70)]  # 1, 4, ..., 208
+    rows = [(i % 5, m, ["b", "a", "c"][i % 3], float(i), float(-i)) for i, m in enumerate(ids)]
+    names = [f"unused{j}" for j in range(7)] + ["c", "b", "a"]
+    t = _tracking_table(rows).set_column(
+        2, "bodypart", pa.DictionaryArray.from_arrays(pa.array([names.index(r[2]) for r in rows]), names)
+    )
+    p = _write(t, tmp_path / "6.parquet")
+    tr = read_tracking(p)
+    assert tr.mouse_ids == ids and tr.bodyparts == ["a", "b", "c"]
+    assert tr.xy.shape == (5, 70, 3, 2)
+    for i, m in enumerate(ids):
+        np.testing.assert_array_equal(tr.xy[i % 5, i, "abc".index("bac"[i % 3])], [i, -i])
+    assert np.isnan(tr.xy).sum() == 2 * (5 * 70 * 3 - 70)
+
+
+@pytest.mark.parametrize(
+    "btype", [pa.large_string(), pa.string_view(), pa.dictionary(pa.int16(), pa.string())]
+)
+def test_read_tracking_string_types(tmp_path, btype):
+    p = _write(_tracking_table(ROWS, b=btype, m=pa.uint8()), tmp_path / "123.parquet")
+    tr = read_tracking(p)
+    assert tr.mouse_ids == [1, 2] and tr.bodyparts == ["nose", "tail_base"]
+    np.testing.assert_array_equal(tr.xy[2, 1, 0], [7.5, 8.5])
+    assert np.isnan(tr.xy).sum() == 2 * (3 * 2 * 2 - 4)
+
+
+def test_read_tracking_more_rows_than_one_block(tmp_path):
+    # 3 x 40,000 rows, more than one 64 Ki-row block of the scatter; x = frame, y = mouse id
+    n = 40_000
+    f = np.repeat(np.arange(n), 3)
+    m = np.tile([2, 3, 17], n)
+    t = pa.table(
+        {
+            "video_frame": pa.array(f, pa.int32()),
+            "mouse_id": pa.array(m, pa.int16()),
+            "bodypart": pa.array(["nose"] * f.size),
+            "x": pa.array(f.astype(np.float64)),
+            "y": pa.array(m.astype(np.float64)),
+        }
+    )
+    tr = read_tracking(_write(t, tmp_path / "8.parquet"))
+    assert tr.mouse_ids == [2, 3, 17] and tr.bodyparts == ["nose"] and tr.n_rows == 3 * n
+    expected = np.stack(np.broadcast_arrays(np.arange(n)[:, None], np.array([2, 3, 17])[None, :]), -1)
+    np.testing.assert_array_equal(tr.xy[:, :, 0], expected.astype(np.float32))
+
+
 @pytest.mark.parametrize(
     "case, pattern",
     [
@@ -192,6 +295,10 @@ def test_read_tracking_matches_pandas_pivot(tmp_path):
         ("corrupt", r"corrupt or unreadable parquet"),
         ("negative_frame", r"negative frame number -3"),
         ("nan_xy", r"1 row\(s\) with NaN"),
+        ("inf_xy", r"1 row\(s\) with NaN/inf"),
+        ("mouse_zero", r"mouse_id 0 < 1"),
+        ("null_mouse", r"null values in column mouse_id"),
+        ("null_bodypart", r"null values in column 'bodypart'"),
         ("missing_file", r"tracking file not found"),
     ],
 )
@@ -213,6 +320,14 @@ def test_read_tracking_bad_input(tmp_path, case, pattern):
         _write(_tracking_table(ROWS + [(-3, 1, "nose", 0.0, 0.0)]), path)
     elif case == "nan_xy":
         _write(_tracking_table(ROWS + [(1, 1, "nose", float("nan"), 0.0)]), path)
+    elif case == "inf_xy":
+        _write(_tracking_table(ROWS + [(1, 1, "nose", 0.0, float("-inf"))]), path)
+    elif case == "mouse_zero":
+        _write(_tracking_table(ROWS + [(1, 0, "nose", 0.0, 0.0)]), path)
+    elif case == "null_mouse":
+        _write(_tracking_table(ROWS + [(1, None, "nose", 0.0, 0.0)]), path)
+    elif case == "null_bodypart":
+        _write(_tracking_table(ROWS + [(1, 1, None, 0.0, 0.0)]), path)
     with pytest.raises(MabeDataError, match=pattern) as exc:
         read_tracking(path)
     assert "777.parquet" in str(exc.value) and "video 777" in str(exc.value)
