@@ -463,14 +463,14 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
     # blocks of rows so that the block's flat index and pairs stay in cache (~2x faster than whole-array
     # temporaries); the index is intp, the only type numpy's scatter takes without converting it first
     target = grid.view(np.float64).reshape(-1)
+    itype = np.int32 if n_frames * cells < 2**31 else np.int64  # int32 arithmetic is cheaper
     flat = np.empty(min(_BLOCK, n_rows), dtype=np.intp)
     pairs = np.empty((flat.size, 2), dtype=np.float32)
     for a in range(0, n_rows, _BLOCK):
         b = min(a + _BLOCK, n_rows)
         f, p = flat[: b - a], pairs[: b - a]
-        f[...] = frames[a:b]
-        f *= cells
-        f += mk[a:b]  # index into the flattened [T, M, K] grid
+        # index into the flattened [T, M, K] grid: computed in itype, written as intp
+        np.add(frames[a:b].astype(itype, copy=False) * itype(cells), mk[a:b], out=f, casting="unsafe")
         p[:, 0], p[:, 1] = x[a:b], y[a:b]
         target[f] = p.view(np.float64).reshape(-1)
     xy = grid.reshape(n_frames, M, K, 2)
