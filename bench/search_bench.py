@@ -149,7 +149,8 @@ def run(quick: bool = False) -> list[dict]:
                     frac = need / res.budget if need is not None else None
                     note = (f"seed {seed} {arm}: best {res.best():.4f}, {res.trials} trials, {res.spent()} of "
                             f"{res.budget} trial-epochs, {res.seconds:.0f} s"
-                            + ("" if arm == "random" else f"; reached random's best {target:.4f} after "
+                            + (f"; found its best after {res.budget_to_reach(target)} trial-epochs" if arm == "random"
+                               else f"; reached random's best {target:.4f} after "
                                + (f"{need} trial-epochs ({frac:.2f} of the budget)" if need else "never")))
                     print(note, flush=True)
                     if arm == "random":
