@@ -2,6 +2,7 @@
 
     python -m bench.search_bench            # 3 seeds x 4 arms, budget 8 trials x 6 epochs (~25 min on 2 cores)
     python -m bench.search_bench --quick    # 1 seed, random vs TPE + ASHA, budget 4 trials x 4 epochs
+    python -m bench.search_bench --arms tpe+asha   # random and the named arms only
 
 The budget is counted in trial-epochs: random search runs `trials` trials to the end (`trials x epochs`), and
 every other arm gets exactly that many trial-epochs, spent however its scheduler likes (ASHA stops weak trials
@@ -14,7 +15,8 @@ Four arms separate the two ideas (the full run; `--quick` runs only the first an
     random          Optuna RandomSampler, every trial runs all epochs (the baseline)
     random+asha     random points, ASHA early stopping: what ASHA alone is worth
     tpe             TPE (`tune.search.tpe_sampler`), no early stopping: what TPE alone is worth
-    tpe+asha        the product (`tune.search.build_scheduler`: grace 2, reduction 2, `--epochs` 6)
+    tpe+asha        the product (`tune.search.build_scheduler`: grace 2, reduction 2, `--epochs` 6; trials
+                    ASHA stopped are told to TPE as PRUNED, `tune.search.optuna_search`)
 
 All arms run the real machinery (Tuner + OptunaSearch + Ray Train trials, 2 at a time) on the same synthetic
 data, the same space (batch and window pinned small: the bench compares searchers, not speed) and the same
@@ -89,7 +91,6 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
     import optuna
     import ray.tune
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     from tune import search, space
 
@@ -98,7 +99,7 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
                                epochs=epochs, seed=seed, overrides=dict(PINNED))
     # TPE models results after a third of `trials` (the product's rule for a search of that many trials).
     sampler = search.tpe_sampler(scfg) if arm.startswith("tpe") else optuna.samplers.RandomSampler(seed=seed)
-    searcher = ConcurrencyLimiter(OptunaSearch(
+    searcher = ConcurrencyLimiter(search.optuna_search(
         space=space.to_optuna(scfg.search_space()), metric=search.OBJECTIVE, mode="max", sampler=sampler),
         max_concurrent=scfg.max_concurrent)
     out = Arm(arm, budget)
@@ -118,7 +119,7 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
     return out
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, arms: tuple[str, ...] | None = None) -> list[dict]:
     import ray
 
     from tune import search
@@ -126,7 +127,7 @@ def run(quick: bool = False) -> list[dict]:
     from tune.train import smoke_data
 
     seeds, trials, epochs = ([0], 4, 4) if quick else ([0, 1, 2], 8, 6)
-    arms = ("random", "tpe+asha") if quick else ARMS
+    arms = ("random", *[a for a in arms if a != "random"]) if arms else ("random", "tpe+asha") if quick else ARMS
     rows, reached = [], {arm: [] for arm in arms[1:]}
     best: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="mabe-search-bench-") as tmp:
@@ -180,8 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.search_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--arms", type=lambda v: tuple(v.split(",")), default=None,
+                   help=f"comma-separated subset of {','.join(ARMS)} (random always runs: it sets the target)")
     args = p.parse_args(argv)
-    for row in run(args.quick):
+    if args.arms and not set(args.arms) <= set(ARMS):
+        p.error(f"--arms: unknown {sorted(set(args.arms) - set(ARMS))}; choose from {','.join(ARMS)}")
+    for row in run(args.quick, args.arms):
         print(row)
 
 

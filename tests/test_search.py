@@ -43,6 +43,33 @@ def test_tpe_models_results_after_a_third_of_the_trials(n, startup):
     assert sampler._n_startup_trials == startup  # optuna 5 keeps the argument under this name
 
 
+def test_trials_stopped_early_reach_optuna_as_pruned():
+    # ASHA-stopped trials never make the driver's final report (BEST_CKPT): TPE must not rank their short-run
+    # scores among full-length ones. Real OptunaSearch + in-memory Optuna study; no Ray session needed.
+    import optuna
+
+    searcher = search.optuna_search(space=sp.to_optuna({"optim.lr": ("loguniform", 1e-4, 1e-2)}),
+                                    metric=search.OBJECTIVE, mode="max",
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+    for tid in ("full", "stopped", "broken", "silent", "first"):
+        assert searcher.suggest(tid) is not None
+    searcher.on_trial_result("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
+    searcher.on_trial_complete("full", {search.OBJECTIVE: 0.3, search.BEST_CKPT: "/ckpt", "training_iteration": 7})
+    searcher.on_trial_complete("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
+    searcher.on_trial_complete("broken", None, error=True)
+    searcher.on_trial_complete("silent", None)
+    # stopped at its first result: Tune passes that result to on_trial_complete only, never to on_trial_result
+    searcher.on_trial_complete("first", {search.OBJECTIVE: 0.05, "training_iteration": 1})
+    trials = {t.number: t for t in searcher._ot_study.trials}   # suggest order: full, stopped, broken, silent
+    S = optuna.trial.TrialState
+    assert [trials[i].state for i in range(5)] == [S.COMPLETE, S.PRUNED, S.FAIL, S.PRUNED, S.PRUNED]
+    assert trials[4].value == 0.05 and trials[4].intermediate_values == {1: 0.05}
+    assert trials[0].value == 0.3
+    # Optuna files a pruned trial under its last intermediate value; TPE ranks it after every COMPLETE trial
+    assert trials[1].value == 0.2 and trials[1].intermediate_values == {2: 0.2}
+
+
+
 @pytest.mark.parametrize("argv", [["--num-samples", "0"], ["--epochs", "-1"], ["--set", "optim.lr"]])
 def test_bad_arguments_exit_non_zero(argv, capsys):
     rc = search.main(argv)
@@ -139,10 +166,11 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     for png in ("optimization_history.png", "parallel_coordinates.png", "per_action_f1.png"):
         assert (exp / png).stat().st_size > 1000
     assert "best vs V6: " in summary["report"]
-    # the Optuna study file holds the same trials: 4, V6 first, values = each trial's final objective
+    # the Optuna study file holds the same trials: 4, V6 first; trials that ran to the end are COMPLETE,
+    # ASHA-stopped ones PRUNED (so TPE ranks them after every full-length trial)
     rows, params = _study_trials(exp / "optuna.db", "trivial")
     assert [r[0] for r in rows] == [0, 1, 2, 3]
-    assert all(r[1] == "COMPLETE" for r in rows)
+    assert sorted(r[1] for r in rows) == sorted(table["status"].map({"TERMINATED": "COMPLETE", "STOPPED": "PRUNED"}))
     lr_by_number = {n: v for n, k, v in params if k == sp.LR}
     assert lr_by_number[0] == pytest.approx(4e-4)
     assert sorted(lr_by_number.values()) == pytest.approx(sorted(table[sp.LR]))
@@ -162,6 +190,10 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     # warm start: a second search gets the first study's COMPLETE trials as evaluated points
     warm = search.warm_start_trials(str(exp), scfg.search_space())
     assert len(warm) == 4 and warm[0][0][sp.LR] == pytest.approx(4e-4)
+    stopped = table[table["status"] == "STOPPED"]
+    assert sum(steps is not None for _, _, steps in warm) == len(stopped)
+    for _, value, steps in warm:   # a pruned trial's steps end at its stop step, with the value it was filed under
+        assert steps is None or (steps[-1] == pytest.approx(value) and 1 <= len(steps) - 1 <= 3)
     scfg2 = _scfg(tmp_path, "trivial-warm", num_samples=2, warm_start=str(exp))
     search.run_search(scfg2, _make_trivial(), base)
     rows2, _ = _study_trials(tmp_path / "exp" / "trivial-warm" / "optuna.db", "trivial-warm")

@@ -67,7 +67,7 @@ class SearchConfig:
     seed: int = 0                     # TPE sampler seed
     gpu_hour_cost: float = DEFAULT_GPU_HOUR_COST
     optuna_storage: str = ""          # SQLAlchemy URL; "" = sqlite:///<experiment>/optuna.db
-    warm_start: str = ""              # previous experiment folder or Optuna URL: its COMPLETE trials seed TPE
+    warm_start: str = ""              # previous experiment folder or Optuna URL: its trials seed TPE
     address: str = ""                 # Ray cluster to join ("" = RAY_ADDRESS, else a private local Ray)
     max_failures: int = 2             # Tune retries of a failed trial (the Train run resumes from its checkpoint)
     train_max_failures: int = 1       # Ray Train restarts of the worker group inside one trial
@@ -219,9 +219,11 @@ def driver_resources() -> dict:
 # Searcher, scheduler, tuner
 
 
-def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float]]:
-    """COMPLETE trials (params inside `space`, finite value) of previous studies at `source`: an experiment
-    folder (its optuna.db) or an Optuna storage URL. Returned as (point, value) for add_evaluated_point."""
+def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float, list[float] | None]]:
+    """COMPLETE and PRUNED trials (params inside `space`, finite value) of previous studies at `source`: an
+    experiment folder (its optuna.db) or an Optuna storage URL. Returned as (point, value, intermediate) for
+    add_evaluated_point: intermediate is None for a COMPLETE trial; for a PRUNED one its reported values
+    indexed by step (Ray numbers them from 0), so the stop step and value keep their meaning to TPE."""
     import math
 
     import optuna
@@ -230,13 +232,20 @@ def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float]]:
     if "://" not in source and not (Path(source) / "optuna.db").exists():
         raise FileNotFoundError(f"--warm-start {source}: no optuna.db in that folder")
     storage = optuna.storages.RDBStorage(url)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     out = []
     for study_name in optuna.study.get_all_study_names(storage):
         study = optuna.load_study(study_name=study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for t in study.get_trials(deepcopy=False, states=states):
             point = {k: t.params[k] for k in space if k in t.params}
-            if t.value is not None and math.isfinite(t.value) and not space_mod.contains(space, point):
-                out.append((point, float(t.value)))
+            if t.value is None or not math.isfinite(t.value) or space_mod.contains(space, point):
+                continue
+            steps = t.intermediate_values
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                out.append((point, float(t.value), None))
+            else:
+                first = steps[min(steps)] if steps else None
+                out.append((point, float(t.value), [steps.get(i, first) for i in range(max(steps, default=-1) + 1)]))
     return out
 
 
@@ -248,22 +257,46 @@ def tpe_sampler(scfg: SearchConfig):
     return optuna.samplers.TPESampler(seed=scfg.seed, n_startup_trials=scfg.tpe_startup_trials())
 
 
-def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float]] = ()):
-    """OptunaSearch (seeded TPE, study in a real database) inside a ConcurrencyLimiter; V6 evaluated first."""
+def optuna_search(**kwargs):
+    """Ray's `OptunaSearch(**kwargs)`, except that a trial ASHA stopped early is told to Optuna as PRUNED.
+
+    Ray tells every finished trial as COMPLETE with its last value, so TPE compared 2-epoch scores of
+    stopped trials with full-length ones and modelled "short" rather than "good" (bench/search_bench.py,
+    3 seeds: TPE + ASHA averaged below random search and below either idea alone). Optuna's TPE ranks PRUNED
+    trials after every COMPLETE one (the deepest step, then its value, first), which is what an early stop
+    means. A trial that ran to the end made the driver's final report (with `BEST_CKPT`); one that did not
+    was stopped (by ASHA, or by the end of the search)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StoppedAsPruned(OptunaSearch):
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+            if error or not result or BEST_CKPT in result or trial_id in self._completed_trials:
+                return super().on_trial_complete(trial_id, result=result, error=error)
+            # Tune hands the result that made ASHA stop the trial to on_trial_complete only: record it as the
+            # last intermediate value (a step already reported is ignored by Optuna), then tell PRUNED
+            if result.get(self.metric) is not None and "training_iteration" in result:
+                self._ot_trials[trial_id].report(result[self.metric], result["training_iteration"])
+            super().on_trial_complete(trial_id, result=None, error=False)   # no value, no error: PRUNED
+
+    return StoppedAsPruned(**kwargs)
+
+
+def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float, list[float] | None]] = ()):
+    """OptunaSearch (seeded TPE, study in a real database, early-stopped trials PRUNED) inside a
+    ConcurrencyLimiter; V6 evaluated first."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     space = scfg.search_space()
     # Ray's OptunaSearch wants a BaseStorage instance (not a URL); it calls create_study(load_if_exists=True).
     storage = optuna.storages.RDBStorage(scfg.optuna_url())
-    searcher = OptunaSearch(
+    searcher = optuna_search(
         space=space_mod.to_optuna(space), metric=OBJECTIVE, mode="max",
         points_to_evaluate=[scfg.v6_point()],          # enqueued: the first trial is the V6 baseline
         sampler=tpe_sampler(scfg),
         study_name=scfg.name, storage=storage)
-    for point, value in warm:
-        searcher.add_evaluated_point(point, value)     # COMPLETE trials in the new study: TPE starts informed
+    for point, value, steps in warm:  # old trials, COMPLETE or PRUNED, in the new study: TPE starts informed
+        searcher.add_evaluated_point(point, value, pruned=steps is not None, intermediate_values=steps)
     return ConcurrencyLimiter(searcher, max_concurrent=scfg.max_concurrent)
 
 
@@ -405,7 +438,8 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     else:
         warm = warm_start_trials(scfg.warm_start, scfg.search_space()) if scfg.warm_start else []
         if warm:
-            print(f"warm start: {len(warm)} completed trials from {scfg.warm_start}")
+            print(f"warm start: {len(warm)} trials from {scfg.warm_start} "
+                  f"({sum(steps is not None for _, _, steps in warm)} of them stopped early)")
         tuner = build_tuner(scfg, trainable, base, warm)
     grid = tuner.fit()
     wall = time.time() - t0
@@ -470,7 +504,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     p.add_argument("--optuna-storage", default="",
                    help="Optuna database URL (default sqlite:///<experiment>/optuna.db; a cluster: postgresql://...)")
     p.add_argument("--warm-start", default="", help="previous experiment folder or Optuna URL: seed TPE with its "
-                                                    "completed trials")
+                                                    "trials (early-stopped ones as pruned)")
     p.add_argument("--address", default="", help="Ray cluster address (default: $RAY_ADDRESS, else local Ray)")
     p.add_argument("--max-failures", type=int, default=2, help="Tune retries per trial")
     p.add_argument("--space", choices=("cpu", "full"), default=None,
