@@ -269,13 +269,23 @@ def optuna_search(**kwargs):
     from ray.tune.search.optuna import OptunaSearch
 
     class StoppedAsPruned(OptunaSearch):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self._reported: set[tuple[str, int]] = set()    # (trial id, step) told to Optuna
+
+        def on_trial_result(self, trial_id: str, result: dict):
+            super().on_trial_result(trial_id, result)
+            self._reported.add((trial_id, result.get("training_iteration")))
+
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             if error or not result or BEST_CKPT in result or trial_id in self._completed_trials:
                 return super().on_trial_complete(trial_id, result=result, error=error)
             # Tune hands the result that made ASHA stop the trial to on_trial_complete only: record it as the
-            # last intermediate value (a step already reported is ignored by Optuna), then tell PRUNED
-            if result.get(self.metric) is not None and "training_iteration" in result:
-                self._ot_trials[trial_id].report(result[self.metric], result["training_iteration"])
+            # last intermediate value (unless that step was reported: Optuna would warn), then tell PRUNED
+            step = result.get("training_iteration")
+            if result.get(self.metric) is not None and step is not None and \
+                    (trial_id, step) not in self._reported:
+                self._ot_trials[trial_id].report(result[self.metric], step)
             super().on_trial_complete(trial_id, result=None, error=False)   # no value, no error: PRUNED
 
     return StoppedAsPruned(**kwargs)
