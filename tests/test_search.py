@@ -34,7 +34,7 @@ def test_parse_args_defaults_and_smoke():
     assert g.experiment_path() == "s3://bucket/mabe/n" and g.local_dir().name == "n"
 
 
-@pytest.mark.parametrize("n, startup", [(2, 2), (12, 4), (30, 10), (200, 10)])
+@pytest.mark.parametrize("n, startup", [(2, 4), (8, 4), (12, 4), (18, 6), (30, 10), (200, 10)])
 def test_tpe_models_results_after_a_third_of_the_trials(n, startup):
     # Optuna's default (10 random trials first) would leave TPE 2 proposals in the 12-trial default search.
     scfg = search.SearchConfig(name="x", num_samples=n)
