@@ -149,27 +149,16 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith("[]") and "site-packages" in probe.stdout  # the wheel, not the checkout
+
+    def venv_predict(out, *extra):  # `python -m ensemble.predict` on the bundle, in the clean venv
+        return subprocess.run(
+            [str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out", str(out),
+             *extra],
+            capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+        )
+
     out = tmp_path / "submission.csv"
-    r = subprocess.run(
-        check=False,
-        args=[
-            str(py),
-            "-m",
-            "ensemble.predict",
-            "--bundle",
-            str(bundle),
-            "--data",
-            str(root),
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    r = venv_predict(out, "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[ensemble.predict]" in r.stdout and "next:" in r.stdout
     sub = pd.read_csv(out)
@@ -192,23 +181,6 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
     # 6. tampering with one bundle file: the venv predict refuses, naming the file
     victim = bundle / "thresholds.json"
     victim.write_text(victim.read_text().replace("0.", "0.0", 1))
-    r = subprocess.run(
-        check=False,
-        args=[
-            str(py),
-            "-m",
-            "ensemble.predict",
-            "--bundle",
-            str(bundle),
-            "--data",
-            str(root),
-            "--out",
-            str(tmp_path / "tampered.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    r = venv_predict(tmp_path / "tampered.csv")
     assert r.returncode == 2 and "thresholds.json" in r.stderr and "sha256" in r.stderr
     assert not (tmp_path / "tampered.csv").exists()
