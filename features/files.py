@@ -1,0 +1,146 @@
+"""Durable, atomic file and folder writes, and file locks: the one copy every package uses.
+
+- `atomic_file(path)`: a context that yields a temporary path beside `path`; on a clean exit the temp file is
+  fsynced, renamed over `path`, and the directory fsynced. A crash leaves the old file or the new one, never half.
+- `write_bytes/write_text/write_json(path, ...)`: the same for data already in memory.
+- `staged_dir(dst)`: a context that yields an empty temporary folder beside `dst`; on a clean exit every file in it
+  is fsynced and the folder swapped into place (`dst` -> `.old`, temp -> `dst`, `.old` deleted), under a lock on
+  `dst` so two writers of one folder take turns. `recover_dir(dst, is_complete)` puts a `.old` folder back when a
+  kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid guessing).
+- `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
+
+Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
+No torch, ray or pandas here: the offline predictor uses this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from filelock import FileLock
+
+
+def _unique(p: Path, kind: str) -> Path:
+    return p.with_name(f".{p.name}.{kind}-{os.getpid()}-{time.time_ns()}")
+
+
+def fsync_dir(path) -> None:
+    """Make a rename or a new entry in `path` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_file(path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; write it inside the block; it replaces `path` only on a clean exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _unique(path, "tmp")
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
+
+
+def write_bytes(path, data: bytes) -> Path:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path, obj, **kw) -> Path:
+    kw = {"indent": 2, "sort_keys": True, "default": float, **kw}
+    return write_text(path, json.dumps(obj, **kw) + "\n")
+
+
+def lock(path, timeout: float = -1) -> FileLock:
+    """The lock that guards `path` (a file or a folder): `<parent>/.<name>.lock`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=timeout)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fsync_file(os.path.join(dirpath, name))
+        fsync_dir(dirpath)
+
+
+def swap_dir(tmp, dst) -> Path:
+    """Put the finished folder `tmp` at `dst`, replacing any previous `dst` (caller holds `lock(dst)`)."""
+    tmp, dst = Path(tmp), Path(dst)
+    _fsync_tree(tmp)
+    old = _unique(dst, "old")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+    if old.exists():
+        shutil.rmtree(old)
+    return dst
+
+
+def _clear_stale(dst: Path) -> list[Path]:
+    """Delete leftover temp folders of `dst`; return its `.old` folders, newest last (caller holds the lock)."""
+    for p in dst.parent.glob(f".{dst.name}.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return sorted(dst.parent.glob(f".{dst.name}.old-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False) -> None:
+    """After a kill inside `swap_dir`: put the newest `.old` folder back if `dst` is not complete; drop stale temps."""
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        return
+    with contextlib.nullcontext() if locked else lock(dst):
+        olds = _clear_stale(dst)
+        if olds and not is_complete(dst):
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(olds.pop(), dst)
+        for p in olds:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir) -> Iterator[Path]:
+    """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with lock(dst):
+        recover_dir(dst, is_complete, locked=True)
+        tmp = _unique(dst, "tmp")
+        tmp.mkdir()
+        try:
+            yield tmp
+            swap_dir(tmp, dst)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
