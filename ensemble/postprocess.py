@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import MabeDataError
-from features.labels import ACTIONS, BACKGROUND, CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK
+from features.labels import (ACTIONS, BACKGROUND, CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK,
+                             runs)
 
 SUBMISSION_COLUMNS = ["row_id", "video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
 
@@ -114,19 +115,11 @@ def smooth(probs: np.ndarray, window: int) -> np.ndarray:
     return out.astype(probs.dtype if probs.dtype.kind == "f" else np.float64, copy=False)
 
 
-def _runs(labels: np.ndarray):
-    """Maximal runs of equal values (background included): starts, stops, values."""
-    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    stops = np.concatenate((change, [labels.size]))
-    return starts, stops, labels[starts]
-
-
 def fill_gaps(labels: np.ndarray, max_gap: int) -> np.ndarray:
     """Fill background gaps of <= max_gap frames whose neighbours on both sides are the same action."""
     if max_gap <= 0 or labels.size == 0:
         return labels
-    starts, stops, vals = _runs(labels)
+    starts, stops, vals = runs(labels)
     inner = np.arange(1, len(vals) - 1)
     fill = inner[(vals[inner] == BACKGROUND) & (stops[inner] - starts[inner] <= max_gap)
                  & (vals[inner - 1] == vals[inner + 1])]
@@ -141,7 +134,7 @@ def drop_short(labels: np.ndarray, min_duration: int) -> np.ndarray:
     """Set action runs shorter than min_duration frames to background."""
     if min_duration <= 1 or labels.size == 0:
         return labels
-    starts, stops, vals = _runs(labels)
+    starts, stops, vals = runs(labels)
     short = (vals != BACKGROUND) & (stops - starts < min_duration)
     if not short.any():
         return labels
@@ -224,7 +217,7 @@ def probs_to_events(probs: np.ndarray, allowed: np.ndarray, cfg: PostprocessConf
     self_pair: True keeps only self-directed actions, False only pair actions, None no extra restriction.
     """
     pred = to_original_frames(frame_decisions(probs, allowed, cfg, lab_id, self_pair), to_original)
-    starts, stops, vals = _runs(pred) if pred.size else (np.zeros(0, int),) * 3
+    starts, stops, vals = runs(pred)
     keep = vals != BACKGROUND
     return [(int(s), int(e), int(c)) for s, e, c in zip(starts[keep], stops[keep], vals[keep])]
 

@@ -57,18 +57,26 @@ def events_to_frames(events, n_frames: int) -> np.ndarray:
     return out
 
 
+def runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of equal values of a 1-D array (background included): starts, stops (exclusive), values.
+
+    [0, 0, 3, 3, 3, 0] -> starts [0, 2, 5], stops [2, 5, 6], values [0, 3, 0]; an empty array gives three empty ones.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), labels[:0]
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    stops = np.concatenate((change, [labels.size]))
+    return starts, stops, labels[starts]
+
+
 def frames_to_events(labels: np.ndarray, min_length: int = 1) -> list[tuple[int, int, int]]:
     """One class id per frame -> maximal runs of one non-background class as (start, stop, cls).
 
     Adjacent runs of different classes are split; background splits runs; runs shorter than `min_length`
     frames are dropped. Inverse of `events_to_frames` for non-overlapping events.
     """
-    labels = np.asarray(labels)
-    if labels.size == 0:
-        return []
-    change = np.flatnonzero(np.diff(labels)) + 1
-    starts = np.concatenate(([0], change))
-    stops = np.concatenate((change, [labels.size]))
-    classes = labels[starts]
+    starts, stops, classes = runs(np.asarray(labels))
     keep = (classes != BACKGROUND) & (stops - starts >= min_length)
     return [(int(s), int(e), int(c)) for s, e, c in zip(starts[keep], stops[keep], classes[keep])]
