@@ -494,6 +494,8 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
 
 
 ANNOTATION_COLUMNS = ("agent_id", "target_id", "action", "start_frame", "stop_frame")
+# The Kaggle submission (and solution) columns, in the official order: the one list every writer uses.
+SUBMISSION_COLUMNS = ("row_id", "video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame")
 
 
 def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
