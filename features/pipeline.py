@@ -87,14 +87,19 @@ def _scale_of(name: str) -> float:
 class FeatureSettings:
     """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
 
-    feature_set: str = "pair"  # "pair" (agent-centred, invariant) or "motion" (the seed's set: 288)
-    target_fps: float | None = 30.0  # resample every video to this rate; None keeps the video's own fps
-    max_gap: int = 10  # missing runs up to this many (original) frames are interpolated
-    max_mice: int = 4  # mouse slots of the motion set (agent, target, others, zero padded)
-    motion_points: str = "raw"  # motion set points: "raw" = the lab's tracked points (sorted by name,
-    #                                  zero padded to 18 slots: the seed's exact 4 x 18 -> 288 layout) or
-    #                                  "canonical" = the 9 canonical points + slot/is_self flags
-    clip: float = 10.0  # after scaling, values are clipped to [-clip, clip]
+    feature_set: str = field(default="pair", metadata={"help": (
+        "'pair': agent-centred rotation-invariant pair features; 'motion': the seed's coordinates + speed + "
+        "acceleration of all mice (4 mice x 18 points -> 288 values)")})
+    target_fps: float | None = field(default=30.0, metadata={"help": (
+        "resample every video to this frame rate ('none' keeps each video's own fps)")})
+    max_gap: int = field(default=10, metadata={"help": (
+        "missing runs up to this many (original) frames are linearly interpolated (longer: held)")})
+    max_mice: int = field(default=4, metadata={"help": (
+        "mouse slots of the motion set (agent, target, others, zero padded)")})
+    motion_points: str = field(default="raw", metadata={"help": (
+        "motion set only: 'raw' = the lab's own points sorted by name, padded to 18 slots (the seed's exact "
+        "4 x 18 -> 288 layout), or 'canonical' = the 9 canonical points + slot/is_self flags")})
+    clip: float = field(default=10.0, metadata={"help": "after scaling, values are clipped to [-clip, clip]"})
 
     def __post_init__(self):
         if self.feature_set not in ("pair", "motion"):
