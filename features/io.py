@@ -3,7 +3,7 @@
 This is the only module that touches Kaggle files. Everything it returns is validated; every bad input
 raises `features.errors.MabeDataError` naming the file, the video and the problem.
 
-Layout (spec/mabe.md §1.1):
+Layout (docs/mabe.md, Data layout):
 
     <root>/train.csv, <root>/test.csv
     <root>/train_tracking/<lab_id>/<video_id>.parquet      (video_frame, mouse_id, bodypart, x, y)
@@ -501,8 +501,8 @@ SUBMISSION_COLUMNS = ("row_id", "video_id", "agent_id", "target_id", "action", "
 def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
     """Annotation parquet -> DataFrame[agent_id, target_id, action, start_frame, stop_frame] (ints, int, str).
 
-    Intervals are half-open [start, stop) (spec/mabe.md §1.4); start == stop is allowed (empty). A file with
-    zero rows is valid (nothing happened) and gives an empty frame.
+    Intervals are half-open [start, stop) (docs/mabe.md, Data layout); start == stop is allowed (empty). A
+    file with zero rows is valid (nothing happened) and gives an empty frame.
     """
     path = Path(path)
     video = _video_of(path, video_id)
