@@ -17,13 +17,17 @@ import argparse
 import sys
 
 from features.cache import build_cache
+from features.cli import NONE, HelpFormatter, add_flags, given
 from features.errors import cli_guard
 from features.pipeline import FeatureSettings
 
 
+_SETTINGS = ["feature_set", "motion_points", "target_fps", "max_gap"]  # FeatureSettings fields with a flag
+
+
 def _fps(value: str):
     if value.lower() in ("none", "native", "0"):
-        return None
+        return NONE
     return float(value)
 
 
@@ -34,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
         "plus index.parquet (one row per (video, agent, target) with fold and whitelist masks) and "
         "meta.json (settings, feature names, fingerprint).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--data",
@@ -44,32 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", required=True, help="cache folder to create or update")
     p.add_argument("--workers", type=int, default=1, help="processes computing videos in parallel")
-    p.add_argument(
-        "--feature-set",
-        choices=("pair", "motion"),
-        default="pair",
-        help="'pair': agent-centred rotation-invariant pair features (default); 'motion': the seed's "
-        "coordinates + speed + acceleration of all mice (4 mice x 18 points -> 288 values)",
-    )
-    p.add_argument(
-        "--motion-points",
-        choices=("raw", "canonical"),
-        default="raw",
-        help="motion set only: the lab's own points padded to 18 slots (the seed's layout) or the "
-        "9 canonical points",
-    )
-    p.add_argument(
-        "--target-fps",
-        type=_fps,
-        default=30.0,
-        help="resample every video to this frame rate ('none' keeps each video's own fps)",
-    )
-    p.add_argument(
-        "--max-gap",
-        type=int,
-        default=FeatureSettings.max_gap,
-        help="missing runs up to this many frames are linearly interpolated (longer: held)",
-    )
+    add_flags(p, FeatureSettings, only=_SETTINGS, types={"target_fps": _fps},
+              choices={"feature_set": ("pair", "motion"), "motion_points": ("raw", "canonical")})
     p.add_argument(
         "--folds", type=int, default=5, help="number of folds (grouped by video, stratified by lab)"
     )
@@ -87,12 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    settings = FeatureSettings(
-        feature_set=args.feature_set,
-        target_fps=args.target_fps,
-        max_gap=args.max_gap,
-        motion_points=args.motion_points,
-    )
+    settings = FeatureSettings(**given(args, FeatureSettings, _SETTINGS))
     print(
         f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
         f"F = {settings.num_features}"

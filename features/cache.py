@@ -9,9 +9,10 @@ Layout of a cache folder (docs/contracts.md):
     videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
 
-`build_cache` writes everything into a temporary sibling folder and renames it into place at the end, so
-an interrupted or failed build leaves no half-written cache (leftovers of a build killed outright are removed
-by the next build). A re-run whose fingerprint (settings, folds,
+`build_cache` writes everything into a temporary sibling folder and swaps it into place at the end
+(`features.files.staged_dir`, under a lock on the cache folder, so two builds of one cache take turns): an
+interrupted or failed build leaves no half-written cache, and the leftovers of a build killed outright are
+removed by the next build under the same lock. A re-run whose fingerprint (settings, folds,
 seed, split, feature version, and the size + mtime of every input file) matches the existing meta.json does
 nothing. Folds are grouped by video and stratified by lab: within each lab the videos are shuffled with the
 seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0.
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import MabeDataError
+from features.files import staged_dir
 from features.io import kaggle_paths, metadata_path, read_metadata
 from features.labels import NUM_CLASSES
 from features.pipeline import FEATURE_VERSION, FeatureSettings, load_video
@@ -268,61 +268,10 @@ def build_cache(
             return summary
 
     t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    (tmp / "videos").mkdir(parents=True)
-    try:
-        folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
-        columns = [c for c in videos.columns]
-        jobs = [{c: r[c] for c in columns} for _, r in videos.iterrows()]
-        results = []
-        bar = _bar(len(jobs), progress, f"features {split}")
-        if workers <= 1:
-            for job in jobs:
-                results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp)))
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-                futs = [
-                    pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
-                    for job in jobs
-                ]
-                for f in as_completed(futs):
-                    results.append(f.result())
-                    bar.update(1)
-        bar.close()
-        results.sort(key=lambda r: r["video_id"])
-        rows = [dict(r, fold=folds.get(r["video_id"], -1)) for res in results for r in res["rows"]]
-        table = pa.Table.from_pylist(rows, schema=_INDEX_SCHEMA) if rows else _INDEX_SCHEMA.empty_table()
-        pq.write_table(table, tmp / "index.parquet")
-        seconds = time.perf_counter() - t0
-        counts = {
-            k: int(sum(r["counts"].get(k, 0) for r in results))
-            for k in (
-                "overlap_frames",
-                "overlap_pairs",
-                "dropped_events",
-                "clipped_frames",
-                "label_events",
-                "unlisted_pairs",
-            )
-        }
-        frames = int(sum(r["frames"] for r in results))
-        summary = {
-            "skipped": False,
-            "videos": len(results),
-            "pairs": len(rows),
-            "frames": frames,
-            "frames_orig": int(sum(r["frames_orig"] for r in results)),
-            **counts,
-            "seconds": round(seconds, 3),
-            "rows_per_s": round(frames / max(seconds, 1e-9), 1),
-            "out": str(out),
-            "fingerprint": fp,
-        }
+    with staged_dir(out, is_complete=_is_complete) as tmp:
+        (tmp / "videos").mkdir()
+        summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0)
+        summary.update(out=str(out), fingerprint=fp)
         meta_out = {
             "format": CACHE_FORMAT,
             "feature_version": FEATURE_VERSION,
@@ -338,41 +287,64 @@ def build_cache(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "meta.json").write_text(json.dumps(meta_out, indent=1))
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _is_complete(out: Path) -> bool:
+    return (out / "meta.json").is_file() and (out / "index.parquet").is_file()
 
 
-def _remove_stale_temps(out: Path) -> None:
-    """Delete temp/old folders of `out` left by builds that were killed (their process no longer exists)."""
-    for p in out.parent.glob(f".{out.name}.*-*-*"):
-        kind, _, rest = p.name[len(out.name) + 2 :].partition("-")
-        pid = rest.split("-")[0]
-        if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
+def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSettings, videos: pd.DataFrame,
+                n_folds: int, seed: int, workers: int, progress: bool, t0: float) -> dict:
+    """Compute every video into tmp/videos and write tmp/index.parquet; returns the summary (no out/fp)."""
+    folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
+    columns = [c for c in videos.columns]
+    jobs = [{c: r[c] for c in columns} for _, r in videos.iterrows()]
+    results = []
+    bar = _bar(len(jobs), progress, f"features {split}")
+    if workers <= 1:
+        for job in jobs:
+            results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp)))
+            bar.update(1)
+    else:
+        import multiprocessing as mp
 
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace `out` by the finished `tmp` folder with renames only (the old cache is removed afterwards)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futs = [
+                pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
+                for job in jobs
+            ]
+            for f in as_completed(futs):
+                results.append(f.result())
+                bar.update(1)
+    bar.close()
+    results.sort(key=lambda r: r["video_id"])
+    rows = [dict(r, fold=folds.get(r["video_id"], -1)) for res in results for r in res["rows"]]
+    table = pa.Table.from_pylist(rows, schema=_INDEX_SCHEMA) if rows else _INDEX_SCHEMA.empty_table()
+    pq.write_table(table, tmp / "index.parquet")
+    seconds = time.perf_counter() - t0
+    counts = {
+        k: int(sum(r["counts"].get(k, 0) for r in results))
+        for k in (
+            "overlap_frames",
+            "overlap_pairs",
+            "dropped_events",
+            "clipped_frames",
+            "label_events",
+            "unlisted_pairs",
+        )
+    }
+    frames = int(sum(r["frames"] for r in results))
+    return {
+        "skipped": False,
+        "videos": len(results),
+        "pairs": len(rows),
+        "frames": frames,
+        "frames_orig": int(sum(r["frames_orig"] for r in results)),
+        **counts,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(frames / max(seconds, 1e-9), 1),
+    }
 
 
 def _bar(total: int, progress: bool, desc: str):

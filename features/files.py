@@ -1,12 +1,14 @@
 """Durable, atomic file and folder writes, and file locks: the one copy every package uses.
 
-- `atomic_file(path)`: a context that yields a temporary path beside `path`; on a clean exit the temp file is
-  fsynced, renamed over `path`, and the directory fsynced. A crash leaves the old file or the new one, never half.
+- `atomic_file(path)`: a context that yields a temporary path beside `path`; on a clean exit the temp file
+  is fsynced, renamed over `path`, and the directory fsynced. A crash leaves the old file or the new one,
+  never half.
 - `write_bytes/write_text/write_json(path, ...)`: the same for data already in memory.
-- `staged_dir(dst)`: a context that yields an empty temporary folder beside `dst`; on a clean exit every file in it
-  is fsynced and the folder swapped into place (`dst` -> `.old`, temp -> `dst`, `.old` deleted), under a lock on
-  `dst` so two writers of one folder take turns. `recover_dir(dst, is_complete)` puts a `.old` folder back when a
-  kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid guessing).
+- `staged_dir(dst)`: a context that yields an empty temporary folder beside `dst`; on a clean exit every file
+  in it is fsynced and the folder swapped into place (`dst` -> `.old`, temp -> `dst`, `.old` deleted), under a
+  lock on `dst` so two writers of one folder take turns. `recover_dir(dst, is_complete)` puts a `.old` folder
+  back when a kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid
+  guessing).
 - `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
@@ -108,14 +110,16 @@ def swap_dir(tmp, dst) -> Path:
 
 
 def _clear_stale(dst: Path) -> list[Path]:
-    """Delete leftover temp folders of `dst`; return its `.old` folders, newest last (caller holds the lock)."""
+    """Delete leftover temp folders of `dst`; return its `.old` folders, newest last (caller holds the
+    lock)."""
     for p in dst.parent.glob(f".{dst.name}.tmp-*"):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return sorted(dst.parent.glob(f".{dst.name}.old-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
 
 
 def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False) -> None:
-    """After a kill inside `swap_dir`: put the newest `.old` folder back if `dst` is not complete; drop stale temps."""
+    """After a kill inside `swap_dir`: put the newest `.old` folder back if `dst` is not complete; drop stale
+    temps."""
     dst = Path(dst)
     if not dst.parent.is_dir():
         return

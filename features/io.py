@@ -3,7 +3,7 @@
 This is the only module that touches Kaggle files. Everything it returns is validated; every bad input
 raises `features.errors.MabeDataError` naming the file, the video and the problem.
 
-Layout (spec/mabe.md §1.1):
+Layout (docs/mabe.md, Data layout):
 
     <root>/train.csv, <root>/test.csv
     <root>/train_tracking/<lab_id>/<video_id>.parquet      (video_frame, mouse_id, bodypart, x, y)
@@ -365,46 +365,8 @@ def _int_column(table: pa.Table, col: str) -> np.ndarray:
 _BLOCK = 1 << 16  # rows per block of the dense scatter in read_tracking (64 Ki: best measured, 16 Ki-256 Ki)
 
 
-def read_tracking(path: str | Path, video_id=None) -> Tracking:
-    """Long tracking parquet -> dense `Tracking` (xy float32 [T = max frame + 1, M, K, 2], NaN = missing).
-
-    Mice are sorted by id, body parts by name; only those some row uses are kept. Body parts are read as
-    Arrow dictionary codes (no millions of Python strings), each row's (mouse, part) cell is a small integer,
-    and a blocked vectorised scatter fills the flattened [T, M, K] grid: no pandas pivot
-    (bench/data_bench.py measures the difference).
-    """
-    path = Path(path)
-    video = _video_of(path, video_id)
-    table = _read_table(path, video, "tracking", dictionary=("bodypart",))
-    _check_columns(
-        table,
-        {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
-        path,
-        video,
-    )
-    n_rows = table.num_rows
-    if n_rows == 0:
-        raise MabeDataError("tracking parquet has no rows", file=path, video=video)
-    try:
-        frames = _int_column(table, "video_frame")
-        mice = _int_column(table, "mouse_id")
-    except ValueError as exc:
-        raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
-    if frames.min() < 0:
-        raise MabeDataError(f"negative frame number {int(frames.min())}", file=path, video=video)
-    mouse_min = mice.min()
-    if mouse_min < 1:
-        raise MabeDataError(f"mouse_id {int(mouse_min)} < 1", file=path, video=video)
-    x = table.column("x").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    # min/max propagate NaN and show inf (cheaper than isfinite(...).all())
-    if not all(np.isfinite(v.min()) and np.isfinite(v.max()) for v in (x, y)):
-        bad = ~(np.isfinite(x) & np.isfinite(y))
-        raise MabeDataError(
-            f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing rows)",
-            file=path,
-            video=video,
-        )
+def _cells(table: pa.Table, mice: np.ndarray, mouse_min, path, video):
+    """Each row's (mouse, body part) cell: (mouse_ids, bodyparts, cell index per row, number of cells)."""
     bp = table.column("bodypart")
     if bp.null_count:
         raise MabeDataError("null values in column 'bodypart'", file=path, video=video)
@@ -457,6 +419,13 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
             mk = (new_m[:, None] * K_used + new_k[None, :]).astype(ctype).ravel()[mk]
             M, K = mouse_ids.size, K_used
             cells = M * K
+    return mouse_ids, bodyparts, mk, cells
+
+
+def _scatter(frames, x, y, mk, cells: int, mouse_ids, bodyparts: list[str]):
+    """Rows -> dense xy [T, M, K, 2] (NaN = missing), without the mice / body parts no row uses."""
+    n_rows = frames.size
+    M, K = mouse_ids.size, len(bodyparts)
     n_frames = int(frames.max()) + 1
     grid = np.full((n_frames * cells, 2), np.nan, dtype=np.float32)
     # (x, y) float32 pairs viewed as one 8-byte value: a single 1-D scatter moves both coordinates. Done in
@@ -490,6 +459,51 @@ def read_tracking(path: str | Path, video_id=None) -> Tracking:
             np.take(xy, np.flatnonzero(used_k), axis=2),
             [b for b, u in zip(bodyparts, used_k) if u],
         )
+    return xy, mouse_ids, bodyparts
+
+
+def read_tracking(path: str | Path, video_id=None) -> Tracking:
+    """Long tracking parquet -> dense `Tracking` (xy float32 [T = max frame + 1, M, K, 2], NaN = missing).
+
+    Mice are sorted by id, body parts by name; only those some row uses are kept. Body parts are read as
+    Arrow dictionary codes (no millions of Python strings), each row's (mouse, part) cell is a small integer,
+    and a blocked vectorised scatter fills the flattened [T, M, K] grid: no pandas pivot
+    (bench/data_bench.py measures the difference).
+    """
+    path = Path(path)
+    video = _video_of(path, video_id)
+    table = _read_table(path, video, "tracking", dictionary=("bodypart",))
+    _check_columns(
+        table,
+        {"video_frame": "int", "mouse_id": "int", "bodypart": "str", "x": "num", "y": "num"},
+        path,
+        video,
+    )
+    n_rows = table.num_rows
+    if n_rows == 0:
+        raise MabeDataError("tracking parquet has no rows", file=path, video=video)
+    try:
+        frames = _int_column(table, "video_frame")
+        mice = _int_column(table, "mouse_id")
+    except ValueError as exc:
+        raise MabeDataError(f"null values in column {exc}", file=path, video=video) from None
+    if frames.min() < 0:
+        raise MabeDataError(f"negative frame number {int(frames.min())}", file=path, video=video)
+    mouse_min = mice.min()
+    if mouse_min < 1:
+        raise MabeDataError(f"mouse_id {int(mouse_min)} < 1", file=path, video=video)
+    x = table.column("x").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    y = table.column("y").to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    # min/max propagate NaN and show inf (cheaper than isfinite(...).all())
+    if not all(np.isfinite(v.min()) and np.isfinite(v.max()) for v in (x, y)):
+        bad = ~(np.isfinite(x) & np.isfinite(y))
+        raise MabeDataError(
+            f"{int(bad.sum())} row(s) with NaN/inf or null x/y (missing points must be missing rows)",
+            file=path,
+            video=video,
+        )
+    mouse_ids, bodyparts, mk, cells = _cells(table, mice, mouse_min, path, video)
+    xy, mouse_ids, bodyparts = _scatter(frames, x, y, mk, cells, mouse_ids, bodyparts)
     return Tracking(xy=xy, mouse_ids=[int(m) for m in mouse_ids], bodyparts=bodyparts, n_rows=n_rows)
 
 
@@ -501,8 +515,8 @@ SUBMISSION_COLUMNS = ("row_id", "video_id", "agent_id", "target_id", "action", "
 def read_annotations(path: str | Path, video_id=None) -> pd.DataFrame:
     """Annotation parquet -> DataFrame[agent_id, target_id, action, start_frame, stop_frame] (ints, int, str).
 
-    Intervals are half-open [start, stop) (spec/mabe.md §1.4); start == stop is allowed (empty). A file with
-    zero rows is valid (nothing happened) and gives an empty frame.
+    Intervals are half-open [start, stop) (docs/mabe.md, Data layout); start == stop is allowed (empty). A
+    file with zero rows is valid (nothing happened) and gives an empty frame.
     """
     path = Path(path)
     video = _video_of(path, video_id)

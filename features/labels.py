@@ -29,14 +29,6 @@ PAIR_CLASS_MASK = np.array([False] + [a in PAIR_ACTIONS for a in ACTIONS])
 assert len(ACTIONS) == 37 and len(set(ACTIONS)) == 37
 
 
-def action_class(action: str) -> int:
-    """Class id (1..37) of an action name; KeyError names the unknown action."""
-    try:
-        return CLASS_OF[action]
-    except KeyError:
-        raise KeyError(f"unknown action {action!r} (not one of the 37 MABe actions)") from None
-
-
 def class_name(cls: int) -> str:
     return "background" if cls == BACKGROUND else ACTIONS[cls - 1]
 
@@ -46,7 +38,7 @@ def events_to_frames(events, n_frames: int) -> np.ndarray:
 
     events: iterable of (start, stop, cls) with [start, stop) semantics; parts outside [0, n_frames) are
     clipped. Later events overwrite earlier ones where they overlap, so callers that need a policy for
-    overlaps (see `features.pairs`) must order events accordingly.
+    overlaps (see `features.pipeline._labels_for_pair`) must order events accordingly.
     Returns int8 [n_frames], 0 = background.
     """
     out = np.zeros(n_frames, dtype=np.int8)
@@ -60,7 +52,8 @@ def events_to_frames(events, n_frames: int) -> np.ndarray:
 def runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximal runs of equal values of a 1-D array (background included): starts, stops (exclusive), values.
 
-    [0, 0, 3, 3, 3, 0] -> starts [0, 2, 5], stops [2, 5, 6], values [0, 3, 0]; an empty array gives three empty ones.
+    [0, 0, 3, 3, 3, 0] -> starts [0, 2, 5], stops [2, 5, 6], values [0, 3, 0]; an empty array gives three
+    empty ones.
     """
     labels = np.asarray(labels)
     if labels.size == 0:

@@ -5,7 +5,7 @@ degrees wrapped to (-180, 180]. Derivatives are backward differences scaled by f
 * fps), with frame 0 copying frame 1 so that a constant motion has a constant speed from the first frame.
 
 Two feature sets:
-- `motion_features` (the seed's set, spec/seed-history.md): for every tracked point its x, y, speed and
+- `motion_features` (the seed's set, docs/history.md): for every tracked point its x, y, speed and
   acceleration: M mice x K points -> 2MK + MK + MK values (4 x 18 -> 144 + 72 + 72 = 288).
 - `pair_features` (default): agent-centred, rotation-invariant features of one (agent, target) pair over
   the canonical skeleton (features.skeleton.CANONICAL); names in `pair_feature_names()`.

@@ -87,14 +87,19 @@ def _scale_of(name: str) -> float:
 class FeatureSettings:
     """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
 
-    feature_set: str = "pair"  # "pair" (agent-centred, invariant) or "motion" (the seed's set: 288)
-    target_fps: float | None = 30.0  # resample every video to this rate; None keeps the video's own fps
-    max_gap: int = 10  # missing runs up to this many (original) frames are interpolated
-    max_mice: int = 4  # mouse slots of the motion set (agent, target, others, zero padded)
-    motion_points: str = "raw"  # motion set points: "raw" = the lab's tracked points (sorted by name,
-    #                                  zero padded to 18 slots: the seed's exact 4 x 18 -> 288 layout) or
-    #                                  "canonical" = the 9 canonical points + slot/is_self flags
-    clip: float = 10.0  # after scaling, values are clipped to [-clip, clip]
+    feature_set: str = field(default="pair", metadata={"help": (
+        "'pair': agent-centred rotation-invariant pair features; 'motion': the seed's coordinates + speed + "
+        "acceleration of all mice (4 mice x 18 points -> 288 values)")})
+    target_fps: float | None = field(default=30.0, metadata={"help": (
+        "resample every video to this frame rate ('none' keeps each video's own fps)")})
+    max_gap: int = field(default=10, metadata={"help": (
+        "missing runs up to this many (original) frames are linearly interpolated (longer: held)")})
+    max_mice: int = field(default=4, metadata={"help": (
+        "mouse slots of the motion set (agent, target, others, zero padded)")})
+    motion_points: str = field(default="raw", metadata={"help": (
+        "motion set only: 'raw' = the lab's own points sorted by name, padded to 18 slots (the seed's exact "
+        "4 x 18 -> 288 layout), or 'canonical' = the 9 canonical points + slot/is_self flags")})
+    clip: float = field(default=10.0, metadata={"help": "after scaling, values are clipped to [-clip, clip]"})
 
     def __post_init__(self):
         if self.feature_set not in ("pair", "motion"):
@@ -225,20 +230,8 @@ def _mouse_order(agent: int, target: int, mice: list[int], slots: int) -> list[i
     return order + [None] * (slots - len(order))
 
 
-def video_features(
-    meta_row,
-    tracking: Tracking,
-    settings: FeatureSettings,
-    annotations: pd.DataFrame | None = None,
-    *,
-    source: str | Path | None = None,
-    annotation_source: str | Path | None = None,
-) -> VideoFeatures:
-    """Features, labels and masks of every whitelisted pair of one video (see module docstring).
-
-    meta_row: a row of `features.io.read_metadata` (a raw CSV row also works: the whitelist is parsed).
-    source / annotation_source: file names used in error messages (tracking / annotation parquet).
-    """
+def _check_row(meta_row, source) -> tuple[int, str, float, float]:
+    """(video_id, lab_id, fps, pix_per_cm) of a metadata row; fps and scale must be positive."""
     video = int(_get(meta_row, "video_id"))
     lab = str(_get(meta_row, "lab_id"))
     fps = float(_get(meta_row, "frames_per_second"))
@@ -247,15 +240,12 @@ def video_features(
         raise MabeDataError(
             f"frames_per_second {fps} and pix_per_cm_approx {ppc} must be > 0", file=source, video=video
         )
-    beh, strict = _whitelists(meta_row, source, video)
-    pairs = sorted({(a, t) for a, t, _ in beh})
-    check_annotations_tracked(annotations, tracking, file=annotation_source or source, video=video)
+    return video, lab, fps, ppc
 
-    n_orig = tracking.n_frames
-    plan = make_plan(n_orig, fps, settings.target_fps)
-    F = settings.num_features
-    canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.max_gap)
-    mouse_pos = {m: i for i, m in enumerate(tracking.mouse_ids)}
+
+def _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video):
+    """Drop pairs with a whitelisted mouse the metadata does not list and nobody tracked (a real quirk);
+    any other whitelisted mouse without a valid point is an error. Returns (pairs, beh, n dropped pairs)."""
     needed = sorted({m for p in pairs for m in p})
     listed = _listed_mice(meta_row)
     unlisted = set()
@@ -275,26 +265,54 @@ def video_features(
     if unlisted:
         pairs = [p for p in pairs if not set(p) & unlisted]
         beh = [b for b in beh if not {b[0], b[1]} & unlisted]
-    cm = canon / np.float32(ppc)
+    return pairs, beh, n_unlisted_pairs
 
+
+def _per_mouse_motion(tracking: Tracking, canon, cm, mouse_pos, fps, ppc, settings: FeatureSettings):
+    """Motion set: (features [T, 4 * width] of every mouse with a valid point, those mice, point width)."""
+    valid_mice = [m for m in tracking.mouse_ids if not np.isnan(canon[:, mouse_pos[m], :, 0]).all()]
+    if settings.motion_points == "raw":
+        # the lab's own points, gaps filled like the canonical ones, never-seen points at 0, 18 slots
+        order = np.argsort(np.asarray(tracking.bodyparts))[:RAW_POINTS]  # sorted by name
+        raw = fill_gaps(tracking.xy[:, :, order], settings.max_gap) / np.float32(ppc)
+        raw = np.nan_to_num(raw, nan=0.0)
+        pad = RAW_POINTS - raw.shape[2]
+        if pad > 0:
+            raw = np.concatenate([raw, np.zeros(raw.shape[:2] + (pad, 2), dtype=raw.dtype)], axis=2)
+        src, width = raw, RAW_POINTS
+    else:
+        src, width = cm, C
+    per_mouse = {
+        m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice
+    }  # [T, 4 * width]
+    return per_mouse, valid_mice, width
+
+
+def _motion_pair(a, t, per_mouse, valid_mice, width, n_orig, settings: FeatureSettings) -> np.ndarray:
+    """Motion-set features of one pair: agent, target, other mice in their slots (zeros where empty)."""
+    slots = _mouse_order(a, t, valid_mice, settings.max_mice)
+    zeros = np.zeros((n_orig, 4 * width))
+    blocks = [per_mouse[m] if m is not None else zeros for m in slots]
+    # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
+    coords = [b[:, : 2 * width] for b in blocks]
+    speeds = [b[:, 2 * width : 3 * width] for b in blocks]
+    accels = [b[:, 3 * width :] for b in blocks]
+    extra = []
+    if settings.motion_points == "canonical":
+        present = np.array([m is not None for m in slots], dtype=np.float64)
+        extra = [np.broadcast_to(present, (n_orig, len(slots))), np.full((n_orig, 1), float(a == t))]
+    return np.concatenate(coords + speeds + accels + extra, axis=1)
+
+
+def _pair_matrix(pairs, tracking: Tracking, canon, missing, mouse_pos, fps, ppc, plan: ResamplePlan,
+                 settings: FeatureSettings) -> np.ndarray:
+    """float32 [P, T', F]: every pair's features, resampled, scaled and clipped to [-clip, clip]."""
+    n_orig = tracking.n_frames
+    cm = canon / np.float32(ppc)
     scales = settings.scales()
-    x = np.empty((len(pairs), plan.n_new, F), dtype=np.float32)
+    x = np.empty((len(pairs), plan.n_new, settings.num_features), dtype=np.float32)
     if settings.feature_set == "motion":
-        valid_mice = [m for m in tracking.mouse_ids if not np.isnan(canon[:, mouse_pos[m], :, 0]).all()]
-        if settings.motion_points == "raw":
-            # the lab's own points, gaps filled like the canonical ones, never-seen points at 0, 18 slots
-            order = np.argsort(np.asarray(tracking.bodyparts))[:RAW_POINTS]  # sorted by name
-            raw = fill_gaps(tracking.xy[:, :, order], settings.max_gap) / np.float32(ppc)
-            raw = np.nan_to_num(raw, nan=0.0)
-            pad = RAW_POINTS - raw.shape[2]
-            if pad > 0:
-                raw = np.concatenate([raw, np.zeros(raw.shape[:2] + (pad, 2), dtype=raw.dtype)], axis=2)
-            src, width = raw, RAW_POINTS
-        else:
-            src, width = cm, C
-        per_mouse = {
-            m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice
-        }  # [T, 4 * width]
+        per_mouse, valid_mice, width = _per_mouse_motion(tracking, canon, cm, mouse_pos, fps, ppc, settings)
     for p, (a, t) in enumerate(pairs):
         if settings.feature_set == "pair":
             ia, it = mouse_pos[a], mouse_pos[t]
@@ -307,25 +325,18 @@ def video_features(
                 is_self=(a == t),
             )
         else:
-            slots = _mouse_order(a, t, valid_mice, settings.max_mice)
-            zeros = np.zeros((n_orig, 4 * width))
-            blocks = [per_mouse[m] if m is not None else zeros for m in slots]
-            # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
-            coords = [b[:, : 2 * width] for b in blocks]
-            speeds = [b[:, 2 * width : 3 * width] for b in blocks]
-            accels = [b[:, 3 * width :] for b in blocks]
-            extra = []
-            if settings.motion_points == "canonical":
-                present = np.array([m is not None for m in slots], dtype=np.float64)
-                extra = [np.broadcast_to(present, (n_orig, len(slots))), np.full((n_orig, 1), float(a == t))]
-            f = np.concatenate(coords + speeds + accels + extra, axis=1)
+            f = _motion_pair(a, t, per_mouse, valid_mice, width, n_orig, settings)
         f = resample_linear(f, plan) / scales
         x[p] = np.clip(
             np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
             -settings.clip,
             settings.clip,
         )
+    return x
 
+
+def _allowed(pairs, beh, strict) -> tuple[np.ndarray, np.ndarray]:
+    """bool [P, 38] masks of the normalised and of the strict whitelist (background always allowed)."""
     allowed = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
     allowed_raw = np.zeros((len(pairs), NUM_CLASSES), dtype=bool)
     allowed[:, 0] = allowed_raw[:, 0] = True
@@ -335,7 +346,64 @@ def video_features(
     for a, t, act in strict:
         if (a, t) in row:
             allowed_raw[row[(a, t)], CLASS_OF[act]] = True
+    return allowed, allowed_raw
 
+
+def _frame_labels(annotations: pd.DataFrame, pairs, allowed, n_orig: int, plan: ResamplePlan,
+                  counts: dict) -> np.ndarray:
+    """int8 [P, T'] labels of the whitelisted annotated events (overlap policy: module docstring);
+    updates `counts` (dropped, clipped, overlapping)."""
+    row = {pr: i for i, pr in enumerate(pairs)}
+    labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
+    by_pair: dict[tuple[int, int], list] = {}
+    for ag, tg, act, s, e in zip(
+        annotations["agent_id"],
+        annotations["target_id"],
+        annotations["action"],
+        annotations["start_frame"],
+        annotations["stop_frame"],
+    ):
+        key = (int(ag), int(tg))
+        if key not in row or not allowed[row[key], CLASS_OF[act]]:
+            counts["dropped_events"] += 1  # annotated but not whitelisted for this pair: no loss on it
+            continue
+        counts["clipped_frames"] += max(0, int(e) - max(int(s), n_orig))
+        by_pair.setdefault(key, []).append((int(s), int(e), CLASS_OF[act]))
+        counts["label_events"] += 1
+    for key, events in by_pair.items():
+        lab_frames, n_over = _labels_for_pair(events, n_orig)
+        counts["overlap_frames"] += n_over
+        counts["overlap_pairs"] += n_over > 0
+        labels[row[key]] = resample_nearest(lab_frames, plan)
+    return labels
+
+
+def video_features(
+    meta_row,
+    tracking: Tracking,
+    settings: FeatureSettings,
+    annotations: pd.DataFrame | None = None,
+    *,
+    source: str | Path | None = None,
+    annotation_source: str | Path | None = None,
+) -> VideoFeatures:
+    """Features, labels and masks of every whitelisted pair of one video (see module docstring).
+
+    meta_row: a row of `features.io.read_metadata` (a raw CSV row also works: the whitelist is parsed).
+    source / annotation_source: file names used in error messages (tracking / annotation parquet).
+    """
+    video, lab, fps, ppc = _check_row(meta_row, source)
+    beh, strict = _whitelists(meta_row, source, video)
+    pairs = sorted({(a, t) for a, t, _ in beh})
+    check_annotations_tracked(annotations, tracking, file=annotation_source or source, video=video)
+
+    n_orig = tracking.n_frames
+    plan = make_plan(n_orig, fps, settings.target_fps)
+    canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.max_gap)
+    mouse_pos = {m: i for i, m in enumerate(tracking.mouse_ids)}
+    pairs, beh, n_unlisted_pairs = _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video)
+    x = _pair_matrix(pairs, tracking, canon, missing, mouse_pos, fps, ppc, plan, settings)
+    allowed, allowed_raw = _allowed(pairs, beh, strict)
     counts = {
         "overlap_frames": 0,
         "overlap_pairs": 0,
@@ -346,27 +414,7 @@ def video_features(
     }
     labels = None
     if annotations is not None:
-        labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
-        by_pair: dict[tuple[int, int], list] = {}
-        for ag, tg, act, s, e in zip(
-            annotations["agent_id"],
-            annotations["target_id"],
-            annotations["action"],
-            annotations["start_frame"],
-            annotations["stop_frame"],
-        ):
-            key = (int(ag), int(tg))
-            if key not in row or not allowed[row[key], CLASS_OF[act]]:
-                counts["dropped_events"] += 1  # annotated but not whitelisted for this pair: no loss on it
-                continue
-            counts["clipped_frames"] += max(0, int(e) - max(int(s), n_orig))
-            by_pair.setdefault(key, []).append((int(s), int(e), CLASS_OF[act]))
-            counts["label_events"] += 1
-        for key, events in by_pair.items():
-            lab_frames, n_over = _labels_for_pair(events, n_orig)
-            counts["overlap_frames"] += n_over
-            counts["overlap_pairs"] += n_over > 0
-            labels[row[key]] = resample_nearest(lab_frames, plan)
+        labels = _frame_labels(annotations, pairs, allowed, n_orig, plan, counts)
     return VideoFeatures(
         video_id=video,
         lab_id=lab,

@@ -1,9 +1,9 @@
 """One canonical skeleton for the 29 body-part names used by the 21 labs.
 
-Every lab tracks a different set of points (spec/mabe.md §1.5); models need one fixed layout. The table
-`SOURCES` below is the whole mapping: for each canonical point, candidate sources in priority order, each a
-tuple of lab body-part names whose mean gives the point. Per frame, the first candidate whose parts are all
-present wins, so a point missing in one frame falls back to the next candidate in that frame (e.g. a
+Every lab tracks a different set of points (docs/mabe.md, Data quirks); models need one fixed layout. The
+table `SOURCES` below is the whole mapping: for each canonical point, candidate sources in priority order,
+each a tuple of lab body-part names whose mean gives the point. Per frame, the first candidate whose parts are
+all present wins, so a point missing in one frame falls back to the next candidate in that frame (e.g. a
 missing `neck` becomes the mean of the ears). Names not in the table (headpiece_*, paws, spine_*, ...) are
 ignored.
 

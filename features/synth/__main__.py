@@ -1,0 +1,3 @@
+from features.synth.cli import main
+
+raise SystemExit(main())

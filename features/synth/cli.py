@@ -1,0 +1,70 @@
+"""`python -m features.synth`: the command line of the dataset writer (defaults: `generate`'s own)."""
+from __future__ import annotations
+
+import argparse
+import inspect
+
+from features.errors import cli_guard
+from features.synth.meta import DEFAULT_LABS
+from features.synth.write import generate
+
+_DEFAULTS = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m features.synth",
+        description="Write a synthetic MABe dataset in the exact Kaggle layout (train.csv, test.csv, "
+                    "train_tracking/, train_annotation/, test_tracking/, sample_submission.csv) plus "
+                    "test_solution.csv (ground truth of the test videos for the official metric). "
+                    "Metadata rows "
+                    "copy real annotated rows of train.csv; behaviours are planted from the simulated pose.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True,
+                   help="folder to write: created, or one this command wrote before (has synth.json); other "
+                        "folders with Kaggle files are refused")
+    p.add_argument("--videos", type=int, default=_DEFAULTS["n_videos"], help="training videos")
+    p.add_argument("--frames", type=int, default=_DEFAULTS["n_frames"],
+                   help="mean frames per video (x U(0.8, 1.2))")
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="same seed -> same files")
+    p.add_argument("--labs", default=",".join(DEFAULT_LABS),
+                   help="comma-separated labs to imitate, dealt round-robin: any lab of train.csv with "
+                        "annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13)")
+    p.add_argument("--test-videos", type=int, default=_DEFAULTS["test_videos"],
+                   help="test videos (test.csv, test_tracking/, test_solution.csv)")
+    p.add_argument("--fps-quirk", action="store_true", default=_DEFAULTS["fps_quirk"],
+                   help="reproduce the real 25-fps AdaptableSnail label/tracking frame-axis defect "
+                        "(written label frames = true x 25/30; the known fix multiplies by 30/25)")
+    return p.parse_args(argv)
+
+
+def format_summary(s: dict) -> str:
+    labs = ", ".join(f"{k} {v}" for k, v in sorted(s["labs"].items()))
+    acts = ", ".join(f"{k} {v}" for k, v in s["intervals"].items())
+    return "\n".join([
+        f"wrote {s['out']}: {s['videos']} train + {s['test_videos']} test videos in {s['seconds']} s "
+        f"(seed {s['seed']})",
+        f"  labs: {labs}",
+        f"  frames: {s['frames']:,} train, {s['test_frames']:,} test; "
+        f"{s['pair_frames']:,} whitelisted pair-frames",
+        f"  intervals per action: {acts}",
+        f"  positive share of whitelisted pair-frames: {s['positive_share']:.1%} ("
+        + ", ".join(f"{k} {v:.0%}" for k, v in s["positive_share_by_lab"].items()) + ")",
+        f"  scenes played: {s['scenes']} ({s['scenes_aborted']} aborted: contact never reached); overlaps "
+        f"kept: {s['overlaps']}; videos without annotation file: {s['videos_without_annotation']}",
+        f"  tracking rows: {s['tracking_rows']:,}; whole missing frames: {s['whole_missing_frames']}; "
+        f"out-of-frame rows: {s['out_of_frame_rows']}; identity swaps: {s['id_swaps']}; "
+        f"test intervals: {s['test_intervals']}",
+        f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",
+    ])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with cli_guard("python -m features.synth"):
+        labs = [x.strip() for x in args.labs.split(",") if x.strip()]
+        summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
+                           test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk)
+        print(format_summary(summary))
+    return 0
+
