@@ -5,9 +5,10 @@
     python -m bench --gpu            # add the CUDA rows (bf16, projected full-dataset epochs)
     python -m bench --only data,metric
 
-Each stage lives in its own module (`bench/<stage>_bench.py`) exposing `run(quick: bool, gpu: bool) -> list[dict]`;
-rows carry `stage, ours, baseline, ratio, target, unit` and optionally `passed` and `note`. Ratios are measured
-against a baseline run side by side in the same process, because absolute times on shared machines drift.
+Each stage lives in its own module (`bench/<stage>_bench.py`) exposing `run(quick: bool, gpu: bool) ->
+list[dict]`; rows carry `stage, ours, baseline, ratio, target, unit` and optionally `passed` and `note`.
+Ratios are measured against a baseline run side by side in the same process, because absolute times on
+shared machines drift.
 Results are written to `bench/results.json` (with the date and the machine).
 """
 from __future__ import annotations
@@ -78,7 +79,9 @@ def run_stage(stage: str, quick: bool, gpu: bool) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shrink every stage (skip the long search comparison)")
+    parser.add_argument(
+        "--quick", action="store_true", help="shrink every stage (skip the long search comparison)"
+    )
     parser.add_argument("--gpu", action="store_true", help="also measure on CUDA when a GPU is present")
     parser.add_argument("--only", default=",".join(STAGES),
                         help=f"comma-separated stages to run (default: all of {','.join(STAGES)})")

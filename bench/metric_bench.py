@@ -94,7 +94,8 @@ def set_based_score(solution: pd.DataFrame, submission: pd.DataFrame, beta: floa
 # --------------------------------------------------------------------------------------------------------
 
 def _runs(rng, n_frames: int, classes: list[int], n_events: int, mean_len: float) -> np.ndarray:
-    """Frame labels with `n_events` sparse intervals of the given classes (non-overlapping by construction)."""
+    """Frame labels with `n_events` sparse intervals of the given classes (non-overlapping by
+    construction)."""
     out = np.zeros(n_frames, dtype=np.int8)
     if not classes:
         return out
@@ -207,8 +208,10 @@ def run(quick: bool = False) -> list[dict]:
     # size, so: the measured time of one exact evaluation / number of labs x candidates scored).
     n_labs = len({i.lab_id for i in oof})
     brute = t_eval / n_labs * result.candidates
-    print(f"tune: {t_tune:.1f}s; one exact evaluation {t_eval:.2f}s; {result.candidates:,} candidate thresholds "
-          f"scored -> brute force ~{brute:,.0f}s (estimate)")
+    print(
+        f"tune: {t_tune:.1f}s; one exact evaluation {t_eval:.2f}s; {result.candidates:,} candidate "
+        f"thresholds scored -> brute force ~{brute:,.0f}s (estimate)"
+    )
     rows.append({"stage": "thresholds.tune wall time", "ours": t_tune, "baseline": None, "ratio": None,
                  "target": "<= 60", "unit": "s",
                  "note": f"{n_oof_videos} videos x ~{n_oof_frames} frames x 10 actions; "
@@ -220,9 +223,11 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.metric_bench",
-                                     description="Time the metric (vs a set-of-frames baseline) and threshold "
-                                                 "tuning on realistic synthetic data, in one run.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.metric_bench",
+        description="Time the metric (vs a set-of-frames baseline) and threshold "
+        "tuning on realistic synthetic data, in one run.",
+    )
     parser.add_argument("--quick", action="store_true", help="small data (a few seconds)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ the table also projects its share of a 5-minute trial (target <= 5 %), and split
 phases read from Ray's own task events (State API), so the cost has a name:
 
     trial actor        Tune starts the trial's actor (a new Python process)
-    controller         the trial imports torch + Ray Train, Ray Train starts its controller actor (which starts
+    controller         the trial imports torch + Ray Train, Ray Train starts its controller actor (which
+    starts
                        an autoscaling-coordinator actor)
     worker group       placement group, sync actor, the worker actor, a DatasetManager actor (created even
                        without Ray Data), the gloo process group
@@ -91,10 +92,13 @@ def run(quick: bool = False) -> list[dict]:
         t0 = time.perf_counter()
         if ray.is_initialized():
             ray.shutdown()
-        search.init_ray()  # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
+        # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
+        search.init_ray()
         init_s = time.perf_counter() - t0
         try:
-            scfg = search.SearchConfig(name="ray-bench", storage=str(tmp / "exp"), num_samples=1, epochs=epochs)
+            scfg = search.SearchConfig(
+                name="ray-bench", storage=str(tmp / "exp"), num_samples=1, epochs=epochs
+            )
             setup = search.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": str(tmp / "ray")}})
             tuner = ray.tune.Tuner(
                 search.make_trainable(search.train_driver, setup),
@@ -113,20 +117,42 @@ def run(quick: bool = False) -> list[dict]:
 
     overhead = trial_s - plain_s
     share = 100.0 * max(overhead, 0.0) / TRIAL_S
-    note = (f"plain {plain_s:.1f} s vs Tune trial {trial_s:.1f} s for {epochs} epochs (+ ray.init {init_s:.1f} s, "
-            f"paid once per search); best val/score plain {plain['best_score']:.4f}, Ray {ray_score:.4f}; share "
-            f"projects the fixed overhead onto a {TRIAL_S:.0f} s trial")
+    note = (
+        f"plain {plain_s:.1f} s vs Tune trial {trial_s:.1f} s for {epochs} epochs "
+        f"(+ ray.init {init_s:.1f} s, paid once per search); best val/score plain {plain['best_score']:.4f}, "
+        f"Ray {ray_score:.4f}; share "
+        f"projects the fixed overhead onto a {TRIAL_S:.0f} s trial"
+    )
     print(note)
     if split:
         print("trial phases: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in split))
     return [
         {"stage": "ray: ray.init (once per search)", "ours": init_s, "unit": "s", "target": None},
-        {"stage": "ray: trial wall vs plain train", "ours": trial_s, "baseline": plain_s,
-         "ratio": trial_s / plain_s, "unit": "s", "target": None},
-        {"stage": "ray: overhead share of a 5-min trial", "ours": share, "unit": "%", "target": "<= 5",
-         "note": note},
-    ] + [{"stage": f"ray: trial phase: {name}", "ours": sec, "unit": "s", "target": None,
-          **({"baseline": plain_s, "ratio": sec / plain_s} if name == "training" else {})} for name, sec in split]
+        {
+            "stage": "ray: trial wall vs plain train",
+            "ours": trial_s,
+            "baseline": plain_s,
+            "ratio": trial_s / plain_s,
+            "unit": "s",
+            "target": None,
+        },
+        {
+            "stage": "ray: overhead share of a 5-min trial",
+            "ours": share,
+            "unit": "%",
+            "target": "<= 5",
+            "note": note,
+        },
+    ] + [
+        {
+            "stage": f"ray: trial phase: {name}",
+            "ours": sec,
+            "unit": "s",
+            "target": None,
+            **({"baseline": plain_s, "ratio": sec / plain_s} if name == "training" else {}),
+        }
+        for name, sec in split
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

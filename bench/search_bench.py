@@ -1,6 +1,7 @@
 """Search efficiency: TPE + ASHA (what `python -m tune.search` runs) against random search, same budget.
 
-    python -m bench.search_bench            # 3 seeds x 4 arms, budget 8 trials x 6 epochs (~25 min on 2 cores)
+    python -m bench.search_bench            # 3 seeds x 4 arms, budget 8 trials x 6 epochs (~25 min on 2
+    cores)
     python -m bench.search_bench --quick    # 1 seed, random vs TPE + ASHA, budget 4 trials x 4 epochs
     python -m bench.search_bench --arms tpe+asha   # random and the named arms only
 
@@ -20,7 +21,8 @@ Four arms separate the two ideas (the full run; `--quick` runs only the first an
 
 All arms run the real machinery (Tuner + OptunaSearch + Ray Train trials, 2 at a time) on the same synthetic
 data, the same space (batch and window pinned small: the bench compares searchers, not speed) and the same
-seed; no arm is handed the V6 point (the product evaluates it first), so the searchers themselves are compared.
+seed; no arm is handed the V6 point (the product evaluates it first), so the searchers themselves are
+compared.
 """
 from __future__ import annotations
 
@@ -30,13 +32,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PINNED = {"optim.batch_size": 32, "data.window": 64}  # small and fixed: the bench compares searchers, not speed
+PINNED = {
+    "optim.batch_size": 32,
+    "data.window": 64,
+}  # small and fixed: the bench compares searchers, not speed
 ARMS = ("random", "random+asha", "tpe", "tpe+asha")
 
 
 @dataclass
 class Arm:
-    """What one arm did: every reported score with the trial-epochs spent so far (all trials, report order)."""
+    """What one arm did: every reported score with the trial-epochs spent so far (all trials, report
+    order)."""
+
     name: str
     budget: int
     log: list[tuple[int, float]] = field(default_factory=list)
@@ -56,7 +63,8 @@ class Arm:
 
 
 def budget_to_reach(log: list[tuple[int, float]], target: float, budget: int) -> int | None:
-    """First `spent` in `log` (in report order) whose score reaches `target` within `budget`; None if never."""
+    """First `spent` in `log` (in report order) whose score reaches `target` within `budget`; None if
+    never."""
     for spent, score in log:
         if spent > budget:
             return None
@@ -95,8 +103,14 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
     from tune import search, space
 
     budget = trials * epochs
-    scfg = search.SearchConfig(name=f"{arm.replace('+', '-')}-{seed}", storage=str(storage), num_samples=trials,
-                               epochs=epochs, seed=seed, overrides=dict(PINNED))
+    scfg = search.SearchConfig(
+        name=f"{arm.replace('+', '-')}-{seed}",
+        storage=str(storage),
+        num_samples=trials,
+        epochs=epochs,
+        seed=seed,
+        overrides=dict(PINNED),
+    )
     # TPE models results after a third of `trials` (the product's rule for a search of that many trials).
     sampler = search.tpe_sampler(scfg) if arm.startswith("tpe") else optuna.samplers.RandomSampler(seed=seed)
     searcher = ConcurrencyLimiter(search.optuna_search(
@@ -127,19 +141,33 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None) -> list[dict]:
     from tune.train import smoke_data
 
     seeds, trials, epochs = ([0], 4, 4) if quick else ([0, 1, 2], 8, 6)
-    arms = ("random", *[a for a in arms if a != "random"]) if arms else ("random", "tpe+asha") if quick else ARMS
+    if arms:
+        arms = ("random", *[a for a in arms if a != "random"])
+    else:
+        arms = ("random", "tpe+asha") if quick else ARMS
     rows, reached = [], {arm: [] for arm in arms[1:]}
     best: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="mabe-search-bench-") as tmp:
         tmp = Path(tmp)
         smoke_data(str(tmp / "synth"), str(tmp / "cache"), n_videos=8 if quick else 12,
                    n_frames=900 if quick else 1500)
-        base = load_config(None, {"data.root": str(tmp / "synth"), "data.cache": str(tmp / "cache"),
-                                  "optim.epochs": epochs, "run.progress": False, "run.resume": True,
-                                  "run.patience": 0, "run.threads": 1, **PINNED}).to_dict()
+        base = load_config(
+            None,
+            {
+                "data.root": str(tmp / "synth"),
+                "data.cache": str(tmp / "cache"),
+                "optim.epochs": epochs,
+                "run.progress": False,
+                "run.resume": True,
+                "run.patience": 0,
+                "run.threads": 1,
+                **PINNED,
+            },
+        ).to_dict()
         if ray.is_initialized():
             ray.shutdown()
-        search.init_ray()  # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
+        # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
+        search.init_ray()
         try:
             for seed in seeds:
                 done = {arm: _search(arm, seed, trials, epochs, base, tmp / "exp") for arm in arms}
@@ -148,30 +176,42 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None) -> list[dict]:
                     best[arm].append(res.best())
                     need = None if arm == "random" else res.budget_to_reach(target)
                     frac = need / res.budget if need is not None else None
-                    note = (f"seed {seed} {arm}: best {res.best():.4f}, {res.trials} trials, {res.spent()} of "
-                            f"{res.budget} trial-epochs, {res.seconds:.0f} s"
-                            + (f"; found its best after {res.budget_to_reach(target)} trial-epochs" if arm == "random"
-                               else f"; reached random's best {target:.4f} after "
-                               + (f"{need} trial-epochs ({frac:.2f} of the budget)" if need else "never")))
+                    note = (
+                        f"seed {seed} {arm}: best {res.best():.4f}, {res.trials} trials, {res.spent()} of "
+                        f"{res.budget} trial-epochs, {res.seconds:.0f} s"
+                        + (
+                            f"; found its best after {res.budget_to_reach(target)} trial-epochs"
+                            if arm == "random"
+                            else f"; reached random's best {target:.4f} after "
+                            + (f"{need} trial-epochs ({frac:.2f} of the budget)" if need else "never")
+                        )
+                    )
                     print(note, flush=True)
                     if arm == "random":
                         continue
                     reached[arm].append(frac)
-                    rows.append({"stage": f"search: {arm} budget to reach random's best (seed {seed})",
-                                 "ours": frac, "unit": "fraction of the budget",
-                                 "target": "<= 0.3334" if arm == "tpe+asha" else None,
-                                 **({"passed": frac is not None and frac <= 1 / 3} if arm == "tpe+asha" else {}),
-                                 "note": note})
+                    rows.append(
+                        {
+                            "stage": f"search: {arm} budget to reach random's best (seed {seed})",
+                            "ours": frac,
+                            "unit": "fraction of the budget",
+                            "target": "<= 0.3334" if arm == "tpe+asha" else None,
+                            **({"passed": frac is not None and frac <= 1 / 3} if arm == "tpe+asha" else {}),
+                            "note": note,
+                        }
+                    )
         finally:
             ray.shutdown()
     for arm in arms:
         mean = sum(best[arm]) / len(best[arm])
         hits = "" if arm == "random" else (
-            f"; reached random's best in {sum(f is not None for f in reached[arm])} of {len(seeds)} seeds, within "
-            f"1/3 of the budget in {sum(f is not None and f <= 1 / 3 for f in reached[arm])}")
-        rows.append({"stage": f"search: {arm} mean best score ({len(seeds)} seeds, same budget)", "ours": mean,
-                     **({} if arm == "random" else {"baseline": sum(best['random']) / len(seeds),
-                                                    "ratio": mean / max(sum(best['random']) / len(seeds), 1e-9)}),
+            f"; reached random's best in {sum(f is not None for f in reached[arm])} of {len(seeds)} seeds, "
+            f"within 1/3 of the budget in {sum(f is not None and f <= 1 / 3 for f in reached[arm])}")
+        random_mean = sum(best['random']) / len(seeds)
+        vs_random = {} if arm == "random" else {"baseline": random_mean,
+                                                "ratio": mean / max(random_mean, 1e-9)}
+        rows.append({"stage": f"search: {arm} mean best score ({len(seeds)} seeds, same budget)",
+                     "ours": mean, **vs_random,
                      "unit": "val/best_score", "target": None,
                      "note": "per seed " + ", ".join(f"{b:.4f}" for b in best[arm]) + hits})
     return rows
@@ -182,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--arms", type=lambda v: tuple(v.split(",")), default=None,
-                   help=f"comma-separated subset of {','.join(ARMS)} (random always runs: it sets the target)")
+                   help=f"comma-separated subset of {','.join(ARMS)} "
+                        "(random always runs: it sets the target)")
     args = p.parse_args(argv)
     if args.arms and not set(args.arms) <= set(ARMS):
         p.error(f"--arms: unknown {sorted(set(args.arms) - set(ARMS))}; choose from {','.join(ARMS)}")

@@ -11,8 +11,8 @@ not distort them; CUDA rates are wall-clock.
 - the vectorised window gather vs a per-window Python loop;
 - the share of step time the trainer waits for data (target < 5 %), from `tune.train.train` itself.
 On CUDA the same rows are added for fp32 and bf16 autocast. The trainer row's target (>= 0.8) says the
-full trainer step (data path included) runs at least 80 % as fast as the model step alone. `run(quick) -> list[dict]` rows
-{stage, ours, baseline, ratio, target, unit}.
+full trainer step (data path included) runs at least 80 % as fast as the model step alone.
+`run(quick) -> list[dict]` rows {stage, ours, baseline, ratio, target, unit}.
 """
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def step_rate(model, device, batch: int, window: int, n_features: int, seconds: float, bf16: bool = False) -> float:
+def step_rate(
+    model, device, batch: int, window: int, n_features: int, seconds: float, bf16: bool = False
+) -> float:
     """Training steps on fixed tensors (no data path): frames per second."""
     from tune.train import masked_loss
 
@@ -123,9 +125,24 @@ def write_random_cache(root: Path, n_videos: int, T: int, F: int, seed: int = 0)
                 y[p, s:s + 40] = rng.choice([1, 5, 9])
         np.save(root / "videos" / f"{v}.x.npy", rng.normal(size=(2, T, F)).astype(np.float32))
         np.save(root / "videos" / f"{v}.y.npy", y)
-        rows += [dict(video_id=v, lab_id="L", agent=a, target=t, pair=p, n_frames=T, n_frames_orig=T, fps=30.0,
-                      fold=v % 5, split="train", file=f"videos/{v}", allowed=allowed.tolist(),
-                      allowed_raw=allowed.tolist()) for p, (a, t) in enumerate([(1, 2), (2, 1)])]
+        rows += [
+            dict(
+                video_id=v,
+                lab_id="L",
+                agent=a,
+                target=t,
+                pair=p,
+                n_frames=T,
+                n_frames_orig=T,
+                fps=30.0,
+                fold=v % 5,
+                split="train",
+                file=f"videos/{v}",
+                allowed=allowed.tolist(),
+                allowed_raw=allowed.tolist(),
+            )
+            for p, (a, t) in enumerate([(1, 2), (2, 1)])
+        ]
     pd.DataFrame(rows).to_parquet(root / "index.parquet")
     (root / "meta.json").write_text(json.dumps({"settings": {}, "feature_names": [f"f{i}" for i in range(F)],
                                                 "num_features": F, "n_folds": 5}))
@@ -176,21 +193,42 @@ def trainer_rows(quick: bool) -> list[dict]:
     model = build_model(ModelConfig(), F_DEFAULT)
     alone = step_rate(model, torch.device("cpu"), 64, 256, F_DEFAULT, 1.0 if quick else 3.0)
     return [
-        dict(stage="trainer epoch frames per CPU-s vs model step alone (conv_bilstm h64, 64x256)", ours=ours,
-             baseline=alone, ratio=ours / alone, target=">= 0.8", unit="frames/s"),
-        dict(stage="data-wait share of train step time (cpu)", ours=100 * m["time/data_share"], baseline=None,
-             ratio=None, target="< 5", unit="%"),
+        dict(
+            stage="trainer epoch frames per CPU-s vs model step alone (conv_bilstm h64, 64x256)",
+            ours=ours,
+            baseline=alone,
+            ratio=ours / alone,
+            target=">= 0.8",
+            unit="frames/s",
+        ),
+        dict(
+            stage="data-wait share of train step time (cpu)",
+            ours=100 * m["time/data_share"],
+            baseline=None,
+            ratio=None,
+            target="< 5",
+            unit="%",
+        ),
     ]
 
 
 def compute_rows(device: torch.device, quick: bool) -> list[dict]:
     rows = []
     secs = 0.5 if quick else 2.0
-    for dtype, bf16, tag in ([(torch.float32, False, "fp32")] +
-                             ([(torch.bfloat16, True, "bf16")] if device.type == "cuda" else [])):
+    for dtype, bf16, tag in [(torch.float32, False, "fp32")] + (
+        [(torch.bfloat16, True, "bf16")] if device.type == "cuda" else []
+    ):
         mm = matmul_rate(device, dtype, 1024 if device.type == "cpu" else 4096, secs)
-        rows.append(dict(stage=f"matmul rate ({device.type} {tag}, {torch.get_num_threads()} threads)", ours=mm / 1e9, baseline=None, ratio=None,
-                         target="", unit="GFLOP/s"))
+        rows.append(
+            dict(
+                stage=f"matmul rate ({device.type} {tag}, {torch.get_num_threads()} threads)",
+                ours=mm / 1e9,
+                baseline=None,
+                ratio=None,
+                target="",
+                unit="GFLOP/s",
+            )
+        )
         for name in ("conv_bilstm", "tcn", "hybrid"):
             model = build_model(ModelConfig(name=name), F_DEFAULT).to(device)
             fpf = model_flops_per_frame(model, 256)
@@ -198,12 +236,21 @@ def compute_rows(device: torch.device, quick: bool) -> list[dict]:
             fps = step_rate(model, device, batch, 256, F_DEFAULT, secs, bf16=bf16)
             achieved = 3 * fpf * fps  # forward + backward ~ 3x forward
             if tag == "fp32":
-                rows.append(dict(stage=f"{name} h64 FLOPs per frame (forward)", ours=fpf, baseline=None, ratio=None,
-                                 target="", unit="FLOP"))
+                rows.append(
+                    dict(
+                        stage=f"{name} h64 FLOPs per frame (forward)",
+                        ours=fpf,
+                        baseline=None,
+                        ratio=None,
+                        target="",
+                        unit="FLOP",
+                    )
+                )
             rows.append(dict(stage=f"{name} training ({device.type} {tag}, batch {batch}x256)", ours=fps,
                              baseline=None, ratio=None, target="", unit="frames/s"))
-            rows.append(dict(stage=f"{name} achieved / matmul rate ({device.type} {tag})", ours=achieved / 1e9,
-                             baseline=mm / 1e9, ratio=achieved / mm, target="", unit="GFLOP/s"))
+            rows.append(dict(stage=f"{name} achieved / matmul rate ({device.type} {tag})",
+                             ours=achieved / 1e9, baseline=mm / 1e9, ratio=achieved / mm, target="",
+                             unit="GFLOP/s"))
     return rows
 
 

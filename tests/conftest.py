@@ -1,7 +1,18 @@
-"""Shared fixtures. Ray tests share one private local Ray per session (cluster start is seconds)."""
+"""Shared fixtures.
+
+- `ray_local`: one private local Ray per session (cluster start is seconds). Every test that uses it, or that
+  starts Ray in any other way, carries the `ray` marker (checked at collection for `ray_local` users).
+- `synth_set`: a session-wide factory of synthetic Kaggle-layout datasets (features.synth) with their feature
+  cache, built once per distinct set of arguments; `synth_small` is the small set most modules share.
+  The folders are shared: treat them as read-only (copy a folder before changing or corrupting it).
+
+Functions that several test modules use live in tests/helpers.py.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +21,19 @@ os.environ.pop("RAY_ADDRESS", None)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+# The small shared dataset: 4 training videos (2 folds) + 3 test videos of ~400 frames; seconds to build.
+SMALL = dict(n_videos=4, n_frames=400, seed=1, test_videos=3, n_folds=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the session Ray must say so with @pytest.mark.ray (so `-m "not ray"` skips it)."""
+    unmarked = [it.nodeid for it in items if "ray_local" in getattr(it, "fixturenames", ()) and
+                it.get_closest_marker("ray") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using ray_local must be marked @pytest.mark.ray: " + ", ".join(unmarked)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +45,46 @@ def ray_local():
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@dataclass(frozen=True)
+class SynthSet:
+    """A synthetic dataset in the Kaggle layout (`root`), its feature cache (`cache`, None when not built)
+    and the summary `features.synth.generate` returned."""
+
+    root: Path
+    cache: Path | None
+    summary: dict
+
+
+@pytest.fixture(scope="session")
+def synth_set(tmp_path_factory):
+    """Factory: `synth_set(n_videos=..., n_frames=..., seed=..., test_videos=..., n_folds=5, cache=True)`.
+
+    The same arguments return the same (already built) folders for the whole session. The cache is built
+    with the default FeatureSettings into `<root>/cache`.
+    """
+    from features.cache import build_cache
+    from features.synth import generate
+
+    built: dict[tuple, SynthSet] = {}
+
+    def make(n_videos: int, n_frames: int, seed: int = 0, test_videos: int | None = None, n_folds: int = 5,
+             cache: bool = True) -> SynthSet:
+        key = (n_videos, n_frames, seed, test_videos, n_folds, cache)
+        if key not in built:
+            root = tmp_path_factory.mktemp(f"synth-{n_videos}x{n_frames}-s{seed}") / "synth"
+            kw = {} if test_videos is None else {"test_videos": test_videos}
+            summary = generate(root, n_videos=n_videos, n_frames=n_frames, seed=seed, **kw)
+            if cache:
+                build_cache(root, root / "cache", n_folds=n_folds, progress=False)
+            built[key] = SynthSet(root, root / "cache" if cache else None, summary)
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synth_small(synth_set) -> SynthSet:
+    """The small shared dataset (SMALL) with its 2-fold cache."""
+    return synth_set(**SMALL)

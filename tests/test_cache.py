@@ -286,13 +286,11 @@ def test_missing_cache_is_reported(tmp_path):
         FeatureCache(tmp_path)
 
 
-def test_synthetic_twin_reads_back_like_the_real_files(tmp_path):
+def test_synthetic_twin_reads_back_like_the_real_files(synth_set, tmp_path):
     """features.synth output goes through our reader with the real dtypes, and builds a cache."""
-    synth = pytest.importorskip("features.synth")
     from features.io import kaggle_paths, read_annotations, read_metadata, read_tracking
 
-    root = tmp_path / "synth"
-    synth.generate(root, n_videos=3, n_frames=300, seed=1, test_videos=1)
+    root = synth_set(3, 300, seed=1, test_videos=1, cache=False).root
     real = read_metadata(packaged_metadata("train"))
     meta = read_metadata(root / "train.csv")
     assert list(meta.columns) == list(real.columns)

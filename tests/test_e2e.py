@@ -50,21 +50,19 @@ def _venv_env() -> dict:
 
 
 @pytest.mark.slow
-def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsys):
+@pytest.mark.ray
+def test_search_build_export_predict_offline(ray_local, synth_set, tmp_path, request, capsys):
     from ensemble.build import build
     from ensemble.export import export
     from ensemble.infer import InferSettings
     from ensemble.metric import score
     from ensemble.predict import predict
     from ensemble.submission import validate
-    from features.cache import build_cache
-    from features.synth import generate
     from tune import search
 
     # 1. data: synthetic Kaggle layout + its feature cache + ground truth of the test videos
-    root = tmp_path / "synth"
-    generate(root, n_videos=8, n_frames=900, seed=0, test_videos=4)
-    build_cache(root, root / "cache", n_folds=4, progress=False)
+    # (tests/conftest.py's synth_set runs features.synth.generate + features.cache.build_cache)
+    root = synth_set(8, 900, seed=0, test_videos=4, n_folds=4).root
 
     # 2. a real 2-trial search (Tune + Optuna + ASHA + Ray Train running tune.train)
     argv = [
@@ -152,9 +150,23 @@ def test_search_build_export_predict_offline(ray_local, tmp_path, request, capsy
 
     def venv_predict(out, *extra):  # `python -m ensemble.predict` on the bundle, in the clean venv
         return subprocess.run(
-            [str(py), "-m", "ensemble.predict", "--bundle", str(bundle), "--data", str(root), "--out", str(out),
-             *extra],
-            capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+            [
+                str(py),
+                "-m",
+                "ensemble.predict",
+                "--bundle",
+                str(bundle),
+                "--data",
+                str(root),
+                "--out",
+                str(out),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
         )
 
     out = tmp_path / "submission.csv"

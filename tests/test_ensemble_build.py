@@ -26,6 +26,7 @@ from ensemble.infer import (
     window_starts,
 )
 from features.labels import NUM_CLASSES
+from helpers import make_checkpoint
 
 # ------------------------------------------------------------------------------------------------ windows
 
@@ -160,46 +161,17 @@ def test_video_probs_tta_is_mean_of_plain_and_mirrored():
 
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    from features.cache import build_cache
-    from features.synth import generate
-
-    root = tmp_path_factory.mktemp("ens") / "synth"
-    generate(root, n_videos=4, n_frames=400, seed=1, test_videos=2)
-    build_cache(root, root / "cache", n_folds=2, progress=False)
-    return root, root / "cache"
-
-
-def _ckpt(
-    d: Path, cache: Path, score: float, name: str = "tcn", fold: int = 0, seed: int = 0, epoch: int = 1
-):
-    """A real checkpoint folder (untrained model, input stats from nothing) with a chosen val/score."""
-    from features.cache import FeatureCache
-    from features.labels import ACTIONS
-    from models import build_model
-    from tune.checkpoint import save_checkpoint
-    from tune.config import TrainConfig
-
-    fc = FeatureCache(cache)
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"cache": str(cache), "val_fold": fold},
-            "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
-            "features": fc.settings.to_dict(),
-            "classes": ["background", *ACTIONS],
-        }
-    )
-    torch.manual_seed(seed)
-    model = build_model(cfg.model, fc.num_features)
-    return save_checkpoint(d, model, cfg, {"val/score": score, "epoch": epoch})
+def tiny_cache(synth_small):
+    """The session's small synthetic set (tests/conftest.py): 4 training videos, 2-fold cache."""
+    return synth_small.root, synth_small.cache
 
 
 def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     _, cache = tiny_cache
     exp = tmp_path / "exp"
-    a1 = _ckpt(exp / "train-aaaa1111" / "checkpoint_000001", cache, 0.30, seed=1, epoch=1)
-    _ckpt(exp / "train-aaaa1111" / "checkpoint_000002", cache, 0.40, seed=2, epoch=2)
-    _ckpt(exp / "train-bbbb2222" / "checkpoint_000001", cache, 0.35, name="conv_bilstm", seed=3)
+    a1 = make_checkpoint(exp / "train-aaaa1111" / "checkpoint_000001", cache, 0.30, seed=1, epoch=1)
+    make_checkpoint(exp / "train-aaaa1111" / "checkpoint_000002", cache, 0.40, seed=2, epoch=2)
+    make_checkpoint(exp / "train-bbbb2222" / "checkpoint_000001", cache, 0.35, name="conv_bilstm", seed=3)
     # the local run folder holds a copy of trial a's first checkpoint: counted once, Ray's copy kept
     shutil.copytree(a1, exp / "runs" / "train-aaaa1111" / "best")
     (exp / "train-cccc3333" / "checkpoint_000001.tmp-123").mkdir(parents=True)  # half-written: ignored
@@ -216,7 +188,7 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     assert cands[2].path.name == "checkpoint_000001"
     # a plain run folder of python -m tune.train: the trial is the run's name
     run = tmp_path / "runs" / "v6"
-    _ckpt(run / "best", cache, 0.2)
+    make_checkpoint(run / "best", cache, 0.2)
     (c,) = B.discover([run / "best"])
     assert c.trial == "v6" and c.score == 0.2
 
@@ -271,8 +243,10 @@ def test_average_oof_hand_computed():
 def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     _, cache = tiny_cache
     exp = tmp_path / "exp"
-    _ckpt(exp / "train-aaaa1111" / "checkpoint_000001", cache, 0.30, seed=1, fold=0)
-    _ckpt(exp / "train-bbbb2222" / "checkpoint_000001", cache, 0.20, name="conv_bilstm", seed=2, fold=1)
+    make_checkpoint(exp / "train-aaaa1111" / "checkpoint_000001", cache, 0.30, seed=1, fold=0)
+    make_checkpoint(
+        exp / "train-bbbb2222" / "checkpoint_000001", cache, 0.20, name="conv_bilstm", seed=2, fold=1
+    )
     out = tmp_path / "ens"
     s = B.main(
         [
@@ -330,7 +304,7 @@ def test_oof_cache_invalidated_by_other_settings(tiny_cache, tmp_path):
     from features.cache import FeatureCache
 
     _, cache = tiny_cache
-    ck = _ckpt(tmp_path / "c", cache, 0.1)
+    ck = make_checkpoint(tmp_path / "c", cache, 0.1)
     fc = FeatureCache(cache)
     f = tmp_path / "oof.npz"
     p1 = oof_probs(ck, fc, InferSettings(window=64, stride=32, trim=8), f)

@@ -16,27 +16,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_ensemble_build import _ckpt  # tests/ is on sys.path under pytest
+from helpers import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("ray", "optuna", "modal", "matplotlib", "yaml")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """synthetic data + cache -> 2 checkpoints -> ensemble (tuned) -> exported bundle."""
+def bundle(tmp_path_factory, synth_small):
+    """synthetic data + cache (the session's small set, 3 test videos) -> 2 checkpoints -> ensemble (tuned)
+    -> exported bundle."""
     from ensemble.build import build
     from ensemble.export import export
     from ensemble.infer import InferSettings
-    from features.cache import build_cache
-    from features.synth import generate
 
     base = tmp_path_factory.mktemp("bundle")
-    root = base / "synth"
-    generate(root, n_videos=4, n_frames=400, seed=2, test_videos=3)
-    build_cache(root, root / "cache", n_folds=2, progress=False)
-    _ckpt(base / "exp" / "train-a" / "checkpoint_1", root / "cache", 0.3, "tcn", 0, 1)
-    _ckpt(base / "exp" / "train-b" / "checkpoint_1", root / "cache", 0.2, "conv_bilstm", 1, 2)
+    root = synth_small.root
+    make_checkpoint(base / "exp" / "train-a" / "checkpoint_1", root / "cache", 0.3, "tcn", 0, 1)
+    make_checkpoint(base / "exp" / "train-b" / "checkpoint_1", root / "cache", 0.2, "conv_bilstm", 1, 2)
     build(
         [base / "exp"],
         base / "ens",

@@ -21,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import kill_under
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,8 @@ def _ray_bin():
 
 @pytest.fixture
 def ray_head():
-    """A separate head node: own temp dir (short path: unix sockets), own ports, no auth, never RAY_ADDRESS."""
+    """A separate head node: own temp dir (short path: unix sockets), own ports, no auth, never
+    RAY_ADDRESS."""
     pytest.importorskip("ray.job_submission")
     if _ray_bin() is None:
         pytest.skip("ray CLI not found")
@@ -87,24 +90,39 @@ def ray_head():
                 break
             except subprocess.TimeoutExpired:
                 continue
-        _kill_under(temp)
+        kill_under(temp)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_job_submit_smoke_search(ray_head, tmp_path):
+@pytest.mark.ray
+def test_job_submit_smoke_search(ray_head, synth_set, tmp_path):
     client, _env = ray_head
     from ray.job_submission import JobStatus
 
     storage = tmp_path / "exp"
+    data = synth_set(4, 600, seed=0, cache=False).root  # the job gets it by path
     job_id = client.submit_job(
         entrypoint=f"{sys.executable} -m tune.search --smoke-test --num-samples 2 --epochs 1 "
-                   f"--storage {storage} --name job --data {_smoke_data(tmp_path)} --cache {tmp_path / 'cache'}",
-        runtime_env={"working_dir": str(ROOT),
-                     "excludes": ["data/", "experiments/", "runs/", ".git/", "**/__pycache__", ".pytest_cache/",
-                                  ".hypothesis/", "bundle/", "build/", "dist/"],
-                     "env_vars": {"TQDM_DISABLE": "1", "RAY_AUTH_MODE": "disabled"}})
+        f"--storage {storage} --name job --data {data} --cache {tmp_path / 'cache'}",
+        runtime_env={
+            "working_dir": str(ROOT),
+            "excludes": [
+                "data/",
+                "experiments/",
+                "runs/",
+                ".git/",
+                "**/__pycache__",
+                ".pytest_cache/",
+                ".hypothesis/",
+                "bundle/",
+                "build/",
+                "dist/",
+            ],
+            "env_vars": {"TQDM_DISABLE": "1", "RAY_AUTH_MODE": "disabled"},
+        },
+    )
     deadline = time.time() + 420
     status = client.get_job_status(job_id)
     while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED) and time.time() < deadline:
@@ -117,27 +135,3 @@ def test_job_submit_smoke_search(ray_head, tmp_path):
     table = pd.read_csv(storage / "job" / "results.csv")
     assert len(table) == 2 and table["trial"].tolist() == [1, 2]
     assert (storage / "job" / "optuna.db").is_file()
-
-
-def _kill_under(tmpdir: str) -> None:
-    """SIGKILL leftover processes whose command line names our private Ray temp dir (only ours)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if tmpdir in cmd:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def _smoke_data(tmp_path):
-    """Tiny synthetic Kaggle layout, generated in this process (the job gets it by path)."""
-    synth = pytest.importorskip("features.synth")
-    root = tmp_path / "synth"
-    synth.generate(root, n_videos=4, n_frames=600, seed=0)
-    return root

@@ -37,7 +37,9 @@ PAIR_WL = ["mouse1,mouse2,attack", "mouse1,mouse2,sniff", "mouse2,mouse1,sniff",
 def solution(rows, whitelist=PAIR_WL, labs=None):
     """rows: (video, agent, target, action, start, stop); one whitelist for all videos; labs: video -> lab."""
     labs = labs or {}
-    df = pd.DataFrame(rows, columns=["video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"])
+    df = pd.DataFrame(
+        rows, columns=["video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
+    )
     df["lab_id"] = [labs.get(v, "LabA") for v in df["video_id"]]
     wl = whitelist if isinstance(whitelist, dict) else {v: whitelist for v in df["video_id"]}
     df["behaviors_labeled"] = [json.dumps(wl[v]) for v in df["video_id"]]
@@ -45,7 +47,9 @@ def solution(rows, whitelist=PAIR_WL, labs=None):
 
 
 def submission(rows):
-    df = pd.DataFrame(rows, columns=["video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"])
+    df = pd.DataFrame(
+        rows, columns=["video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
+    )
     df.insert(0, "row_id", range(len(df)))
     return df
 
@@ -332,8 +336,20 @@ def test_cli_bad_input_one_line_nonzero(tmp_path):
     sub = submission([(1, "mouse1", "mouse2", "sniff", 0, 10), (1, "mouse1", "mouse2", "attack", 5, 10)])
     sol.to_csv(tmp_path / "sol.csv", index=False)
     sub.to_csv(tmp_path / "sub.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "ensemble.metric", "--solution", str(tmp_path / "sol.csv"),
-                           "--submission", str(tmp_path / "sub.csv")], check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ensemble.metric",
+            "--solution",
+            str(tmp_path / "sol.csv"),
+            "--submission",
+            str(tmp_path / "sub.csv"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Multiple predictions" in lines[0] and "video 1" in lines[0]

@@ -73,9 +73,14 @@ def test_decide_by_margin_over_threshold():
 
 
 def test_threshold_precedence_and_json_round_trip():
-    cfg = PostprocessConfig(smooth_window=5, min_duration=3, gap_fill=2,
-                            thresholds={"LabA": {"sniff": 0.3}}, action_thresholds={"sniff": 0.4, "attack": 0.7},
-                            default_threshold=0.6)
+    cfg = PostprocessConfig(
+        smooth_window=5,
+        min_duration=3,
+        gap_fill=2,
+        thresholds={"LabA": {"sniff": 0.3}},
+        action_thresholds={"sniff": 0.4, "attack": 0.7},
+        default_threshold=0.6,
+    )
     a = cfg.threshold_vector("LabA")
     b = cfg.threshold_vector("LabB")
     assert (a[SNIFF], a[ATTACK], a[REAR]) == (0.3, 0.7, 0.6)
@@ -132,12 +137,16 @@ def test_perfect_probabilities_score_one():
     rng = np.random.default_rng(0)
     labels = np.repeat(rng.choice([0, SNIFF, ATTACK], 30), 5)
     self_labels = np.repeat(rng.choice([0, REAR], 30), 5)
-    pairs = [PairFrames("L", 1, 1, 2, labels, labels, mask(SNIFF, ATTACK)),
-             PairFrames("L", 1, 1, 1, self_labels, self_labels, mask(REAR))]
+    pairs = [
+        PairFrames("L", 1, 1, 2, labels, labels, mask(SNIFF, ATTACK)),
+        PairFrames("L", 1, 1, 1, self_labels, self_labels, mask(REAR)),
+    ]
     items = []
     for p in pairs:
         probs = np.eye(NUM_CLASSES, dtype=np.float32)[p.labels]
-        items.append((p.video_id, p.agent, p.target, probs_to_events(probs, p.allowed, PostprocessConfig(), "L")))
+        items.append(
+            (p.video_id, p.agent, p.target, probs_to_events(probs, p.allowed, PostprocessConfig(), "L"))
+        )
     assert score(pairs_to_solution(pairs), events_to_submission(items)) == 1.0
 
 
@@ -148,15 +157,22 @@ def test_random_postprocessing_never_overlaps(seed, window, min_duration, gap_fi
     """Whatever the probabilities and settings, the rows never trip the metric's overlap error."""
     rng = np.random.default_rng(seed)
     T = int(rng.integers(1, 80))
-    cfg = PostprocessConfig(window, min_duration, gap_fill,
-                            thresholds={"L": {"sniff": float(rng.random()), "rear": float(rng.random())}},
-                            action_thresholds={"attack": float(rng.random())}, default_threshold=default)
+    cfg = PostprocessConfig(
+        window,
+        min_duration,
+        gap_fill,
+        thresholds={"L": {"sniff": float(rng.random()), "rear": float(rng.random())}},
+        action_thresholds={"attack": float(rng.random())},
+        default_threshold=default,
+    )
     to_original = np.sort(rng.integers(0, T, int(rng.integers(T, 3 * T)))) if stretch else None
     n_orig = T if to_original is None else to_original.size
     pairs, items = [], []
     for agent in (1, 2, 3):
         for target in (1, 2, 3):
-            allowed = (rng.random(NUM_CLASSES) < 0.5) & (SELF_CLASS_MASK if agent == target else PAIR_CLASS_MASK)
+            allowed = (rng.random(NUM_CLASSES) < 0.5) & (
+                SELF_CLASS_MASK if agent == target else PAIR_CLASS_MASK
+            )
             allowed[0] = True
             probs = rng.random((T, NUM_CLASSES)).astype(np.float32) ** 3
             events = probs_to_events(probs, allowed, cfg, "L", to_original=to_original)

@@ -1,4 +1,6 @@
-"""Ray Train V2 on CPU: 2-worker DDP run whose checkpoint loads back; a worker failure restarts from checkpoint."""
+"""Ray Train V2 on CPU: 2-worker DDP run whose checkpoint loads back; a worker failure restarts from
+checkpoint."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +12,7 @@ from tune.config import TrainConfig
 
 pytest.importorskip("ray")
 
-from test_train import small_cfg, write_cache  # noqa: E402  (tests/ is on sys.path under pytest)
+from helpers import small_cfg, write_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +20,8 @@ def cache_dir(tmp_path_factory):
     return write_cache(tmp_path_factory.mktemp("raycache") / "c", n_videos=5, T=300)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_two_worker_ddp_run_checkpoint_loads(ray_local, cache_dir, tmp_path):
     from tune.ray_train import run_ray_train
 
@@ -35,6 +39,8 @@ def test_two_worker_ddp_run_checkpoint_loads(ray_local, cache_dir, tmp_path):
     assert (tmp_path / "local" / "ddp2" / "summary.csv").read_text().count("\n") == 3
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_worker_failure_restarts_from_checkpoint(ray_local, cache_dir, tmp_path):
     from tune.ray_train import run_ray_train
 
@@ -58,7 +64,9 @@ def test_trainer_kwargs_make_local_paths_absolute(tmp_path, monkeypatch):
     assert sent["data"]["root"] == str(tmp_path / "data" / "synth")
     assert sent["data"]["cache"] == str(tmp_path / "data" / "synth" / "cache")
     assert sent["run"]["out_dir"] == str(tmp_path / "runs" / "x")
-    remote = trainer_kwargs(cfg.replace(**{"data.cache": "s3://bucket/cache"}), workers=1)["train_loop_config"]
+    remote = trainer_kwargs(cfg.replace(**{"data.cache": "s3://bucket/cache"}), workers=1)[
+        "train_loop_config"
+    ]
     assert remote["data"]["cache"] == "s3://bucket/cache"
 
 

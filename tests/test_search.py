@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_job_submit import _kill_under  # tests/ is on sys.path under pytest
+from helpers import kill_under
 from tune import search
 from tune import space as sp
 
@@ -54,7 +54,9 @@ def test_trials_stopped_early_reach_optuna_as_pruned():
     for tid in ("full", "stopped", "broken", "silent", "first"):
         assert searcher.suggest(tid) is not None
     searcher.on_trial_result("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
-    searcher.on_trial_complete("full", {search.OBJECTIVE: 0.3, search.BEST_CKPT: "/ckpt", "training_iteration": 7})
+    searcher.on_trial_complete(
+        "full", {search.OBJECTIVE: 0.3, search.BEST_CKPT: "/ckpt", "training_iteration": 7}
+    )
     searcher.on_trial_complete("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
     searcher.on_trial_complete("broken", None, error=True)
     searcher.on_trial_complete("silent", None)
@@ -111,7 +113,9 @@ def _make_trivial(epochs_key="optim.epochs"):
         os.makedirs(ckpt, exist_ok=True)
         with open(os.path.join(ckpt, "metrics.json"), "w") as f:
             json.dump({"val/score": best}, f)
-        ray.tune.report({"val/score": score, "val/best_score": best, "epoch": epochs, "best_checkpoint": ckpt})
+        ray.tune.report(
+            {"val/score": score, "val/best_score": best, "epoch": epochs, "best_checkpoint": ckpt}
+        )
 
     return trivial
 
@@ -127,9 +131,11 @@ def _scfg(tmp_path, name, **kw):
 def _study_trials(db, name):
     con = sqlite3.connect(db)
     try:
-        rows = con.execute("SELECT t.number, t.state, v.value FROM trials t JOIN studies s USING(study_id) "
-                           "LEFT JOIN trial_values v USING(trial_id) WHERE s.study_name = ? ORDER BY t.number",
-                           (name,)).fetchall()
+        rows = con.execute(
+            "SELECT t.number, t.state, v.value FROM trials t JOIN studies s USING(study_id) "
+            "LEFT JOIN trial_values v USING(trial_id) WHERE s.study_name = ? ORDER BY t.number",
+            (name,),
+        ).fetchall()
         params = con.execute("SELECT t.number, p.param_name, p.param_value FROM trial_params p JOIN trials t "
                              "USING(trial_id) JOIN studies s USING(study_id) WHERE s.study_name = ?",
                              (name,)).fetchall()
@@ -138,6 +144,7 @@ def _study_trials(db, name):
     return rows, params
 
 
+@pytest.mark.ray
 def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     scfg = _scfg(tmp_path, "trivial", gpus_per_trial=0.5, gpu_hour_cost=4.0)
     base = {"optim": {"epochs": 3}}
@@ -170,7 +177,8 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     # ASHA-stopped ones PRUNED (so TPE ranks them after every full-length trial)
     rows, params = _study_trials(exp / "optuna.db", "trivial")
     assert [r[0] for r in rows] == [0, 1, 2, 3]
-    assert sorted(r[1] for r in rows) == sorted(table["status"].map({"TERMINATED": "COMPLETE", "STOPPED": "PRUNED"}))
+    state_of = {"TERMINATED": "COMPLETE", "STOPPED": "PRUNED"}
+    assert sorted(r[1] for r in rows) == sorted(table["status"].map(state_of))
     lr_by_number = {n: v for n, k, v in params if k == sp.LR}
     assert lr_by_number[0] == pytest.approx(4e-4)
     assert sorted(lr_by_number.values()) == pytest.approx(sorted(table[sp.LR]))
@@ -192,7 +200,8 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     assert len(warm) == 4 and warm[0][0][sp.LR] == pytest.approx(4e-4)
     stopped = table[table["status"] == "STOPPED"]
     assert sum(steps is not None for _, _, steps in warm) == len(stopped)
-    for _, value, steps in warm:   # a pruned trial's steps end at its stop step, with the value it was filed under
+    # a pruned trial's steps end at its stop step, with the value it was filed under
+    for _, value, steps in warm:
         assert steps is None or (steps[-1] == pytest.approx(value) and 1 <= len(steps) - 1 <= 3)
     scfg2 = _scfg(tmp_path, "trivial-warm", num_samples=2, warm_start=str(exp))
     search.run_search(scfg2, _make_trivial(), base)
@@ -203,19 +212,15 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
         search.run_search(scfg2, _make_trivial(), base)
 
 
-# ------------------------------------------------------------------------- real driver: Ray Train + tune.train
+# ------------------------------------------------------------------ real driver: Ray Train + tune.train
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny synthetic Kaggle-layout set and its feature cache, shared by the end-to-end tests."""
-    synth = pytest.importorskip("features.synth")
-    from features.cache import build_cache
-
-    root = tmp_path_factory.mktemp("tiny") / "synth"
-    synth.generate(root, n_videos=6, n_frames=600, seed=0)
-    build_cache(root, root / "cache", progress=False)
-    return root, root / "cache"
+def tiny_data(synth_set):
+    """A tiny synthetic Kaggle-layout set and its feature cache (session-wide), shared by the end-to-end
+    tests."""
+    d = synth_set(6, 600, seed=0)
+    return d.root, d.cache
 
 
 def _e2e_args(data, storage, name, *extra):
@@ -225,6 +230,8 @@ def _e2e_args(data, storage, name, *extra):
             "--set", "run.checkpoint_every=1", *extra]
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_real_search_three_trials(ray_local, tiny_data, tmp_path, capsys):
     """3 trials through Tuner + OptunaSearch + ASHA + TorchTrainer(tune.train) on a local Ray. One trial's
     Train worker fails once after its first checkpoint (run.fail_once_marker) and resumes from it."""
@@ -251,8 +258,8 @@ def test_real_search_three_trials(ray_local, tiny_data, tmp_path, capsys):
     # the failing trial was retried from its checkpoint: its restarted worker resumed after epoch 1
     # (tune.train reports start_epoch = epochs already done when it started)
     assert marker.is_file()
-    starts = [(json.loads(line).get("epoch"), json.loads(line).get("start_epoch")) for p in exp.glob("*/result.json")
-              for line in p.read_text().splitlines() if line.strip()]
+    starts = [(json.loads(line).get("epoch"), json.loads(line).get("start_epoch"))
+              for p in exp.glob("*/result.json") for line in p.read_text().splitlines() if line.strip()]
     assert (2, 1) in starts
     assert "best vs V6: " in out and f"next: python -m ensemble.build --experiment {exp}" in out
 
@@ -271,6 +278,7 @@ def _terminated_trials(exp: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_kill_and_resume(tiny_data, tmp_path):
     """Kill the search driver (SIGKILL) after its first trial finished; `--resume` finishes the search without
     running the finished trial again."""
@@ -283,8 +291,8 @@ def test_kill_and_resume(tiny_data, tmp_path):
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="rkr", dir="/tmp"))  # short: Ray's unix socket paths
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_MODE="disabled", TQDM_DISABLE="1", TUNE_GLOBAL_CHECKPOINT_S="1",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_MODE="disabled", TQDM_DISABLE="1",
+               TUNE_GLOBAL_CHECKPOINT_S="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     argv = _e2e_args(tiny_data, tmp_path / "exp", "kr", "--num-samples", "2", "--max-concurrent", "1",
                      "--epochs", "1", "--grace-period", "2")
     exp = tmp_path / "exp" / "kr"
@@ -302,11 +310,12 @@ def test_kill_and_resume(tiny_data, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         log.close()
-        _kill_under(str(ray_tmp))
-    assert not (exp / "results.csv").exists()         # it really died mid-search
+        kill_under(str(ray_tmp))
+    assert not (exp / "results.csv").exists()  # it really died mid-search
     first_done = {p.parent.name: len(p.read_text().splitlines()) for p in exp.glob("*/result.json")}
-    done = subprocess.run([*cmd, "--resume"], check=False, env=env, capture_output=True, text=True, timeout=600)
-    _kill_under(str(ray_tmp))
+    done = subprocess.run([*cmd, "--resume"], check=False, env=env, capture_output=True, text=True,
+                          timeout=600)
+    kill_under(str(ray_tmp))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "resuming" in done.stdout
     table = pd.read_csv(exp / "results.csv")
@@ -326,6 +335,7 @@ def test_resume_without_experiment_is_an_error(tmp_path):
         search.run_search(scfg, _make_trivial(), {"optim": {"epochs": 1}})
 
 
+@pytest.mark.ray
 def test_tune_level_retry_of_a_failed_driver(ray_local, tmp_path):
     """A trial whose driver raises once is restarted by Tune (FailureConfig(max_failures)) and finishes."""
     marker = tmp_path / "driver-failed-once"

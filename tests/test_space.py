@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from tune import config
 from tune import space as sp
 
 
@@ -67,7 +68,6 @@ def test_restrict_and_describe():
 
 
 def test_space_keys_are_trainconfig_overrides_and_v6_is_the_default():
-    config = pytest.importorskip("tune.config")
     cfg = config.TrainConfig()
     d = cfg.to_dict()
     for key, value in sp.V6_POINT.items():

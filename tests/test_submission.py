@@ -68,8 +68,20 @@ def test_cli(tmp_path, capsys):
     assert main(["--submission", str(tmp_path / "sub.csv"), "--test-csv", str(tmp_path / "test.csv")]) == []
     assert "valid (6 rows, 2 videos)" in capsys.readouterr().out
     good().assign(action=["sniff"] * 5 + ["dance"]).to_csv(tmp_path / "bad.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "ensemble.submission", "--submission", str(tmp_path / "bad.csv"),
-                           "--test-csv", str(tmp_path / "test.csv")], check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ensemble.submission",
+            "--submission",
+            str(tmp_path / "bad.csv"),
+            "--test-csv",
+            str(tmp_path / "test.csv"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "problem: unknown action" in proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1

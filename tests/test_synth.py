@@ -8,17 +8,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features import synth
+from ensemble import metric
+from features import io, pipeline, synth
 from features.labels import ACTIONS, SELF_ACTIONS
 
 REAL = synth.real_metadata()
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    summary = synth.generate(out, n_videos=10, n_frames=1500, seed=7, test_videos=3)
-    return out, summary
+def data(synth_set):
+    d = synth_set(10, 1500, seed=7, test_videos=3, cache=False)
+    return d.root, d.summary
 
 
 def _whitelist(raw: str) -> set[tuple[int, int, str]]:
@@ -221,7 +221,7 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
     kw = dict(n_videos=2, n_frames=400, test_videos=1, labs=["TranquilPanther", "AdaptableSnail"])
     s1 = synth.generate(tmp_path / "a", seed=3, **kw)
     s2 = synth.generate(tmp_path / "b", seed=3, **kw)
-    s3 = synth.generate(tmp_path / "c", seed=4, **kw)
+    synth.generate(tmp_path / "c", seed=4, **kw)
     assert {k: v for k, v in s1.items() if k not in ("out", "seconds")} == \
            {k: v for k, v in s2.items() if k not in ("out", "seconds")}
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
@@ -256,7 +256,6 @@ def test_cli_bad_lab_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_reads_back_through_features_io(data):
-    io = pytest.importorskip("features.io")
     out, summary = data
     meta = io.read_metadata(out / "train.csv")
     assert len(meta) == 10 and list(meta.columns[:38]) == list(REAL.columns)
@@ -285,7 +284,6 @@ def test_reads_back_through_features_io(data):
 def test_test_solution_scores_itself_with_the_official_rules(data):
     """Submitting the ground truth scores 1.0, except where an action is whitelisted only in malformed form
     (the metric ignores those predictions; its labels stay false negatives)."""
-    metric = pytest.importorskip("ensemble.metric")
     out, _ = data
     sol = pd.read_csv(out / "test_solution.csv")
     rows, overlapped = [], False
@@ -316,8 +314,6 @@ def test_boisterous_parrot_boundaries_in_steps_of_15(tmp_path):
 
 
 def test_feature_pipeline_accepts_the_output(data):
-    pipeline = pytest.importorskip("features.pipeline")
-    io = pytest.importorskip("features.io")
     out, _ = data
     meta = io.read_metadata(out / "train.csv")
     labelled = 0
@@ -346,7 +342,8 @@ def test_regenerating_replaces_old_videos_and_refuses_foreign_folders(tmp_path):
 
 
 def test_fps_quirk_shrinks_25fps_adaptable_snail_labels_only(tmp_path):
-    """AdaptableSnail rows come 25-fps (10 parts) or 30-fps; the quirk scales only 25-fps label frames by 25/30."""
+    """AdaptableSnail rows come 25-fps (10 parts) or 30-fps; the quirk scales only 25-fps label frames by
+    25/30."""
     kw = dict(n_videos=8, n_frames=600, seed=5, labs=["AdaptableSnail"], test_videos=0)
     synth.generate(tmp_path / "plain", **kw)
     synth.generate(tmp_path / "quirk", fps_quirk=True, **kw)
@@ -359,6 +356,8 @@ def test_fps_quirk_shrinks_25fps_adaptable_snail_labels_only(tmp_path):
         if r.frames_per_second == 30.0:
             assert plain.equals(quirk)
         else:
-            expect = plain.assign(start_frame=plain.start_frame * 25 // 30, stop_frame=plain.stop_frame * 25 // 30)
+            expect = plain.assign(
+                start_frame=plain.start_frame * 25 // 30, stop_frame=plain.stop_frame * 25 // 30
+            )
             expect = expect[expect.stop_frame - expect.start_frame >= 2].reset_index(drop=True)
             assert quirk.equals(expect)

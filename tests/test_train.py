@@ -1,7 +1,8 @@
-"""The trainer end to end on small caches: loss, schedule, windows, checkpoints, resume, learning vs shuffled labels."""
+"""The trainer end to end on small caches: loss, schedule, windows, checkpoints, resume, learning vs
+shuffled labels."""
+
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,73 +11,27 @@ import pandas as pd
 import pytest
 import torch
 
-from features.labels import CLASS_OF, NUM_CLASSES
+from features.labels import NUM_CLASSES
 from tune.checkpoint import load_model, load_state, save_checkpoint
 from tune.config import TrainConfig
-from tune.data import (IGNORE, class_weights, epoch_batches, gather, gather_loop, load_pairs, open_cache, sample_windows,
-                       select_rows)
+from tune.data import (
+    IGNORE,
+    class_weights,
+    epoch_batches,
+    gather,
+    gather_loop,
+    load_pairs,
+    open_cache,
+    sample_windows,
+    select_rows,
+)
 from tune.train import hard_targets, lr_lambda, masked_loss, train
 
-LABS = {"LabA": ["sniff", "approach"], "LabB": ["attack", "chase", "sniff"]}
-
-
-def write_cache(root: Path, n_videos=10, T=400, F=8, n_folds=5, seed=0) -> Path:
-    """A feature cache in the features.cache layout whose features carry the label (plus noise).
-
-    Each class has a fixed random signature vector; a frame's features are the signature of its label
-    smoothed over time plus unit noise, so a temporal model can learn it and shuffled labels cannot.
-    """
-    rng = np.random.default_rng(seed)
-    sig = rng.normal(0, 1.5, size=(NUM_CLASSES, F)).astype(np.float32)
-    sig[0] = 0
-    (root / "videos").mkdir(parents=True)
-    rows = []
-    for v in range(n_videos):
-        lab = list(LABS)[v % 2]
-        acts = LABS[lab]
-        vid = 1000 + v
-        xs, ys = [], []
-        for p, (agent, target) in enumerate([(1, 2), (2, 1)]):
-            y = np.zeros(T, np.int8)
-            t = int(rng.integers(0, 30))
-            while t < T:
-                n = int(rng.integers(20, 60))
-                y[t:t + n] = CLASS_OF[acts[int(rng.integers(len(acts)))]]
-                t += n + int(rng.integers(30, 90))
-            kernel = np.ones(5, np.float32) / 5
-            clean = np.stack([np.convolve(sig[y][:, f], kernel, mode="same") for f in range(F)], axis=1)
-            xs.append(clean + rng.normal(0, 1.0, size=(T, F)).astype(np.float32) + 3.0)
-            ys.append(y)
-            allowed = np.zeros(NUM_CLASSES, bool)
-            allowed[0] = True
-            allowed[[CLASS_OF[a] for a in acts]] = True
-            raw = allowed.copy()
-            if v == 1:
-                raw[CLASS_OF["attack"]] = False  # a malformed raw whitelist entry: the metric ignores attack here
-            rows.append(dict(video_id=vid, lab_id=lab, agent=agent, target=target, pair=p, n_frames=T,
-                             n_frames_orig=T, fps=30.0, fold=v % n_folds, split="train", file=f"videos/{vid}",
-                             allowed=allowed.tolist(), allowed_raw=raw.tolist()))
-        np.save(root / "videos" / f"{vid}.x.npy", np.stack(xs))
-        np.save(root / "videos" / f"{vid}.y.npy", np.stack(ys))
-    pd.DataFrame(rows).to_parquet(root / "index.parquet")
-    (root / "meta.json").write_text(json.dumps({
-        "settings": {"feature_set": "pair", "target_fps": 30.0}, "feature_names": [f"f{i}" for i in range(F)],
-        "num_features": F, "n_folds": n_folds, "seed": seed, "split": "train"}))
-    return root
-
+from helpers import small_cfg, write_cache
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return write_cache(tmp_path_factory.mktemp("cache") / "c")
-
-
-def small_cfg(cache_dir, out_dir, **kw) -> TrainConfig:
-    base = {"data.cache": str(cache_dir), "run.out_dir": str(out_dir), "optim.epochs": 3, "optim.batch_size": 16,
-            "data.window": 64, "model.hidden": 16, "model.conv_layers": 1, "optim.warmup_epochs": 1,
-            "optim.lr": 3e-3, "optim.lr_scaling": "none", "run.checkpoint_every": 2, "run.progress": False,
-            "run.threads": 1}
-    base.update(kw)
-    return TrainConfig().replace(**base)
 
 
 # ------------------------------------------------------------------------------------------------ loss
@@ -188,7 +143,9 @@ def test_train_writes_checkpoints_and_resumes(cache_dir, tmp_path):
     out = train(cfg, report=lambda m, d: reports.append((dict(m), d)))
     run = tmp_path / "run"
     for sub in ("last", "best"):
-        assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in (run / sub).iterdir()}
+        assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {
+            p.name for p in (run / sub).iterdir()
+        }
     assert [m["epoch"] for m, _ in reports] == [1, 2]
     assert reports[-1][1] == str(run / "last")  # the final epoch always checkpoints
     m = reports[-1][0]
@@ -251,7 +208,8 @@ def test_learns_real_labels_not_shuffled(cache_dir, tmp_path):
 
 
 def test_smoke_cli_on_synthetic_kaggle_layout(tmp_path, capsys):
-    """`python -m tune.train --smoke-test`: synthetic Kaggle layout -> feature cache -> 2 epochs -> checkpoints;
+    """`python -m tune.train --smoke-test`: synthetic Kaggle layout -> feature cache -> 2 epochs ->
+    checkpoints;
     a second invocation with more epochs and resume on continues at epoch 3."""
     from tune.train import main
 
@@ -260,7 +218,8 @@ def test_smoke_cli_on_synthetic_kaggle_layout(tmp_path, capsys):
             "--set", f"run.out_dir={tmp_path / 'run'}", "--set", "run.progress=false"]
     out = main(args)
     assert out["epochs_run"] == 2 and (tmp_path / "data" / "train.csv").is_file()
-    assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in (tmp_path / "run/last").iterdir()}
+    last = {p.name for p in (tmp_path / "run/last").iterdir()}
+    assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= last
     model, cfg = load_model(tmp_path / "run" / "best")
     assert cfg.features["feature_set"] == "pair" and cfg.model.hidden == 16
     printed = capsys.readouterr().out

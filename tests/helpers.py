@@ -1,0 +1,129 @@
+"""Helpers shared by several test modules (plain functions; fixtures live in conftest.py).
+
+Import as `from helpers import ...` (pytest puts tests/ on sys.path, as for conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.labels import CLASS_OF, NUM_CLASSES
+
+LABS = {"LabA": ["sniff", "approach"], "LabB": ["attack", "chase", "sniff"]}
+
+
+def write_cache(root: Path, n_videos=10, T=400, F=8, n_folds=5, seed=0) -> Path:
+    """A feature cache in the features.cache layout whose features carry the label (plus noise).
+
+    Each class has a fixed random signature vector; a frame's features are the signature of its label
+    smoothed over time plus unit noise, so a temporal model can learn it and shuffled labels cannot.
+    """
+    rng = np.random.default_rng(seed)
+    sig = rng.normal(0, 1.5, size=(NUM_CLASSES, F)).astype(np.float32)
+    sig[0] = 0
+    (root / "videos").mkdir(parents=True)
+    rows = []
+    for v in range(n_videos):
+        lab = list(LABS)[v % 2]
+        acts = LABS[lab]
+        vid = 1000 + v
+        xs, ys = [], []
+        for p, (agent, target) in enumerate([(1, 2), (2, 1)]):
+            y = np.zeros(T, np.int8)
+            t = int(rng.integers(0, 30))
+            while t < T:
+                n = int(rng.integers(20, 60))
+                y[t:t + n] = CLASS_OF[acts[int(rng.integers(len(acts)))]]
+                t += n + int(rng.integers(30, 90))
+            kernel = np.ones(5, np.float32) / 5
+            clean = np.stack([np.convolve(sig[y][:, f], kernel, mode="same") for f in range(F)], axis=1)
+            xs.append(clean + rng.normal(0, 1.0, size=(T, F)).astype(np.float32) + 3.0)
+            ys.append(y)
+            allowed = np.zeros(NUM_CLASSES, bool)
+            allowed[0] = True
+            allowed[[CLASS_OF[a] for a in acts]] = True
+            raw = allowed.copy()
+            if v == 1:
+                raw[CLASS_OF["attack"]] = (
+                    False  # a malformed raw whitelist entry: the metric ignores attack here
+                )
+            rows.append(dict(video_id=vid, lab_id=lab, agent=agent, target=target, pair=p, n_frames=T,
+                             n_frames_orig=T, fps=30.0, fold=v % n_folds, split="train", file=f"videos/{vid}",
+                             allowed=allowed.tolist(), allowed_raw=raw.tolist()))
+        np.save(root / "videos" / f"{vid}.x.npy", np.stack(xs))
+        np.save(root / "videos" / f"{vid}.y.npy", np.stack(ys))
+    pd.DataFrame(rows).to_parquet(root / "index.parquet")
+    (root / "meta.json").write_text(json.dumps({
+        "settings": {"feature_set": "pair", "target_fps": 30.0}, "feature_names": [f"f{i}" for i in range(F)],
+        "num_features": F, "n_folds": n_folds, "seed": seed, "split": "train"}))
+    return root
+
+
+def small_cfg(cache_dir, out_dir, **kw):
+    """A TrainConfig for a few seconds of CPU training on `write_cache`'s cache."""
+    from tune.config import TrainConfig
+
+    base = {
+        "data.cache": str(cache_dir),
+        "run.out_dir": str(out_dir),
+        "optim.epochs": 3,
+        "optim.batch_size": 16,
+        "data.window": 64,
+        "model.hidden": 16,
+        "model.conv_layers": 1,
+        "optim.warmup_epochs": 1,
+        "optim.lr": 3e-3,
+        "optim.lr_scaling": "none",
+        "run.checkpoint_every": 2,
+        "run.progress": False,
+        "run.threads": 1,
+    }
+    base.update(kw)
+    return TrainConfig().replace(**base)
+
+
+def make_checkpoint(
+    d: Path, cache: Path, score: float, name: str = "tcn", fold: int = 0, seed: int = 0, epoch: int = 1
+):
+    """A real checkpoint folder (untrained model, input stats from nothing) with a chosen val/score."""
+    import torch
+
+    from features.cache import FeatureCache
+    from features.labels import ACTIONS
+    from models import build_model
+    from tune.checkpoint import save_checkpoint
+    from tune.config import TrainConfig
+
+    fc = FeatureCache(cache)
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"cache": str(cache), "val_fold": fold},
+            "model": {"name": name, "hidden": 8, "tcn_layers": 2, "conv_layers": 1},
+            "features": fc.settings.to_dict(),
+            "classes": ["background", *ACTIONS],
+        }
+    )
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, fc.num_features)
+    return save_checkpoint(d, model, cfg, {"val/score": score, "epoch": epoch})
+
+
+def kill_under(tmpdir: str) -> None:
+    """SIGKILL leftover processes whose command line names our private Ray temp dir (only ours)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if tmpdir in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
