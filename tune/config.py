@@ -7,7 +7,7 @@ at start and saved as `config.json` in every checkpoint, so a checkpoint rebuild
 
 This module imports neither ray, optuna, modal nor torch: the offline Kaggle predictor loads it.
 
-V6 starting point (seed-history.md): batch 384, LR 4e-4, 3 warm-up epochs, class weights ~[1, 5, 8, 8]
+V6 starting point (docs/history.md, V6): batch 384, LR 4e-4, 3 warm-up epochs, class weights ~[1, 5, 8, 8]
 (here: bg_weight 1, class_weight_power 0.5, class_weight_cap 8, i.e. w_action = min(8, sqrt(f_bg / f_action)),
 which gives ~5 for an action covering 4 % of frames and the cap 8 for rarer ones).
 LR scaling rule: `optim.lr` is the LR at `optim.lr_ref_batch` (384). For another batch size the trainer uses
@@ -20,17 +20,21 @@ import json
 import math
 import os
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from models import ModelConfig
 
 
-def _h(default, help: str, **kw):
-    """A dataclass field with a help text (mutable defaults via default_factory)."""
+def help_field(default, help: str, **kw):
+    """A dataclass field with a help text (mutable defaults via default_factory); `features.cli.add_flags`
+    shows the text as the flag's help."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
+
+
+_h = help_field
 
 
 @dataclass
@@ -153,6 +157,21 @@ class TrainConfig:
     def replace(self, **overrides) -> "TrainConfig":
         """A copy with dotted-key overrides applied: cfg.replace(**{"optim.lr": 1e-3})."""
         return apply_overrides(self.to_dict(), overrides)
+
+    def feature_settings(self):
+        """`features` as a typed `features.pipeline.FeatureSettings`: the one place the dict is converted (an
+        empty dict = the defaults; at training time the trainer fills it from the cache's meta.json)."""
+        from features.pipeline import FeatureSettings
+
+        return FeatureSettings.from_dict(self.features)
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose local paths (data.root, data.cache, run.out_dir) are absolute; URIs stay as they are.
+        The one place paths are resolved: launchers call it once (Ray workers run in another directory)."""
+        changed = {key: str(Path(value).resolve()) for key, value in (
+            ("run.out_dir", self.run.out_dir), ("data.root", self.data.root), ("data.cache", self.data.cache))
+            if value and "://" not in str(value) and str(Path(value).resolve()) != value}
+        return self.replace(**changed) if changed else self
 
     def summary(self) -> str:
         """Human-readable dump, printed at start."""
@@ -287,7 +306,3 @@ def config_help() -> str:
             lines.append(f"  {section}.{f.name} = {default!r}\n      {f.metadata.get('help', '')}")
     lines.append(f"  features.<key> = ...\n      {TrainConfig.__dataclass_fields__['features'].metadata['help']}")
     return "\n".join(lines)
-
-
-def dataclass_dict(obj) -> dict:
-    return asdict(obj) if is_dataclass(obj) else dict(obj)

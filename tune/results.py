@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-OBJECTIVE = "val/best_score"
-SCORE = "val/score"
-BEST_CKPT = "best_checkpoint"
+from features import files
+from tune.keys import BEST_CKPT, OBJECTIVE, SCORE
+from tune.search_config import SearchConfig
 
 
 def _last(result, key: str):
@@ -82,7 +81,7 @@ def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
     return best
 
 
-def collect(grid, scfg) -> pd.DataFrame:
+def collect(grid, scfg: SearchConfig) -> pd.DataFrame:
     """One row per trial of a ResultGrid, sorted by trial number (trial 1 = the V6 point)."""
     keys = list(scfg.search_space())
     rows = []
@@ -224,21 +223,18 @@ def plot_all(table: pd.DataFrame, space: dict, f1: dict[str, float], out: Path) 
 
 
 def _save(fig, path: Path, plt) -> str:
-    tmp = path.with_name(path.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return str(path)
 
 
-def write_all(table: pd.DataFrame, grid, scfg, wall_s: float | None = None) -> dict:
+def write_all(table: pd.DataFrame, grid, scfg: SearchConfig, wall_s: float | None = None) -> dict:
     """results.csv + plots into the local experiment folder (and copied to remote storage); summary dict."""
     out = scfg.local_dir()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "results.csv")
+    files.write_text(out / "results.csv", table.to_csv(index=False))
     space = scfg.search_space()
     ranked = table.sort_values("best_score", ascending=False, na_position="last")
     best = ranked.iloc[0] if len(ranked) else None
@@ -282,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-hour-cost", type=float, default=None, help="USD per GPU-hour (default: the search's)")
     a = p.parse_args(argv)
     from ray.tune import ExperimentAnalysis, ResultGrid
-
-    from tune.search import SearchConfig
 
     exp = Path(a.experiment).resolve()
     saved = json.loads((exp / "search.json").read_text())["search"] if (exp / "search.json").exists() else {}
