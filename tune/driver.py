@@ -68,10 +68,11 @@ def driver_setup(scfg: SearchConfig, base: dict) -> dict:
 
 def driver_resources() -> dict:
     """What one trial's driver reserves. It only waits on `trainer.fit()`, so it should take no CPU a Train
-    worker could use: where the cluster has the custom TRAIN_DRIVER resource (cluster.yaml's head node, and the
-    local Ray that `init_ray` starts) the driver asks for 0.01 of it and nothing else, which also pins drivers to
-    the head so a spot preemption never kills one. Elsewhere it asks for CPU 0.01 (CPU 0 raises in Ray 2.60:
-    "empty head and zero worker bundles"); note 2 such drivers on 2 CPUs leave 1.98, room for one 1-CPU worker."""
+    worker could use: where the cluster has the custom TRAIN_DRIVER resource (cluster.yaml's head node, and
+    the local Ray that `init_ray` starts) the driver asks for 0.01 of it and nothing else, which also pins
+    drivers to the head so a spot preemption never kills one. Elsewhere it asks for CPU 0.01 (CPU 0 raises in
+    Ray 2.60: "empty head and zero worker bundles"); note 2 such drivers on 2 CPUs leave 1.98, room for one
+    1-CPU worker."""
     import ray
 
     if ray.cluster_resources().get("TRAIN_DRIVER", 0) > 0:

@@ -8,6 +8,7 @@ from pathlib import Path
 from tune import ray_compat
 from tune import space as space_mod
 from tune.keys import BEST_CKPT
+from tune.search_config import SearchConfig
 
 
 def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float, list[float] | None]]:
@@ -34,7 +35,8 @@ def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float, list[
                 out.append((point, float(t.value), None))
             else:
                 first = steps[min(steps)] if steps else None
-                out.append((point, float(t.value), [steps.get(i, first) for i in range(max(steps, default=-1) + 1)]))
+                values = [steps.get(i, first) for i in range(max(steps, default=-1) + 1)]
+                out.append((point, float(t.value), values))
     return out
 
 

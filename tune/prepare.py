@@ -34,7 +34,8 @@ def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> None:
     root, cache = Path(cfg.data.root), Path(cfg.data.cache)
     if scfg.data:
         if not (root / "train.csv").exists():
-            raise MabeDataError("no train.csv: --data must be a Kaggle-layout folder", file=root / "train.csv")
+            raise MabeDataError("no train.csv: --data must be a Kaggle-layout folder",
+                                file=root / "train.csv")
     elif not (root / "train.csv").exists():
         from features.synth import generate
 

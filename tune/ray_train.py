@@ -1,4 +1,5 @@
-"""Ray Train (V2, Ray 2.60; docs/stack.md, "Ray Train V2"): the same `tune.trainer.train` on N DDP workers, with fault tolerance.
+"""Ray Train (V2, Ray 2.60; docs/stack.md, "Ray Train V2"): the same `tune.trainer.train` on N DDP workers,
+with fault tolerance.
 
 Commands:
     python -m tune.train --smoke-test --workers 2                 # 2 CPU workers (gloo), local Ray
@@ -75,14 +76,16 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
-    storage = storage_path if storage_path is None or "://" in str(storage_path) else str(Path(storage_path).resolve())
+    remote = storage_path is None or "://" in str(storage_path)
+    storage = storage_path if remote else str(Path(storage_path).resolve())
     return dict(
         train_loop_per_worker=train_loop_per_worker,
         # Workers run in their own working directory: every local path must be absolute (a no-op when the
         # launcher resolved them already).
         train_loop_config=cfg.with_absolute_paths().to_dict(),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources_per_worker),
         run_config=RunConfig(
             name=name, storage_path=storage, callbacks=callbacks,
             # Train V2 patches print() in workers to tee into its logger, which doubles every line on the
@@ -92,7 +95,8 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
             # epoch summary says the same, so only its warnings reach the console.
             logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute="val/score",
+            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep,
+                                               checkpoint_score_attribute="val/score",
                                                checkpoint_score_order="max")),
     )
 
@@ -110,6 +114,6 @@ def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, sto
 
     if not ray.is_initialized() and workers > 0:  # RAY_ADDRESS joins a cluster; else a private local Ray
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
-    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures, num_to_keep,
-                                            callbacks, resources_per_worker))
+    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures,
+                                            num_to_keep, callbacks, resources_per_worker))
     return trainer.fit()

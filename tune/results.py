@@ -38,7 +38,8 @@ def _last(result, key: str):
 
 
 def _trial_id(result) -> str:
-    """Tune's 8-hex trial id (from the metrics, else from the trial folder `<trainable>_<id>_<n>_<params>`)."""
+    """Tune's 8-hex trial id (from the metrics, else from the trial folder
+    `<trainable>_<id>_<n>_<params>`)."""
     tid = _last(result, "trial_id")
     if tid is not None:
         return str(tid)
@@ -47,7 +48,8 @@ def _trial_id(result) -> str:
 
 
 def _trial_number(result) -> int:
-    """Creation order of the trial (1 = first suggestion = the V6 point): Tune's experiment tag `<n>_<params>`."""
+    """Creation order of the trial (1 = first suggestion = the V6 point): Tune's experiment tag
+    `<n>_<params>`."""
     tag = _last(result, "experiment_tag")
     if tag is None:  # never reported: the folder name carries the tag after the id
         name = Path(str(result.path)).name
@@ -96,7 +98,8 @@ def collect(grid, scfg: SearchConfig) -> pd.DataFrame:
                 if col in df:
                     scores += [float(x) for x in df[col].dropna()]
         best = max(scores) if scores else math.nan
-        epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and df["epoch"].notna().any() else 0
+        has_epoch = df is not None and "epoch" in df and df["epoch"].notna().any()
+        epochs = int(df["epoch"].max()) if has_epoch else 0
         wall = float(last.get("time_total_s") or 0.0)
         gpu_h = wall / 3600.0 * scfg.gpus_per_trial
         ckpt = str(last.get(BEST_CKPT) or "") or best_checkpoint_of(scfg.experiment_path(), tid)
@@ -106,13 +109,14 @@ def collect(grid, scfg: SearchConfig) -> pd.DataFrame:
             status = "TERMINATED"
         else:
             status = "STOPPED"
-        row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
+        row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys},
+               "best_score": best, "epochs": epochs,
                "wall_s": wall, "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
                "best_checkpoint": ckpt, "status": status,
                "error": "" if result.error is None else str(result.error).splitlines()[0][:200]}
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["trial", "trial_id", *keys, "best_score", "epochs", "wall_s", "gpu_hours",
-                                        "cost_usd", "best_checkpoint", "status", "error"])
+    table = pd.DataFrame(rows, columns=["trial", "trial_id", *keys, "best_score", "epochs", "wall_s",
+                                        "gpu_hours", "cost_usd", "best_checkpoint", "status", "error"])
     return table.sort_values("trial").reset_index(drop=True)
 
 
@@ -275,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tune.results", description="Rewrite results.csv and plots "
                                 "of a finished (or interrupted) search from its experiment folder.")
     p.add_argument("--experiment", required=True, help="experiment folder (<storage>/<name>)")
-    p.add_argument("--gpu-hour-cost", type=float, default=None, help="USD per GPU-hour (default: the search's)")
+    p.add_argument("--gpu-hour-cost", type=float, default=None,
+                   help="USD per GPU-hour (default: the search's)")
     a = p.parse_args(argv)
     from ray.tune import ExperimentAnalysis, ResultGrid
 

@@ -8,7 +8,7 @@ The seed's V6 configuration is always trial 1, so the final table shows how far 
 Commands:
 
     python -m tune.search                      # embedded default: synthetic data in ./data/synth, local Ray,
-                                               # small CPU search (~10 min on 2 cores), ranked table at the end
+                                               # small CPU search (~10 min on 2 cores), ranked table
     python -m tune.search --smoke-test         # the same in about a minute
     python -m tune.search --data /kaggle/mabe  # a real Kaggle download (train.csv, train_tracking/, ...)
     python -m tune.search --name my-search --resume          # continue a killed search, same results folder
@@ -49,7 +49,8 @@ from tune.search_config import SearchConfig
 
 def base_config(scfg: SearchConfig, data_root: str, cache: str) -> TrainConfig:
     """The TrainConfig every trial starts from (defaults < --config < --set < search point), resolved once:
-    absolute data paths, the run folder under the experiment's scratch folder (each Train run adds its name)."""
+    absolute data paths, the run folder under the experiment's scratch folder (each Train run adds its
+    name)."""
     overrides = {"data.root": data_root, "data.cache": cache, "optim.epochs": scfg.epochs,
                  "run.progress": False, "run.resume": True, "run.patience": 0,
                  "run.threads": max(1, int(scfg.cpus_per_worker)),
@@ -105,16 +106,17 @@ def check_experiment(scfg: SearchConfig) -> None:
 # CLI: flags and defaults from SearchConfig (features.cli); --smoke-test presets from tune/presets.py
 
 FLAGS = ["data", "cache", "name", "storage", "resume", "num_samples", "max_concurrent", "workers_per_trial",
-         "cpus_per_worker", "gpus_per_trial", "epochs", "grace_period", "time_budget", "seed", "gpu_hour_cost",
+         "cpus_per_worker", "gpus_per_trial", "epochs", "grace_period", "time_budget", "seed",
+         "gpu_hour_cost",
          "optuna_storage", "warm_start", "address", "max_failures", "space", "config_file", "smoke_test"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tune.search", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic data, "
-                    "local Ray, a ~10 minute CPU search. Objective: val/best_score (validation competition "
-                    "score, best so far). Trial 1 is always the seed's V6 configuration.",
+        description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic "
+                    "data, local Ray, a ~10 minute CPU search. Objective: val/best_score (validation "
+                    "competition score, best so far). Trial 1 is always the seed's V6 configuration.",
         epilog=__doc__.split("Commands:")[1].split("Outputs,")[0])
     cli.add_flags(p, SearchConfig, only=FLAGS, rename={"config_file": "config"})
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -19,8 +19,8 @@ class SearchConfig:
     """Everything `python -m tune.search` needs; printed at start and saved as `search.json`."""
 
     data: str = _h("", "Kaggle-layout data folder (\"\" = synthetic data in ./data/synth, created once)")
-    cache: str = _h("", "feature cache folder (\"\" = <data>/cache for synthetic data, ./data/cache/<data name> "
-                        "otherwise)")
+    cache: str = _h("", "feature cache folder (\"\" = <data>/cache for synthetic data, "
+                        "./data/cache/<data name> otherwise)")
     name: str = _h("", "experiment name (\"\" = search-<UTC time>); reuse with --resume")
     storage: str = _h("experiments", "results root: a local folder or s3://bucket/path, gs://... (needed for "
                                      "multi-node)")
@@ -30,8 +30,10 @@ class SearchConfig:
     max_concurrent: int = _h(2, "trials running at once (ConcurrencyLimiter around TPE)")
     workers_per_trial: int = _h(1, "Ray Train workers (DDP) per trial")
     cpus_per_worker: float = _h(1.0, "CPUs reserved by each Train worker")
-    gpus_per_trial: float = _h(0.0, "GPUs per trial (0.25 = four trials share a GPU); split across its workers")
-    epochs: int = _h(6, "epochs per trial (ASHA max_t = epochs + 1: the driver's final report; smoke test: 2)")
+    gpus_per_trial: float = _h(0.0, "GPUs per trial (0.25 = four trials share a GPU); split across its "
+                                    "workers")
+    epochs: int = _h(6, "epochs per trial (ASHA max_t = epochs + 1: the driver's final report; smoke "
+                        "test: 2)")
     grace_period: int = _h(2, "ASHA: epochs every trial gets before it can be stopped")
     reduction_factor: int = _h(2, "ASHA: keep the top 1/reduction_factor at each rung")
     time_budget: float = _h(0.0, "seconds for the whole search (0 = no limit)")
@@ -40,8 +42,8 @@ class SearchConfig:
                                                      "H100: $8.40 for 1.4 h)")
     optuna_storage: str = _h("", "Optuna database URL (\"\" = sqlite:///<experiment>/optuna.db; a cluster: "
                                  "postgresql://...)")
-    warm_start: str = _h("", "previous experiment folder or Optuna URL: seed TPE with its trials (early-stopped "
-                             "ones as pruned)")
+    warm_start: str = _h("", "previous experiment folder or Optuna URL: seed TPE with its trials "
+                             "(early-stopped ones as pruned)")
     address: str = _h("", "Ray cluster address (\"\" = $RAY_ADDRESS, else a private local Ray)")
     max_failures: int = _h(2, "Tune retries per trial (the Train run resumes from its checkpoint)")
     train_max_failures: int = _h(1, "Ray Train restarts of the worker group inside one trial")
@@ -76,9 +78,10 @@ class SearchConfig:
         return space_mod.restrict(base, self.overrides)
 
     def tpe_startup_trials(self) -> int:
-        """Random trials before TPE models the results: a third of the trials, between 4 and 10. With 2 random
-        trials TPE's "good" group is one trial and it stays near it: bench/search_bench.py, 8 trials x 6 epochs
-        under ASHA, 3 seeds, mean best 0.373 with 2 startup trials, 0.498 with 4 (random search: 0.390)."""
+        """Random trials before TPE models the results: a third of the trials, between 4 and 10. With 2
+        random trials TPE's "good" group is one trial and it stays near it: bench/search_bench.py, 8 trials x
+        6 epochs under ASHA, 3 seeds, mean best 0.373 with 2 startup trials, 0.498 with 4 (random search:
+        0.390)."""
         return max(4, min(10, self.num_samples // 3))
 
     def v6_point(self) -> dict:

@@ -5,7 +5,7 @@ of tune/losses.py), the same function for this CLI, the Ray Train worker loop (t
 fallback and the tests. The config is resolved once here (defaults < --config < --set, paths absolute).
 
 Commands:
-    python -m tune.train --smoke-test                      # tiny synthetic set + cache under data/smoke, 2 epochs
+    python -m tune.train --smoke-test                      # tiny synthetic set + cache, data/smoke, 2 epochs
     python -m tune.train --config tune/configs/v6.yaml --set data.cache=data/cache --set run.out_dir=runs/v6
     python -m tune.train --config tune/configs/cpu.yaml --set optim.lr=1e-3 --set model.name=tcn
     python -m tune.train --smoke-test --workers 2          # the same through Ray Train (DDP, gloo on CPU)

@@ -122,7 +122,8 @@ def evaluate(model, table, weight: torch.Tensor, device, chunk: int, progress: b
         for grp in groups:
             x = torch.from_numpy(np.stack([np.asarray(table.pair_x(int(i)), dtype=np.float32) for i in grp]))
             y = torch.from_numpy(np.stack([table.pair_y(int(i)) for i in grp]))  # (P, T)
-            logits = predict_logits(model, x, chunk=chunk, context=min(256, chunk // 4), device=device)  # (P, T, C)
+            # (P, T, C)
+            logits = predict_logits(model, x, chunk=chunk, context=min(256, chunk // 4), device=device)
             allowed = torch.from_numpy(table.allowed[grp])  # (P, C)
             q, w = hard_targets(y, allowed, weight.cpu(), 0.0)
             loss_sum += float(masked_loss(logits, q, allowed, w) * w.sum())
@@ -181,8 +182,8 @@ class _Run:
 
 def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | None = None, device=None,
           wrap_model=None) -> dict:
-    """Train `cfg`; returns {best_score, best_epoch, epochs_run, start_epoch, stopped_early, run_dir, best_dir,
-    last_dir, metrics (last epoch), parameters}.
+    """Train `cfg`; returns {best_score, best_epoch, epochs_run, start_epoch, stopped_early, run_dir,
+    best_dir, last_dir, metrics (last epoch), parameters}.
 
     report(metrics, checkpoint_dir | None): called once per epoch on every rank (a barrier under Ray).
     resume_from: a checkpoint folder to continue from (Ray passes `ray.train.get_checkpoint()`'s dir);
@@ -203,11 +204,12 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     _resume(run, resume_from)
     cfg = run.cfg
     if run.is_main:
+        n_val = 0 if va is None else len(va.length)
+        resuming = f", resuming at epoch {run.start_epoch}" if run.start_epoch else ""
         print(f"[tune.train] {cfg.model.name}: {n_params:,} parameters, F={cache.num_features}, "
-              f"train {len(tr.length)} pairs / {tr.n_frames:,} frames, val {0 if va is None else len(va.length)} "
+              f"train {len(tr.length)} pairs / {tr.n_frames:,} frames, val {n_val} "
               f"pairs, {steps} steps/epoch x batch {cfg.optim.batch_size} x window {cfg.data.window}, "
-              f"world {world}, device {run.dev}" + (f", resuming at epoch {run.start_epoch}" if run.start_epoch
-                                                    else ""))
+              f"world {world}, device {run.dev}" + resuming)
         print(cfg.summary())
         print("[tune.train] class weights: " + " ".join(
             f"{CLASS_NAMES[c]}={run.weight[c]:.2g}" for c in np.flatnonzero(freq > 0)))
@@ -221,7 +223,8 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
         improved, stopped_early = _decide(run, va, metrics, epoch)
         metrics.update({"val/best_score": run.best_score, "val/best_epoch": run.best_epoch,
                         "start_epoch": run.start_epoch, "time/epoch_s": time.perf_counter() - t_epoch})
-        write = improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs or stopped_early
+        write = (improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs
+                 or stopped_early)
         ckpt = _checkpoint(run, metrics, epoch, write, improved) if run.is_main else None
         if report is not None:
             report(metrics, ckpt)
@@ -301,7 +304,8 @@ def _resume(run: _Run, resume_from) -> None:
 
 
 def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
-    """One pass over this epoch's windows; returns epoch, train/loss, lr, time/data_share, train/frames_per_s."""
+    """One pass over this epoch's windows; returns epoch, train/loss, lr, time/data_share,
+    train/frames_per_s."""
     cfg, dev, rank, world, model = run.cfg, run.dev, run.rank, run.world, run.model
     t_epoch = time.perf_counter()
     torch.manual_seed(cfg.run.seed * 100_003 + epoch * 1009 + rank)  # dropout/mixup: exact on resume
@@ -331,7 +335,8 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
         t = torch.tensor([loss_sum], dtype=torch.float64, device=dev)  # NCCL needs CUDA tensors
         torch.distributed.all_reduce(t)
         loss_sum = float(t) / world
-    return {"epoch": epoch, "train/loss": loss_sum / max(1, len(batches)), "lr": run.opt.param_groups[0]["lr"],
+    return {"epoch": epoch, "train/loss": loss_sum / max(1, len(batches)),
+            "lr": run.opt.param_groups[0]["lr"],
             "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
 
 
@@ -375,7 +380,8 @@ def _decide(run: _Run, va, metrics: dict, epoch: int) -> tuple[bool, bool]:
             run.best_score, run.best_epoch, run.bad_epochs = metrics["val/score"], epoch, 0
         else:
             run.bad_epochs += 1
-        flag[0], flag[1] = float(improved), float(bool(cfg.run.patience) and run.bad_epochs >= cfg.run.patience)
+        stop = bool(cfg.run.patience) and run.bad_epochs >= cfg.run.patience
+        flag[0], flag[1] = float(improved), float(stop)
     if run.world > 1:
         flag = flag.to(run.dev)  # NCCL needs CUDA tensors
         torch.distributed.broadcast(flag, src=0)
