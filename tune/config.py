@@ -114,8 +114,8 @@ class RunConfig:
     threads: int = _h(0, "torch CPU threads (0 = torch default). Use 1 when several runs share a few cores: "
                          "measured here, 2 OpenMP threads on a busy 2-core box made a step 15x slower")
     progress: bool = _h(True, "show tqdm progress bars")
-    fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file exists "
-                                    "(and create it), to exercise restart-from-checkpoint")
+    fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file "
+                                    "exists (and create it), to exercise restart-from-checkpoint")
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
