@@ -224,8 +224,9 @@ def check_replaceable(folder, kind: str, *, force: bool = False, flag: str = "--
         return
     what = f"a {found} folder ({MARKER})" if found else f"files it did not write: {_listing(folder)}"
     hint = f"; pass {force_flag} to replace it anyway" if force_flag else ""
-    raise MabeDataError(f"{flag} {folder} holds {what}; refusing to replace it with a {kind}: choose a new "
-                        f"or empty folder{hint}")
+    article = "an" if kind[:1] in "aeiou" else "a"
+    raise MabeDataError(f"{flag} {folder} holds {what}; refusing to write {article} {kind} there: choose a "
+                        f"new or empty folder{hint}")
 
 
 def check_not_inside(out, data, *, out_flag: str = "--out", data_flag: str = "--data") -> None:

@@ -55,7 +55,7 @@ def bad_metadata(tmp: Path) -> None:
     (tmp / "D" / "train.csv").write_text("video_id,lab_id\n1,\x00\x00garbage\n")
 
 
-SETUPS = {f.__name__: f for f in (user_folder, user_data, a_file, bad_yaml, bad_csv, empty_folder, bad_metadata)}
+SETUPS = {f.__name__: f for f in (user_folder, a_file, bad_yaml, bad_csv, empty_folder, bad_metadata)}
 
 # ------------------------------------------------------------------------------------------------ the corpus
 FB, FS = "features.build", "features.synth"
@@ -97,13 +97,13 @@ CASES = [
     # tune.train
     ("tt-malformed-yaml", TT, ["--config", "{tmp}/bad.yaml"], ["bad.yaml"], "bad_yaml"),
     ("tt-missing-config", TT, ["--config", "{tmp}/missing.yaml"], ["missing.yaml"], None),
-    ("tt-unknown-model", TT, ["--set", "model.name=foo", "--set", "data.cache={cache}"], ["model.name", "foo"],
-     None),
+    ("tt-unknown-model", TT, ["--set", "model.name=foo", "--set", "data.cache={cache}"],
+     ["model.name", "foo"], None),
     ("tt-unknown-field", TT, ["--set", "nosuch.field=1"], ["nosuch"], None),
     ("tt-bad-value", TT, ["--set", "optim.lr=abc"], ["optim.lr", "abc"], None),
     ("tt-set-no-equals", TT, ["--set", "optim.lr"], ["--set", "optim.lr"], None),
     ("tt-missing-data", TT, ["--set", "data.root={tmp}/nope", "--set", "data.cache={tmp}/nocache"],
-     ["nope"], None),
+     ["data.cache", "nocache"], None),
     ("tt-workers-neg", TT, ["--workers", "-1", "--set", "data.cache={cache}"], ["--workers"], None),
     # tune.search (fast-failing only)
     ("ts-malformed-yaml", TS, [*SEARCH, "--config", "{tmp}/bad.yaml"], ["bad.yaml"], "bad_yaml"),
@@ -139,8 +139,8 @@ CASES = [
     ("ee-bad-dataset-id", EE, ["--ensemble", "{ens}", "--out", "{tmp}/b", "--dataset-id", "no slash",
                                "--no-wheel"], ["--dataset-id"], None),
     # ensemble.predict
-    ("ep-missing-bundle", EP, ["--bundle", "{tmp}/nope", "--data", "{data}", "--out", "{tmp}/s.csv"], ["nope"],
-     None),
+    ("ep-missing-bundle", EP, ["--bundle", "{tmp}/nope", "--data", "{data}", "--out", "{tmp}/s.csv"],
+     ["nope"], None),
     ("ep-not-a-bundle", EP, ["--bundle", "{tmp}/empty", "--data", "{data}", "--out", "{tmp}/s.csv"],
      ["empty", "manifest.json"], "empty_folder"),
     ("ep-missing-data", EP, ["--bundle", "{bundle}", "--data", "{tmp}/nope", "--out", "{tmp}/s.csv"],
