@@ -138,7 +138,7 @@ def export(
 
     from ensemble import notebook
     from ensemble.postprocess import PostprocessConfig
-    from tune.checkpoint import load_model
+    from models.checkpoint import load_model
 
     ens = Path(ensemble_dir)
     try:

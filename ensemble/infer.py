@@ -19,7 +19,7 @@ Out-of-fold (`oof_probs`): a checkpoint predicts the videos of its own validatio
 config) from the feature cache; results are cached as an npz keyed by the weights' sha256, the inference
 settings and the cache fingerprint, so re-tuning never re-runs the models.
 
-Imports torch, numpy and the features/models/tune.checkpoint modules only (no Ray, no Optuna).
+Imports torch, numpy and the features/models packages only (no tune, Ray, Optuna or Modal).
 """
 
 from __future__ import annotations
@@ -238,11 +238,11 @@ def oof_probs(
 
     The npz holds one array per video (float16, probabilities) plus `key`: a JSON of the weights' sha256,
     the inference settings and the cache fingerprint; a file with another key is recomputed."""
-    from tune.checkpoint import load_config, load_model
+    from models.checkpoint import load_model, read_config
 
     ckpt_dir = Path(ckpt_dir)
-    cfg = load_config(ckpt_dir)
-    val_fold = int(cfg.data.val_fold)
+    cfg = read_config(ckpt_dir)
+    val_fold = int((cfg.get("data") or {}).get("val_fold", 0))  # 0: the training config's default
     if val_fold < 0:
         raise MabeDataError(
             "checkpoint was trained without a validation fold (data.val_fold = -1): it has no "
@@ -263,7 +263,7 @@ def oof_probs(
             if "key" in z and str(z["key"]) == key:
                 return {int(k[1:]): z[k].astype(np.float32) for k in z.files if k.startswith("v")}
     ours = cache.settings.to_dict()
-    theirs = type(cache.settings).from_dict(cfg.features).to_dict()
+    theirs = type(cache.settings).from_dict(cfg.get("features") or {}).to_dict()
     if ours != theirs:
         raise MabeDataError(
             f"checkpoint feature settings {theirs} differ from the cache's {ours}", file=ckpt_dir

@@ -65,14 +65,10 @@ class Ensemble:
     """The verified bundle, loaded: models grouped by feature settings, post-processing, inference."""
 
     def __init__(self, bundle: str | os.PathLike, device: str = "cpu", verify: bool = True):
-        import torch
-
         from ensemble.infer import InferSettings
         from ensemble.postprocess import PostprocessConfig
         from features.pipeline import FeatureSettings
-        from models import build_model
-        from tune.checkpoint import clean_state_dict
-        from tune.config import TrainConfig
+        from models.checkpoint import load_weights, rebuild_model
 
         self.path = Path(bundle)
         self.manifest = verify_bundle(self.path) if verify else {}
@@ -83,15 +79,9 @@ class Ensemble:
         groups: dict[str, tuple] = {}
         for m in info["members"]:
             i = m["index"]
-            cfg = TrainConfig.from_dict(
-                json.loads((self.path / f"config-{i}.json").read_text()), strict=False
-            )
-            sd = clean_state_dict(
-                torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True)
-            )
-            model = build_model(cfg.model, int(sd["x_mean"].numel()), len(cfg.classes) or 38)
-            model.load_state_dict(sd)
-            fs = FeatureSettings.from_dict(cfg.features)
+            cfg = json.loads((self.path / f"config-{i}.json").read_text())
+            model = rebuild_model(cfg, load_weights(self.path / f"model-{i}.pt"))
+            fs = FeatureSettings.from_dict(cfg.get("features") or {})
             key = json.dumps(fs.to_dict(), sort_keys=True)
             groups.setdefault(key, (fs, []))[1].append(model.to(device).eval())
         self.groups = list(groups.values())  # [(FeatureSettings, [models])]

@@ -1,7 +1,7 @@
 """ensemble.infer and ensemble.build: windows, flip TTA, checkpoint discovery/selection, OOF cache, tuning.
 
 Real parts only: models from the registry (untrained where training is not the point), checkpoint folders
-written by tune.checkpoint.save_checkpoint, a tiny synthetic Kaggle set and its feature cache.
+written by models.checkpoint.save_checkpoint, a tiny synthetic Kaggle set and its feature cache.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _ckpt(
     from features.cache import FeatureCache
     from features.labels import ACTIONS
     from models import build_model
-    from tune.checkpoint import save_checkpoint
+    from models.checkpoint import save_checkpoint
     from tune.config import TrainConfig
 
     fc = FeatureCache(cache)

@@ -1,7 +1,7 @@
 """ensemble.export and ensemble.predict: bundle contents and checksums, offline predict on the synthetic test
 split, tampering refused, bad videos skipped, never an empty submission, no Ray/Optuna/Modal on the path.
 
-Real parts: registry models saved by tune.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
+Real parts: registry models saved by models.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_bundle_contents_and_manifest(bundle):
     (wheel,) = [n for n in on_disk if n.endswith(".whl")]
     assert manifest["wheel"] == wheel and wheel.startswith("mabe_tune-")
     names = zipfile.ZipFile(b / wheel).namelist()
-    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "tune/checkpoint.py"} <= set(
+    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "models/checkpoint.py"} <= set(
         names
     )
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too

@@ -37,8 +37,8 @@ import torch.nn.functional as F_
 from features.errors import MabeDataError, cli_guard
 from features.labels import ACTIONS, NUM_CLASSES
 from models import build_model, count_parameters
-from tune.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
-                             save_checkpoint)
+from models.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
+                               save_checkpoint)
 from tune.config import TrainConfig, config_help, load_config, parse_set_args
 from tune.data import (IGNORE, Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats,
                        load_pairs, open_cache, select_rows)
