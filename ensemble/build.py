@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,9 +47,9 @@ import numpy as np
 
 from ensemble.infer import InferSettings, oof_probs, sha256_file
 from features.errors import MabeDataError, cli_guard
+from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint, is_complete
 
 STRATEGIES = ("best-per-trial", "per-fold", "diverse")
-CKPT_FILES = ("model.pt", "config.json", "metrics.json")
 SCORE_KEY = "val/score"
 
 
@@ -74,9 +73,7 @@ class Candidate:
 
 
 def _is_ckpt(d: Path) -> bool:
-    return (
-        d.is_dir() and all((d / f).is_file() for f in CKPT_FILES) and not re.search(r"\.(tmp|old)-", d.name)
-    )
+    return is_complete(d) and not re.search(r"\.(tmp|old)-", d.name)
 
 
 def _trial_of(ckpt: Path, root: Path) -> str:
@@ -248,18 +245,6 @@ def _default_cache(cands: list[Candidate]) -> str:
     return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
 
 
-def _copy_member(c: Candidate, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in CKPT_FILES:
-        shutil.copy2(c.path / f, tmp / f)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-
-
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
@@ -304,7 +289,7 @@ def build(
         while name in names:
             name += "_"
         names.append(name)
-        _copy_member(c, out / "members" / name)
+        copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
         per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
 
     default = PostprocessConfig()

@@ -80,10 +80,15 @@ def save_checkpoint(ckpt_dir, model, config, metrics: dict, state: dict | None =
     return Path(ckpt_dir)
 
 
-def copy_checkpoint(src, dst) -> Path:
-    """Atomically copy a checkpoint folder (e.g. last/ -> best/)."""
+def copy_checkpoint(src, dst, names: tuple[str, ...] | None = None) -> Path:
+    """Atomically copy a checkpoint folder (e.g. last/ -> best/); `names`: only these files (e.g. FILES, to
+    leave the resume state behind)."""
     with files.staged_dir(dst, is_complete) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if names is None:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        else:
+            for name in names:
+                shutil.copy2(Path(src) / name, tmp / name)
     return Path(dst)
 
 

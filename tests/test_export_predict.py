@@ -239,7 +239,7 @@ def test_export_refuses_a_broken_member(bundle, tmp_path):
     ens = b.parent / "ens"
     broken = tmp_path / "ens"
     shutil.copytree(ens, broken)
-    member = sorted((broken / "members").iterdir())[0]
+    member = sorted(p for p in (broken / "members").iterdir() if p.is_dir())[0]  # (not the .lock files)
     torch.save({"x_mean": torch.zeros(3)}, member / "model.pt")  # wrong shapes: cannot rebuild
     with pytest.raises(MabeDataError, match="does not load"):
         export(broken, tmp_path / "bundle", wheel=False, log=lambda *a: None)
