@@ -37,106 +37,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ensemble.infer import InferSettings, oof_probs, sha256_file
+from ensemble.experiment import Candidate, discover
+from ensemble.infer import InferSettings, oof_probs
 from features.errors import MabeDataError, cli_guard
-from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint, is_complete
+from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint
 
 STRATEGIES = ("best-per-trial", "per-fold", "diverse")
-SCORE_KEY = "val/score"
-
-
-@dataclass
-class Candidate:
-    """One checkpoint folder found below the input."""
-
-    path: Path
-    trial: str  # trial id / run name the checkpoint belongs to
-    score: float  # validation score of that epoch (val/score)
-    epoch: int
-    model: str  # model.name
-    val_fold: int
-    sha256: str
-    metrics: dict = field(default_factory=dict, repr=False)
-    status: str = ""  # the trial's status in the search's results.csv (TERMINATED, STOPPED, ERROR), if any
-
-    @property
-    def name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.trial}-e{self.epoch}")
-
-
-def _is_ckpt(d: Path) -> bool:
-    return is_complete(d) and not re.search(r"\.(tmp|old)-", d.name)
-
-
-def _trial_of(ckpt: Path, root: Path) -> str:
-    """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the
-    name of the run folder holding it (`runs/v6/best` -> v6)."""
-    for p in [ckpt, *list(ckpt.parents)[:3]]:
-        if p.name.startswith("train-"):
-            return p.name
-    return ckpt.parent.name or "run"
-
-
-def trial_status(root: Path) -> dict[str, str]:
-    """{"train-<trial_id>": status} from the search's results.csv (tune.results), {} without one."""
-    f = root / "results.csv"
-    if not f.is_file():
-        return {}
-    import pandas as pd
-
-    try:
-        t = pd.read_csv(f, usecols=["trial_id", "status"])
-    except (OSError, ValueError):
-        return {}
-    return {f"train-{tid}": str(st) for tid, st in zip(t["trial_id"], t["status"])}
-
-
-def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
-    """Every checkpoint folder at or below `paths`, identical weights once, best score first."""
-    found: dict[str, Candidate] = {}
-    for root in map(Path, paths):
-        if not root.exists():
-            raise MabeDataError("experiment / checkpoint folder does not exist", file=root)
-        statuses = trial_status(root)
-        dirs = (
-            [root]
-            if _is_ckpt(root)
-            else sorted({p.parent for p in root.rglob("model.pt") if _is_ckpt(p.parent)})
-        )
-        for d in dirs:
-            try:
-                metrics = json.loads((d / "metrics.json").read_text())
-                cfg = json.loads((d / "config.json").read_text())
-            except (OSError, ValueError) as exc:
-                raise MabeDataError(f"unreadable checkpoint metadata ({exc})", file=d) from None
-            score = metrics.get(SCORE_KEY)
-            if score is None or not np.isfinite(float(score)):
-                continue  # a checkpoint without validation cannot be ranked
-            digest = sha256_file(d / "model.pt")
-            c = Candidate(
-                path=d.resolve(),
-                trial=_trial_of(d, root),
-                score=float(score),
-                epoch=int(metrics.get("epoch", 0)),
-                model=str(cfg.get("model", {}).get("name", "?")),
-                val_fold=int(cfg.get("data", {}).get("val_fold", -1)),
-                sha256=digest,
-                metrics=metrics,
-            )
-            c.status = statuses.get(c.trial, "")
-            old = found.get(digest)
-            # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
-            if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
-                found[digest] = c
-    return sorted(found.values(), key=lambda c: (-c.score, c.trial, -c.epoch))
 
 
 def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> list[Candidate]:

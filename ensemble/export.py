@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ensemble.infer import sha256_file
 from features.errors import MabeDataError, cli_guard
+from features.files import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -24,7 +24,6 @@ Imports torch, numpy and the features/models packages only (no tune, Ray, Optuna
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from features.errors import MabeDataError
+from features.files import sha256_file
 from features.labels import NUM_CLASSES
 
 
@@ -204,17 +204,6 @@ def video_probs(
 # --------------------------------------------------------------------------------------------------------
 # Out-of-fold probabilities of one checkpoint, cached
 # --------------------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def validation_videos(cache, val_fold: int) -> list[int]:

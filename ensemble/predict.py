@@ -37,7 +37,7 @@ PROG = "python -m ensemble.predict"
 def verify_bundle(bundle: str | os.PathLike) -> dict:
     """Check every file of manifest.json against its sha256; returns the manifest or raises MabeDataError."""
     from ensemble.export import MANIFEST
-    from ensemble.infer import sha256_file
+    from features.files import sha256_file
 
     bundle = Path(bundle)
     try:

@@ -51,7 +51,7 @@ def bundle(tmp_path_factory):
 
 
 def test_bundle_contents_and_manifest(bundle):
-    from ensemble.infer import sha256_file
+    from features.files import sha256_file
 
     b, _ = bundle
     manifest = json.loads((b / "manifest.json").read_text())
