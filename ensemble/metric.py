@@ -15,7 +15,7 @@ Commands:
     python -m ensemble.metric --solution solution.csv --submission submission.csv
     python -m ensemble.metric --solution solution.csv --submission submission.csv --beta 1.0
 
-Imports only numpy and pandas (runs in the offline Kaggle notebook).
+Imports numpy, pandas, features and ensemble.submission only (runs in the offline Kaggle notebook).
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble.submission import OVERLAP_PROBLEM, overlaps
 from features.errors import MabeDataError, cli_guard
+from features.io import SUBMISSION_COLUMNS
 from features.labels import ACTIONS, NUM_CLASSES, frames_to_events
 
-REQUIRED_COLUMNS = ("video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame")
+REQUIRED_COLUMNS = SUBMISSION_COLUMNS[1:]  # every column but row_id
 SOLUTION_EXTRA_COLUMNS = ("lab_id", "behaviors_labeled")
-SUBMISSION_COLUMNS = ("row_id",) + REQUIRED_COLUMNS
-OVERLAP_PROBLEM = "Multiple predictions for the same frame from one agent/target pair"
 
 Counts = dict[tuple[str, str], tuple[int, int, int]]
 
@@ -264,15 +264,14 @@ def _sorted_events(group: np.ndarray, start: np.ndarray, stop: np.ndarray, flag:
 def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.ndarray, n_keys: int):
     """Interval sweep per key: frames covered by labels / predictions (overlaps of one key merge).
 
-    Returns tp, fp, fn per key (int64[n_keys]) and the predicted segments (key, start, stop), disjoint within
-    a key. Each interval becomes a +1 event at start and -1 at stop; events sorted by (key, position); the
+    Returns tp, fp, fn per key (int64[n_keys]). Each interval becomes a +1 event at start and -1 at stop; events sorted by (key, position); the
     running sums say whether the stretch up to the next event is labelled / predicted.
     """
     keep = stop > start
     k, pos, is_start, pred = _sorted_events(key[keep], start[keep], stop[keep], is_pred[keep])
     if k.size == 0:
         zero = np.zeros(n_keys, dtype=np.int64)
-        return zero, zero.copy(), zero.copy(), (k, pos, pos)
+        return zero, zero.copy(), zero.copy()
     step = np.where(is_start, 1, -1)
     covered_l = np.cumsum(np.where(pred, 0, step))[:-1] > 0
     covered_p = np.cumsum(np.where(pred, step, 0))[:-1] > 0
@@ -281,25 +280,7 @@ def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.nda
     tp = np.bincount(seg_key, weights=seg_len * (covered_l & covered_p), minlength=n_keys)
     fn = np.bincount(seg_key, weights=seg_len * (covered_l & ~covered_p), minlength=n_keys)
     fp = np.bincount(seg_key, weights=seg_len * (covered_p & ~covered_l), minlength=n_keys)
-    pred_seg = (seg_len > 0) & covered_p
-    segments = (seg_key[pred_seg], pos[:-1][pred_seg], pos[1:][pred_seg])
-    return tp.astype(np.int64), fp.astype(np.int64), fn.astype(np.int64), segments
-
-
-def _check_overlaps(seg_pair: np.ndarray, seg_start: np.ndarray, seg_stop: np.ndarray, pair_names) -> None:
-    """Raise if a frame is predicted for two different actions of one (video, agent, target) pair.
-
-    Segments of one key are disjoint, so a coverage count above 1 within a pair means two different keys.
-    """
-    if seg_pair.size == 0:
-        return
-    p, pos, is_start, _ = _sorted_events(seg_pair, seg_start, seg_stop, np.zeros(seg_pair.size, bool))
-    depth = np.cumsum(np.where(is_start, 1, -1))
-    bad = np.flatnonzero(depth > 1)
-    if bad.size:
-        video, agent, target = pair_names[p[bad[0]]]
-        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {agent}, target {target}, frame {pos[bad[0]]})",
-                            video=video)
+    return tp.astype(np.int64), fp.astype(np.int64), fn.astype(np.int64)
 
 
 def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
@@ -321,6 +302,11 @@ def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
     ok = np.array([f"{parts[1][2][a]},{parts[2][2][t]},{parts[3][2][x]}" in whitelist[parts[0][2][i]]
                    for i, a, t, x in zip(uv.tolist(), ua.tolist(), ut.tolist(), uact.tolist())], dtype=bool)
     kept = ok[inverse.reshape(-1)] if ok.size else np.zeros(len(sub), dtype=bool)
+    bad = overlaps(sub.loc[kept])  # the official error: two actions on one frame of a whitelisted pair
+    if len(bad):
+        r = bad.iloc[0]
+        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {r['agent_id']}, target {r['target_id']}, "
+                            f"frame {r['start_frame']})", video=r["video_id"])
 
     all_code = np.concatenate([sol_code, sub_code[kept]])
     keys, key_of_row = np.unique(all_code, return_inverse=True)
@@ -329,15 +315,8 @@ def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
     is_pred[len(solution):] = True
     start = np.concatenate([solution["start_frame"].to_numpy(np.int64), sub["start_frame"].to_numpy(np.int64)[kept]])
     stop = np.concatenate([solution["stop_frame"].to_numpy(np.int64), sub["stop_frame"].to_numpy(np.int64)[kept]])
-    tp, fp, fn, (seg_key, seg_start, seg_stop) = _sweep(key_of_row, start, stop, is_pred, keys.size)
-
+    tp, fp, fn = _sweep(key_of_row, start, stop, is_pred, keys.size)
     v, _, _, act = _unpack_arrays(keys, sizes)
-    pair_code = keys // sizes[3]
-    pairs, pair_of_key = np.unique(pair_code, return_inverse=True)
-    pv, pa, pt, _ = _unpack_arrays(pairs * sizes[3], sizes)
-    pair_names = [(parts[0][2][i], parts[1][2][j], parts[2][2][k]) for i, j, k in zip(pv.tolist(), pa.tolist(),
-                                                                                        pt.tolist())]
-    _check_overlaps(pair_of_key.reshape(-1)[seg_key], seg_start, seg_stop, pair_names)
 
     # pool keys per (lab, action); the official code takes the action as the last "_"-separated token
     video_names, action_names = parts[0][2], parts[3][2]

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ensemble.submission import to_frame
 from features.errors import MabeDataError
 from features.labels import (ACTIONS, BACKGROUND, CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK,
                              runs)
 
-SUBMISSION_COLUMNS = ["row_id", "video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
 
 
 @dataclass
@@ -256,6 +256,4 @@ def events_to_submission(items: Iterable[tuple[int, int, int, list[tuple[int, in
                          "self" if is_self else f"mouse{int(target)}", ACTIONS[int(cls) - 1], int(start),
                          int(stop)))
     rows.sort(key=lambda r: (r[0], r[1], r[2], r[6]))
-    df = pd.DataFrame([r[:1] + r[3:] for r in rows], columns=SUBMISSION_COLUMNS[1:])
-    df.insert(0, "row_id", np.arange(len(df), dtype=np.int64))
-    return df.astype({"video_id": np.int64, "start_frame": np.int64, "stop_frame": np.int64})
+    return to_frame(r[:1] + r[3:] for r in rows)

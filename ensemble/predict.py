@@ -110,25 +110,6 @@ class Ensemble:
         return first, total / self.n_models
 
 
-def placeholder_row(meta: pd.DataFrame):  # noqa: F821
-    """One harmless row: a zero-length interval of an action the first video does not whitelist."""
-    import pandas as pd
-
-    from ensemble.postprocess import SUBMISSION_COLUMNS
-    from features.labels import PAIR_ACTIONS
-
-    row = meta.iloc[0]
-    raw = row.get("behaviors_labeled")
-    try:
-        listed = set(json.loads(raw)) if isinstance(raw, str) else set()
-    except ValueError:
-        listed = set()
-    action = next(a for a in PAIR_ACTIONS if f"mouse1,mouse2,{a}" not in listed)
-    return pd.DataFrame(
-        [[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS
-    )
-
-
 def predict(
     bundle: str | os.PathLike,
     data: str | os.PathLike,
@@ -141,7 +122,7 @@ def predict(
     """Write the submission; returns a summary {rows, videos, skipped, seconds, frames, ...}."""
 
     from ensemble.postprocess import events_to_submission, video_events
-    from ensemble.submission import validate
+    from ensemble.submission import placeholder as placeholder_rows, write
     from features.io import kaggle_paths, read_metadata, read_tracking
 
     t0 = time.perf_counter()
@@ -186,15 +167,8 @@ def predict(
             "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
             file=sys.stderr,
         )
-        sub = placeholder_row(meta)
-    problems = validate(sub, meta[["video_id"]])
-    if problems:
-        raise MabeDataError("the submission does not validate: " + " | ".join(problems), file=out)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    sub.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+        sub = placeholder_rows(meta)
+    out = write(sub, out, meta[["video_id"]])
     secs = time.perf_counter() - t0
     return {
         "rows": len(sub),
