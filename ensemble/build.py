@@ -45,6 +45,7 @@ import numpy as np
 
 from ensemble.experiment import Candidate, discover
 from ensemble.infer import InferSettings, oof_probs
+from features import files
 from features.errors import MabeDataError, cli_guard
 from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint
 
@@ -157,12 +158,6 @@ def _default_cache(cands: list[Candidate]) -> str:
     return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
-
-
 def build(
     inputs: list[str | os.PathLike],
     out: str | os.PathLike,
@@ -262,8 +257,8 @@ def build(
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    _write_json(out / "thresholds.json", cfg.to_dict())
-    _write_json(out / "ensemble.json", summary)
+    files.write_json(out / "thresholds.json", cfg.to_dict())
+    files.write_json(out / "ensemble.json", summary)
     return summary
 
 

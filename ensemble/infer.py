@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from features import files
 from features.errors import MabeDataError
 from features.files import sha256_file
 from features.labels import NUM_CLASSES
@@ -272,9 +273,6 @@ def oof_probs(
         x = np.asarray(cache.x(v), dtype=np.float32)
         out[v] = video_probs([model], x, cache.allowed(v), settings, names, device)
     if cache_file is not None:
-        cache_file = Path(cache_file)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.name + f".tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, key=np.array(key), **{f"v{v}": p.astype(np.float16) for v, p in out.items()})
-        os.replace(tmp, cache_file)
+        with files.atomic_file(cache_file) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
+            np.savez_compressed(f, key=np.array(key), **{f"v{v}": p.astype(np.float16) for v, p in out.items()})
     return {v: p.astype(np.float16).astype(np.float32) for v, p in out.items()}  # same values as a reload
