@@ -158,46 +158,25 @@ def _default_cache(cands: list[Candidate]) -> str:
     return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
 
 
-def build(
-    inputs: list[str | os.PathLike],
-    out: str | os.PathLike,
-    top_k: int = 3,
-    strategy: str = "best-per-trial",
-    cache_path: str | None = None,
-    settings: InferSettings | None = None,
-    tune_post: bool = True,
-    progress: bool = True,
-    log=print,
-) -> dict:
-    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
-    from ensemble.postprocess import PostprocessConfig
-    from ensemble.thresholds import evaluate, tune
-    from features.cache import FeatureCache
-
-    t0 = time.perf_counter()
-    settings = settings or InferSettings()
-    cands = discover(inputs)
-    if not cands:
-        raise MabeDataError(
-            "no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
-            file=", ".join(map(str, inputs)),
-        )
-    chosen = select(cands, top_k, strategy)
-    log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
-    log(format_table(cands, chosen))
-
-    cache = FeatureCache(cache_path or _default_cache(chosen))
-    out = Path(out)
-    (out / "members").mkdir(parents=True, exist_ok=True)
+def oof_members(chosen: list[Candidate], cache, settings: InferSettings, out: Path, progress: bool = True
+                ) -> dict[str, dict[int, np.ndarray]]:
+    """Copy each member to out/members/<name> and compute its OOF probabilities (cached in
+    out/oof/<name>.npz); {unique member name: {video_id: probs}} in the order of `chosen`."""
     per_member: dict[str, dict[int, np.ndarray]] = {}
-    names = []
     for c in chosen:
         name = c.name
-        while name in names:
+        while name in per_member:
             name += "_"
-        names.append(name)
         copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
         per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
+    return per_member
+
+
+def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print):
+    """Score single members and their average (threshold 0.5 and argmax), tune post-processing on the average;
+    returns (PostprocessConfig, oof summary dict) and logs the table."""
+    from ensemble.postprocess import PostprocessConfig
+    from ensemble.thresholds import evaluate, tune
 
     default = PostprocessConfig()
     single_items = {n: oof_items(cache, p) for n, p in per_member.items()}
@@ -224,37 +203,73 @@ def build(
     else:
         cfg, steps = default, {"defaults": raw}
     tuned = float(steps.get("verified", steps.get("defaults", raw)))
+    return cfg, {
+        "single": single,
+        "best_single": best_single,
+        "best_single_score": single[best_single],
+        "raw_ensemble": raw,
+        "single_argmax": single_argmax,
+        "raw_ensemble_argmax": raw_argmax,
+        "tuned": tuned,
+        "steps": steps,
+        "n_items": len(items),
+    }
+
+
+def member_info(name: str, c: Candidate) -> dict:
+    """A member's entry in ensemble.json."""
+    return {
+        "name": name,
+        "source": str(c.path),
+        "trial": c.trial,
+        "epoch": c.epoch,
+        "val_score": c.score,
+        "model": c.model,
+        "val_fold": c.val_fold,
+        "sha256": c.sha256,
+        "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
+    }
+
+
+def build(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    top_k: int = 3,
+    strategy: str = "best-per-trial",
+    cache_path: str | None = None,
+    settings: InferSettings | None = None,
+    tune_post: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
+    from features.cache import FeatureCache
+
+    t0 = time.perf_counter()
+    settings = settings or InferSettings()
+    cands = discover(inputs)
+    if not cands:
+        raise MabeDataError(
+            "no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
+            file=", ".join(map(str, inputs)),
+        )
+    chosen = select(cands, top_k, strategy)
+    log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
+    log(format_table(cands, chosen))
+
+    cache = FeatureCache(cache_path or _default_cache(chosen))
+    out = Path(out)
+    (out / "members").mkdir(parents=True, exist_ok=True)
+    per_member = oof_members(chosen, cache, settings, out, progress)
+    cfg, oof = score_oof(cache, per_member, tune_post, log)
     summary = {
-        "members": [
-            {
-                "name": n,
-                "source": str(c.path),
-                "trial": c.trial,
-                "epoch": c.epoch,
-                "val_score": c.score,
-                "model": c.model,
-                "val_fold": c.val_fold,
-                "sha256": c.sha256,
-                "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
-            }
-            for n, c in zip(names, chosen)
-        ],
+        "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
         "strategy": strategy,
         "top_k": top_k,
         "infer": settings.to_dict(),
         "cache": str(cache.path),
         "cache_fingerprint": cache.meta.get("fingerprint"),
-        "oof": {
-            "single": single,
-            "best_single": best_single,
-            "best_single_score": single[best_single],
-            "raw_ensemble": raw,
-            "single_argmax": single_argmax,
-            "raw_ensemble_argmax": raw_argmax,
-            "tuned": tuned,
-            "steps": steps,
-            "n_items": len(items),
-        },
+        "oof": oof,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     files.write_json(out / "thresholds.json", cfg.to_dict())

@@ -40,7 +40,8 @@ CHECKPOINT_COLUMNS = ("best_checkpoint", "checkpoint")
 
 
 def read_text(uri: str) -> str | None:
-    """Text of a local file or of one on s3://, gs:// or file:// storage (via pyarrow.fs); None if unreadable."""
+    """Text of a local file or of one on s3://, gs:// or file:// storage (via pyarrow.fs); None if
+    unreadable."""
     if "://" not in uri:
         p = Path(uri)
         return p.read_text() if p.is_file() else None
@@ -64,7 +65,8 @@ def read_results(exp: str | os.PathLike) -> list[dict] | None:
 
 
 def trial_status(root: str | os.PathLike) -> dict[str, str]:
-    """{"train-<trial_id>": status} from the search's results.csv, {} without one (or without those columns)."""
+    """{"train-<trial_id>": status} from the search's results.csv, {} without one (or without those
+    columns)."""
     try:
         rows = read_results(root)
     except (OSError, ValueError):
@@ -106,7 +108,8 @@ def best_trial(exp: str | os.PathLike) -> tuple[dict, dict]:
     """(config dict, results row) of the best trial of a finished `python -m tune.search` experiment.
 
     The config is the best checkpoint's config.json: a path relative to the experiment folder, an absolute
-    one, or a URI of remote Ray storage (s3://, gs://: results.csv is mirrored locally, checkpoints are not)."""
+    one, or a URI of remote Ray storage (s3://, gs://: results.csv is mirrored locally, checkpoints are
+    not)."""
     exp = Path(exp).expanduser()
     best, score_col, ckpt_col = best_row(exp)
     ckpt = best[ckpt_col]

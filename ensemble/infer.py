@@ -274,5 +274,6 @@ def oof_probs(
         out[v] = video_probs([model], x, cache.allowed(v), settings, names, device)
     if cache_file is not None:
         with files.atomic_file(cache_file) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
-            np.savez_compressed(f, key=np.array(key), **{f"v{v}": p.astype(np.float16) for v, p in out.items()})
+            arrays = {f"v{v}": p.astype(np.float16) for v, p in out.items()}
+            np.savez_compressed(f, key=np.array(key), **arrays)
     return {v: p.astype(np.float16).astype(np.float32) for v, p in out.items()}  # same values as a reload

@@ -53,12 +53,14 @@ class PostprocessConfig:
     def __post_init__(self):
         for name in ("smooth_window", "min_duration"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"PostprocessConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+                raise ValueError(f"PostprocessConfig.{name} must be an integer >= 1, "
+                                 f"got {getattr(self, name)!r}")
         if int(self.gap_fill) != self.gap_fill or self.gap_fill < 0:
             raise ValueError(f"PostprocessConfig.gap_fill must be an integer >= 0, got {self.gap_fill!r}")
         self.smooth_window, self.min_duration, self.gap_fill = (
             int(self.smooth_window), int(self.min_duration), int(self.gap_fill))
-        self.thresholds = {str(lab): {a: float(t) for a, t in d.items()} for lab, d in self.thresholds.items()}
+        self.thresholds = {str(lab): {a: float(t) for a, t in d.items()}
+                           for lab, d in self.thresholds.items()}
         self.action_thresholds = {a: float(t) for a, t in self.action_thresholds.items()}
         self.default_threshold = float(self.default_threshold)
         tables = [("action_thresholds", self.action_thresholds)] + [
@@ -200,7 +202,8 @@ def to_original_frames(pred: np.ndarray, to_original: Callable | np.ndarray | No
         out = np.asarray(to_original(pred))
     else:
         idx = np.asarray(to_original)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= pred.size)):
+        out_of_range = idx.size and (idx.min() < 0 or idx.max() >= pred.size)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or out_of_range:
             raise MabeDataError(f"to_original index array must be ints in 0..{pred.size - 1}")
         out = pred[idx]
     if out.ndim != 1:

@@ -8,9 +8,9 @@ known videos (in test.csv), not empty, and no frame of one (video, agent, target
 different actions (the official metric rejects the whole submission for that). Rows whose target is the
 agent itself (`mouse1,mouse1`) are reported too: the metric ignores them, so they are a bug upstream.
 
-`overlaps(df)` is the one overlap check (this validator and `ensemble.metric` call it); `to_frame(rows)` builds
-every submission DataFrame (`ensemble.postprocess.events_to_submission`, `placeholder`); `write(df, path,
-test_csv)` validates and writes atomically (features.files).
+`overlaps(df)` is the one overlap check (this validator and `ensemble.metric` call it); `to_frame(rows)`
+builds every submission DataFrame (`ensemble.postprocess.events_to_submission`, `placeholder`);
+`write(df, path, test_csv)` validates and writes atomically (features.files).
 
 Commands:
 
@@ -72,18 +72,20 @@ def overlaps(df: pd.DataFrame) -> pd.DataFrame:
     they overlap) that start inside a run of another action of the same pair, sorted by (video, agent, target,
     start); empty when no frame of a pair is predicted for two different actions. Same-action overlaps and
     touching runs (stop == next start) are allowed; zero-length rows are ignored."""
-    d = df.loc[df["stop_frame"] > df["start_frame"], ["video_id", "agent_id", "target_id", "action", "start_frame",
-                                                       "stop_frame"]]
+    cols = ["video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
+    d = df.loc[df["stop_frame"] > df["start_frame"], cols]
     if d.empty:
         return d.iloc[:0]
     key = ["video_id", "agent_id", "target_id", "action"]
     d = d.sort_values(key + ["start_frame"], kind="stable")
     # merge intervals of one key (same-action overlaps are allowed): a new run starts past the running end
-    prev_end = d.groupby(key, sort=False)["stop_frame"].cummax().groupby([d[c] for c in key], sort=False).shift()
+    prev_end = (d.groupby(key, sort=False)["stop_frame"].cummax()
+                .groupby([d[c] for c in key], sort=False).shift())
     run = (prev_end.isna() | (d["start_frame"] > prev_end)).cumsum()
     merged = d.groupby(run, sort=False).agg(video_id=("video_id", "first"), agent_id=("agent_id", "first"),
                                             target_id=("target_id", "first"), action=("action", "first"),
-                                            start_frame=("start_frame", "min"), stop_frame=("stop_frame", "max"))
+                                            start_frame=("start_frame", "min"),
+                                            stop_frame=("stop_frame", "max"))
     pair = ["video_id", "agent_id", "target_id"]
     merged = merged.sort_values(pair + ["start_frame"], kind="stable").reset_index(drop=True)
     prev_stop = merged.groupby(pair, sort=False)["stop_frame"].cummax().groupby(
@@ -96,7 +98,8 @@ def _overlap_lines(df: pd.DataFrame) -> list[str]:
     bad = overlaps(df)
     lines = []
     for r in bad.head(MAX_LINES_PER_CHECK).itertuples(index=False):
-        lines.append(f"video {r.video_id}, {r.agent_id} -> {r.target_id}: {r.action} from frame {r.start_frame} "
+        lines.append(f"video {r.video_id}, {r.agent_id} -> {r.target_id}: {r.action} "
+                     f"from frame {r.start_frame} "
                      f"overlaps another action ({OVERLAP_PROBLEM})")
     if len(bad) > MAX_LINES_PER_CHECK:
         lines.append(f"... and {len(bad) - MAX_LINES_PER_CHECK} more overlaps")
@@ -118,7 +121,8 @@ def _test_videos(test_csv) -> set:
 
 
 def validate(df: pd.DataFrame, test_csv) -> list[str]:
-    """Problems of a submission, one line each; [] if it is valid. test_csv: path or DataFrame with video_id."""
+    """Problems of a submission, one line each; [] if it is valid. test_csv: path or DataFrame with
+    video_id."""
     problems: list[str] = []
     if list(df.columns) != COLUMNS:
         missing = [c for c in COLUMNS if c not in df.columns]
@@ -146,7 +150,8 @@ def validate(df: pd.DataFrame, test_csv) -> list[str]:
         problems.append(f"agent_id must look like mouseN: {_rows(bad)}, e.g. {agent[bad].iloc[0]!r}")
     bad = ~(target.str.match(MOUSE) | (target == "self")).to_numpy(bool)
     if bad.any():
-        problems.append(f"target_id must look like mouseN or self: {_rows(bad)}, e.g. {target[bad].iloc[0]!r}")
+        problems.append(f"target_id must look like mouseN or self: {_rows(bad)}, "
+                        f"e.g. {target[bad].iloc[0]!r}")
     same = (agent == target).to_numpy(bool)
     if same.any():
         problems.append(f"target_id equals agent_id (self-directed rows must use 'self'): {_rows(same)}")
@@ -191,10 +196,12 @@ def write(df: pd.DataFrame, path: str | Path, test_csv) -> Path:
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(
         prog="python -m ensemble.submission",
-        description="Validate a MABe submission.csv: columns, dtypes, ids, actions, frame ranges, known videos "
+        description="Validate a MABe submission.csv: columns, dtypes, ids, actions, frame ranges, "
+                    "known videos "
                     "and no overlapping actions per (video, agent, target). Prints one line per problem.")
     parser.add_argument("--submission", required=True, help="the submission CSV to check")
-    parser.add_argument("--test-csv", required=True, help="the competition's test.csv (for the known video ids)")
+    parser.add_argument("--test-csv", required=True,
+                        help="the competition's test.csv (for the known video ids)")
     args = parser.parse_args(argv)
     try:
         df = pd.read_csv(args.submission)

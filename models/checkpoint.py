@@ -1,9 +1,10 @@
 """Checkpoint folders: written atomically, read back with json + torch (`weights_only=True`) only.
 
 A checkpoint folder holds
-    model.pt      state_dict (DDP `module.` / compile `_orig_mod.` prefixes stripped), torch.load(weights_only=True)
-    config.json   the full training config as a plain dict (sections data, features, model, optim, run, classes);
-                  this module reads only `model` (a `models.ModelConfig`) and `classes` from it
+    model.pt      state_dict (DDP `module.` / compile `_orig_mod.` prefixes stripped),
+                  read with torch.load(weights_only=True)
+    config.json   the full training config as a plain dict (sections data, features, model, optim, run,
+                  classes); this module reads only `model` (a `models.ModelConfig`) and `classes` from it
     metrics.json  the metrics of the epoch that wrote it
     state.pt      optimizer, scheduler, scaler, RNG states, epoch, best score (resume only; optional)
 
@@ -123,7 +124,8 @@ def rebuild_model(config: dict, state_dict: dict):
 
 
 def load_model(ckpt_dir, device="cpu"):
-    """Rebuild the model of a checkpoint folder -> (model in eval mode, config dict). Needs only torch + json."""
+    """Rebuild the model of a checkpoint folder -> (model in eval mode, config dict). Needs only torch +
+    json."""
     d = Path(ckpt_dir)
     if not is_complete(d):
         recover(d)
