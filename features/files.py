@@ -15,6 +15,7 @@
   command made; `check_replaceable(folder, kind)` raises MabeDataError (one line: the folder and what is in
   it) unless the folder carries that marker, is empty, or does not exist (`force=True` skips it);
   `check_not_inside(out, data)` refuses an output folder equal to or containing an input folder.
+- `sha256_file(path)`: the hex sha256 of a file, read in chunks (bundle manifests, checkpoint identity).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
 No torch, ray or pandas here: the offline predictor uses this module.
@@ -22,6 +23,7 @@ No torch, ray or pandas here: the offline predictor uses this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -236,3 +238,13 @@ def check_not_inside(out, data, *, out_flag: str = "--out", data_flag: str = "--
         rel = "is" if o == d else "contains"
         raise MabeDataError(f"{out_flag} {out} {rel} {data_flag} {data}: writing there would delete the "
                             f"input; choose another {out_flag}")
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read `chunk` bytes at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
