@@ -230,10 +230,10 @@ def check_paths(bundle: str, data: str, out: str) -> None:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    check_paths(args.bundle, args.data, args.out)  # user errors before torch is even imported
     import torch
 
-    args = parse_args(argv)
-    check_paths(args.bundle, args.data, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -199,19 +199,40 @@ def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_one_line_exit_2(case, world, tmp_path):
-    _, module, args, words, setup = case
-    work = tmp_path / "w"
-    work.mkdir()
+def _case(case: tuple, world: dict, tmp: Path) -> dict:
+    """Run one case in its own folder `tmp`: setup, the CLI, and snapshots of what the user owns."""
+    _, module, args, _, setup = case
+    work = tmp / "w"
+    work.mkdir(parents=True)
     if setup == "user_data":
         user_data(work, world["data"])
     elif setup:
         SETUPS[setup](work)
     before = _snapshot(work)
-    shared = {k: _snapshot(v) for k, v in world.items() if k in ("ens", "bundle")}
-    argv = [a.format(tmp=work, **world) for a in args]
-    proc = _run(module, argv, cwd=tmp_path)
+    proc = _run(module, [a.format(tmp=work, **world) for a in args], cwd=tmp)
+    after = _snapshot(work)
+    return {"proc": proc, "kept": {k: v for k, v in after.items() if k in before} == before}
+
+
+@pytest.fixture(scope="module")
+def ran(request, world, tmp_path_factory):
+    """Every selected case, run a few at a time (each is mostly interpreter start-up and imports)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [it.callspec.params["case"] for it in request.session.items
+              if getattr(it, "originalname", "") == "test_bad_input_one_line_exit_2"]
+    shared = {k: _snapshot(world[k]) for k in ("ens", "bundle")}
+    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1))) as pool:
+        futs = {c[0]: pool.submit(_case, c, world, tmp_path_factory.mktemp(c[0])) for c in wanted}
+        out = {name: f.result() for name, f in futs.items()}
+    out["_shared_kept"] = {k: _snapshot(world[k]) for k in shared} == shared
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_one_line_exit_2(case, ran):
+    name, module, _, words, _ = case
+    proc = ran[name]["proc"]
     err = proc.stderr.strip()
     last = err.splitlines()[-1] if err else ""
     assert "Traceback" not in err, err
@@ -220,6 +241,5 @@ def test_bad_input_one_line_exit_2(case, world, tmp_path):
     assert not missing, f"last stderr line {last!r} lacks {missing}"
     assert last.startswith(f"python -m {module}"), last
     assert len(err.splitlines()) == 1, f"more than one stderr line:\n{err[-2000:]}"
-    after = _snapshot(work)
-    assert {k: v for k, v in after.items() if k in before} == before, "a user file changed or vanished"
-    assert {k: _snapshot(v) for k, v in world.items() if k in ("ens", "bundle")} == shared
+    assert ran[name]["kept"], "a user file changed or vanished"
+    assert ran["_shared_kept"], "the shared ensemble or bundle changed"
