@@ -28,9 +28,7 @@ Cost (estimate, Modal's H100 list price ~ $3.95/h when written): 100 epochs ~ 1.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import re
 import shlex
@@ -40,7 +38,9 @@ from pathlib import Path
 
 import modal
 
+from ensemble.experiment import best_trial
 from features.errors import MabeDataError, cli_guard
+from tune.presets import modal_smoke_overrides
 
 PROG = "python -m tune.modal_app"
 APP_NAME = "mabe-tune"
@@ -111,11 +111,12 @@ def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_M
 
     Data first: with `smoke_test` the tiny synthetic set + cache of `python -m tune.train --smoke-test`
     (reused if already in the Volume), else the cache at data.cache, built from data.root when missing
-    (tune.train.ensure_cache); newly built data is committed before training starts.
+    (tune.prepare.ensure_cache); newly built data is committed before training starts.
     Returns train()'s result plus `checkpoints` ([epoch, folder] of each report that carried one),
     `commits` (Volume commits made) and `wall_s`."""
     from tune.config import TrainConfig
-    from tune.train import ensure_cache, smoke_data, train
+    from tune.prepare import ensure_cache, smoke_data
+    from tune.trainer import train
 
     t0 = time.time()
     cfg = TrainConfig.from_dict(place_in_volume(config, run_name, root))
@@ -134,7 +135,7 @@ def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_M
         nonlocal commits
         if checkpoint_dir is None:
             return
-        # Commit now: a container that dies later keeps this checkpoint (seed-history.md).
+        # Commit now: a container that dies later keeps this checkpoint (docs/history.md).
         commit_volume()
         commits += 1
         epoch = int(metrics.get("epoch", -1))
@@ -199,9 +200,9 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str]:
     try:
         overrides = parse_set_args(args.overrides)
         if args.smoke_test:
-            overrides = {**smoke_overrides(), **overrides}
+            overrides = {**modal_smoke_overrides(), **overrides}
         if args.from_experiment:
-            base, _ = best_config_from_experiment(args.from_experiment)
+            base, _ = best_trial(args.from_experiment)
             cfg = _apply(from_trial(base), overrides)
         else:
             cfg = load_config(args.config, overrides)
@@ -231,69 +232,6 @@ def from_trial(config: dict) -> dict:
     return out
 
 
-def smoke_overrides() -> dict:
-    """`python -m tune.train --smoke-test`'s overrides (tune.train.SMOKE) without its run.* keys: here the
-    run folder is the Volume's and a re-run with the same name resumes."""
-    from tune.train import SMOKE
-
-    return {k: v for k, v in SMOKE.items() if not k.startswith("run.")}
-
-
-def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(config dict, results row) of the best trial of a finished `python -m tune.search` experiment."""
-    exp = Path(path).expanduser()
-    results = exp / "results.csv"
-    if not results.is_file():
-        raise MabeDataError("no results.csv: not a finished `python -m tune.search` experiment folder",
-                            file=exp)
-    with open(results, newline="") as f:
-        rows = list(csv.DictReader(f))
-    header = list(rows[0]) if rows else []
-    score_col = next((c for c in ("best_score", "val/best_score", "val/score") if c in header), None)
-    ckpt_col = next((c for c in ("best_checkpoint", "checkpoint") if c in header), None)
-    if score_col is None or ckpt_col is None:
-        raise MabeDataError(f"results.csv needs a best score and a best checkpoint column, has "
-                            f"{header or 'no rows'}", file=results)
-
-    def score(row: dict) -> float:
-        try:
-            v = float(row[score_col])
-        except (TypeError, ValueError):
-            return -math.inf
-        return v if math.isfinite(v) else -math.inf
-
-    scored = [r for r in rows if score(r) > -math.inf and r.get(ckpt_col)]
-    if not scored:
-        raise MabeDataError(f"no trial with a finite {score_col} and a checkpoint", file=results)
-    best = max(scored, key=score)
-    ckpt = best[ckpt_col]
-    if "://" in ckpt:  # remote Ray storage (s3://, gs://): results.csv is mirrored here, checkpoints are not
-        cfg_file = ckpt.rstrip("/") + "/config.json"
-        text = _read_uri(cfg_file)
-    else:
-        path = Path(ckpt).expanduser()
-        cfg_file = str(path if path.is_absolute() else exp / path) + "/config.json"
-        text = Path(cfg_file).read_text() if Path(cfg_file).is_file() else None
-    if text is None:
-        raise MabeDataError(f"best trial's checkpoint has no readable config.json "
-                            f"({score_col}={best[score_col]})", file=cfg_file)
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise MabeDataError(f"config.json is not JSON: {exc}", file=cfg_file) from None
-    return config, best
-
-
-def _read_uri(uri: str) -> str | None:
-    """Text of a file on s3://, gs:// or file:// storage via pyarrow.fs; None if unreadable."""
-    import pyarrow.fs
-
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        with fs.open_input_stream(path) as f:
-            return f.read().decode()
-    except (OSError, ValueError, pyarrow.ArrowException):
-        return None
 
 
 def volume_has(path: str) -> bool | None:
