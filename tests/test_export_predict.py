@@ -88,7 +88,8 @@ def test_bundle_contents_and_manifest(bundle):
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too
     nb = (b / "notebook_predict.py").read_text()
     compile(nb, "notebook_predict.py", "exec")
-    assert "--no-index" in nb and "--find-links" in nb and "/kaggle/working/submission.csv" in nb
+    assert "--no-index" in nb and "--no-deps" in nb and "/kaggle/working/submission.csv" in nb
+    assert "SubmissionFailed" in nb and "PLACEHOLDER" in nb
 
 
 def test_predict_writes_a_valid_submission(bundle, tmp_path):
