@@ -35,6 +35,8 @@ import pandas as pd
 import pytest
 from helpers import make_checkpoint, predict_venv, venv_env
 
+pytestmark = pytest.mark.slow  # ~1.5 min on 2 shared cores (bundle export with its wheel, 3 notebook runs)
+
 COMPETITION = "MABe-mouse-behavior-detection"
 KAGGLE_CLIENT_SKIPS = frozenset(
     {
@@ -161,7 +163,9 @@ def test_bundle_survives_kaggle_upload_and_runs_in_the_notebook(exported, tmp_pa
     r = run_notebook(py, kaggle, slug)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
-    assert "model-1.pt" in out and "sha256" in out
+    failure = r.stderr.strip().splitlines()[-1]  # the exception that fails the notebook names the file
+    assert failure.startswith("SubmissionFailed") and "exit status 2" in failure, out[-3000:]
+    assert "model-1.pt" in failure and "sha256" in failure
     assert not sub_path.exists()
 
 
@@ -174,4 +178,6 @@ def test_notebook_fails_loudly_on_a_placeholder_submission(exported, tmp_path, r
     r = run_notebook(predict_venv(request), kaggle, "mabe-tune-bundle")
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
-    assert "PLACEHOLDER" in out and "exit status 3" in out
+    failure = r.stderr.strip().splitlines()[-1]
+    assert failure.startswith("SubmissionFailed: PLACEHOLDER SUBMISSION"), out[-3000:]
+    assert "status 3" in failure
