@@ -82,7 +82,7 @@ def test_search_build_export_predict_offline(ray_local, synth_set, tmp_path, req
     wheel = next(bundle.glob("mabe_tune-*.whl"))
 
     # 5. the bundle's notebook script in a clean venv (no Ray/Optuna/Modal), on a Kaggle-like input folder: it
-    #    installs the wheel with pip --no-index --find-links <bundle> and writes the submission
+    #    checks the wheel against the manifest, installs it (pip --no-index --no-deps), writes the submission
     py = predict_venv(request)
     env = venv_env()
     kaggle_input = tmp_path / "input"
