@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,3 +205,62 @@ def test_cache_write_failures_keep_previous_cache(feature_data, tmp_path):
     from features.cache import FeatureCache
 
     assert FeatureCache(out).meta["n_folds"] == 3
+
+
+# --------------------------------------------------------------------------- 6. Ctrl-C of a search, --resume
+def _trials(exp: Path) -> dict[str, list[str]]:
+    """{trial folder: its result.json lines} (one line per epoch + the driver's final report)."""
+    return {p.parent.name: [x for x in p.read_text().splitlines() if x.strip()]
+            for p in exp.glob("*/result.json")}
+
+
+def _terminated(exp: Path) -> int:
+    """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
+    n = 0
+    for f in exp.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(f.read_text())
+        except ValueError:  # being rewritten
+            continue
+        n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
+    return n
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_search_then_resume(synth_small, tmp_path):
+    """SIGINT to the process group of a running search (a terminal's Ctrl-C) once its first trial has
+    finished: exit 130 with one line saying how to resume, no results.csv as if it were complete; `--resume`
+    finishes the search without training the finished trial again."""
+    from helpers import kill_under
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rfc", dir="/tmp"))  # short: Ray's unix socket paths
+    os.environ["RAY_TMPDIR"] = str(ray_tmp)  # inherited by the CLI subprocesses (_env copies os.environ)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
+    exp = tmp_path / "exp" / "cc"
+    args = ["--data", synth_small.root, "--cache", synth_small.cache, "--storage", tmp_path / "exp",
+            "--name", "cc", "--smoke-test", "--num-samples", 2, "--max-concurrent", 1, "--epochs", 1,
+            "--grace-period", 2, "--set", "run.checkpoint_every=1"]
+    try:
+        rc, text = interrupt_when("tune.search", args, lambda: _terminated(exp) >= 1, sig=signal.SIGINT)
+        kill_under(str(ray_tmp))
+        assert rc == 130 and "Traceback" not in text, text[-3000:]
+        assert "python -m tune.search: interrupted with 1 trial(s) unfinished" in text and "--resume" in text
+        assert not (exp / "results.csv").exists(), "an interrupted search must not look finished"
+        before = _trials(exp)
+        finished = [t for t, lines in before.items() if len(lines) == 2]  # 1 epoch + the driver's report
+        assert finished, before
+
+        p = cli("tune.search", *args, "--resume")
+        assert "resuming" in p.stdout
+    finally:
+        kill_under(str(ray_tmp))
+        os.environ.pop("RAY_TMPDIR", None)
+        os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+    table = pd.read_csv(exp / "results.csv")
+    assert table["trial"].tolist() == [1, 2] and (table["status"] == "TERMINATED").all()
+    after = _trials(exp)
+    assert len(after) == 2 and all(len(lines) == 2 for lines in after.values())
+    assert all(after[t] == before[t] for t in finished)  # the finished trial was not trained again
+    runs = sorted(p.name for p in exp.glob("train-*"))
+    assert len(runs) == 2 and set(table["trial_id"].map(lambda t: f"train-{t}")) == set(runs)
