@@ -18,6 +18,8 @@ import argparse
 import os
 from pathlib import Path
 
+from features import files
+
 SCRIPT = '''\
 # MABe Tune offline submission: install the bundle's wheel (no internet), then predict.
 # Inputs: the competition data and the bundle dataset (made by `python -m ensemble.export`).
@@ -59,11 +61,7 @@ def script() -> str:
 
 
 def write(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(SCRIPT)
-    os.replace(tmp, path)
-    return path
+    return files.write_text(path, SCRIPT)
 
 
 def main(argv=None) -> None:

@@ -37,7 +37,7 @@ PROG = "python -m ensemble.predict"
 def verify_bundle(bundle: str | os.PathLike) -> dict:
     """Check every file of manifest.json against its sha256; returns the manifest or raises MabeDataError."""
     from ensemble.export import MANIFEST
-    from ensemble.infer import sha256_file
+    from features.files import sha256_file
 
     bundle = Path(bundle)
     try:
@@ -65,14 +65,10 @@ class Ensemble:
     """The verified bundle, loaded: models grouped by feature settings, post-processing, inference."""
 
     def __init__(self, bundle: str | os.PathLike, device: str = "cpu", verify: bool = True):
-        import torch
-
         from ensemble.infer import InferSettings
         from ensemble.postprocess import PostprocessConfig
         from features.pipeline import FeatureSettings
-        from models import build_model
-        from tune.checkpoint import clean_state_dict
-        from tune.config import TrainConfig
+        from models.checkpoint import load_weights, rebuild_model
 
         self.path = Path(bundle)
         self.manifest = verify_bundle(self.path) if verify else {}
@@ -83,15 +79,9 @@ class Ensemble:
         groups: dict[str, tuple] = {}
         for m in info["members"]:
             i = m["index"]
-            cfg = TrainConfig.from_dict(
-                json.loads((self.path / f"config-{i}.json").read_text()), strict=False
-            )
-            sd = clean_state_dict(
-                torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True)
-            )
-            model = build_model(cfg.model, int(sd["x_mean"].numel()), len(cfg.classes) or 38)
-            model.load_state_dict(sd)
-            fs = FeatureSettings.from_dict(cfg.features)
+            cfg = json.loads((self.path / f"config-{i}.json").read_text())
+            model = rebuild_model(cfg, load_weights(self.path / f"model-{i}.pt"))
+            fs = FeatureSettings.from_dict(cfg.get("features") or {})
             key = json.dumps(fs.to_dict(), sort_keys=True)
             groups.setdefault(key, (fs, []))[1].append(model.to(device).eval())
         self.groups = list(groups.values())  # [(FeatureSettings, [models])]
@@ -120,25 +110,6 @@ class Ensemble:
         return first, total / self.n_models
 
 
-def placeholder_row(meta: pd.DataFrame):  # noqa: F821
-    """One harmless row: a zero-length interval of an action the first video does not whitelist."""
-    import pandas as pd
-
-    from ensemble.postprocess import SUBMISSION_COLUMNS
-    from features.labels import PAIR_ACTIONS
-
-    row = meta.iloc[0]
-    raw = row.get("behaviors_labeled")
-    try:
-        listed = set(json.loads(raw)) if isinstance(raw, str) else set()
-    except ValueError:
-        listed = set()
-    action = next(a for a in PAIR_ACTIONS if f"mouse1,mouse2,{a}" not in listed)
-    return pd.DataFrame(
-        [[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS
-    )
-
-
 def predict(
     bundle: str | os.PathLike,
     data: str | os.PathLike,
@@ -151,7 +122,7 @@ def predict(
     """Write the submission; returns a summary {rows, videos, skipped, seconds, frames, ...}."""
 
     from ensemble.postprocess import events_to_submission, video_events
-    from ensemble.submission import validate
+    from ensemble.submission import placeholder as placeholder_rows, write
     from features.io import kaggle_paths, read_metadata, read_tracking
 
     t0 = time.perf_counter()
@@ -196,15 +167,8 @@ def predict(
             "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
             file=sys.stderr,
         )
-        sub = placeholder_row(meta)
-    problems = validate(sub, meta[["video_id"]])
-    if problems:
-        raise MabeDataError("the submission does not validate: " + " | ".join(problems), file=out)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    sub.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+        sub = placeholder_rows(meta)
+    out = write(sub, out, meta[["video_id"]])
     secs = time.perf_counter() - t0
     return {
         "rows": len(sub),

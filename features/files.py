@@ -10,6 +10,7 @@
   back when a kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid
   guessing).
 - `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
+- `sha256_file(path)`: the hex sha256 of a file, read in chunks (bundle manifests, checkpoint identity).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
 No torch, ray or pandas here: the offline predictor uses this module.
@@ -17,6 +18,7 @@ No torch, ray or pandas here: the offline predictor uses this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -166,3 +168,15 @@ def _describe(exc: OSError) -> str:
     if exc.errno is None and "requested and" in text:
         text += " (short write: disk full or file-size limit)"
     return text
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read `chunk` bytes at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()

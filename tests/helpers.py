@@ -96,7 +96,7 @@ def make_checkpoint(
     from features.cache import FeatureCache
     from features.labels import ACTIONS
     from models import build_model
-    from tune.checkpoint import save_checkpoint
+    from models.checkpoint import save_checkpoint
     from tune.config import TrainConfig
 
     fc = FeatureCache(cache)

@@ -1,7 +1,7 @@
 """ensemble.export and ensemble.predict: bundle contents and checksums, offline predict on the synthetic test
 split, tampering refused, bad videos skipped, never an empty submission, no Ray/Optuna/Modal on the path.
 
-Real parts: registry models saved by tune.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
+Real parts: registry models saved by models.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def bundle(tmp_path_factory, synth_small):
 
 
 def test_bundle_contents_and_manifest(bundle):
-    from ensemble.infer import sha256_file
+    from features.files import sha256_file
 
     b, _ = bundle
     manifest = json.loads((b / "manifest.json").read_text())
@@ -80,7 +80,8 @@ def test_bundle_contents_and_manifest(bundle):
     (wheel,) = [n for n in on_disk if n.endswith(".whl")]
     assert manifest["wheel"] == wheel and wheel.startswith("mabe_tune-")
     names = zipfile.ZipFile(b / wheel).namelist()
-    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "tune/checkpoint.py"} <= set(
+    needed = {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "models/checkpoint.py"}
+    assert needed <= set(
         names
     )
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too
@@ -236,7 +237,7 @@ def test_export_refuses_a_broken_member(bundle, tmp_path):
     ens = b.parent / "ens"
     broken = tmp_path / "ens"
     shutil.copytree(ens, broken)
-    member = sorted((broken / "members").iterdir())[0]
+    member = sorted(p for p in (broken / "members").iterdir() if p.is_dir())[0]  # (not the .lock files)
     torch.save({"x_mean": torch.zeros(3)}, member / "model.pt")  # wrong shapes: cannot rebuild
     with pytest.raises(MabeDataError, match="does not load"):
         export(broken, tmp_path / "bundle", wheel=False, log=lambda *a: None)

@@ -52,15 +52,16 @@ def cli(module: str, *args, preexec=None, ok: bool = True, cwd=None) -> subproce
 
 
 def interrupt_when(module: str, args, ready, sig=signal.SIGKILL, cwd=None) -> tuple[int, str]:
-    """Start `python -m module args`, poll `ready()` until it is true, then send `sig` to the whole process
-    group (as a terminal's Ctrl-C or an OOM/preemption kill would). Returns (exit status, stdout+stderr).
-    Fails if the command finishes before the point was reached (the case would not have been tested)."""
+    """Start `python -m module args`, poll `ready(output so far)` until it is true, then send `sig` to the
+    whole process group (as a terminal's Ctrl-C or an OOM/preemption kill would). Returns (exit status,
+    stdout+stderr). Fails if the command finishes before the point was reached (the case would not have been
+    tested)."""
     log = tempfile.TemporaryFile("w+")
     p = subprocess.Popen([sys.executable, "-m", module, *map(str, args)], stdout=log,
                          stderr=subprocess.STDOUT, env=_env(), start_new_session=True, cwd=cwd)
     try:
         deadline = time.monotonic() + HANG_S
-        while not ready():
+        while not ready(_read(log)):
             if p.poll() is not None:
                 log.seek(0)
                 pytest.fail(f"{module} finished (exit {p.returncode}) before the kill point:\n"
@@ -79,6 +80,11 @@ def interrupt_when(module: str, args, ready, sig=signal.SIGKILL, cwd=None) -> tu
         text = log.read()
         log.close()
     return rc, text
+
+
+def _read(log) -> str:
+    log.seek(0)
+    return log.read()
 
 
 def tree(folder: Path, skip=()) -> dict[str, str]:
@@ -155,7 +161,7 @@ def feature_data(synth_set, tmp_path_factory):
 
 
 def _staged(out: Path, pattern: str):
-    return lambda: any(out.parent.glob(f".{out.name}.*/{pattern}"))
+    return lambda _: any(out.parent.glob(f".{out.name}.*/{pattern}"))
 
 
 @pytest.mark.slow
@@ -207,6 +213,156 @@ def test_cache_write_failures_keep_previous_cache(feature_data, tmp_path):
     assert FeatureCache(out).meta["n_folds"] == 3
 
 
+# ---------------------------------------------------------- 2-4. ensemble.build, ensemble.export, ensemble.pr
+INFER = ["--window", 64, "--stride", 32, "--trim", 8, "--threads", 1]
+PREDICT = ["--device", "cpu", "--threads", 1, "--no-progress"]
+
+
+def ensemble_content(ens: Path) -> dict:
+    """An ensemble folder without its clock readings: member files, thresholds, ensemble.json less `seconds`,
+    and the OOF arrays (npz files carry zip timestamps)."""
+    import numpy as np
+
+    info = json.loads((ens / "ensemble.json").read_text())
+    info.pop("seconds", None)
+    oof = {}
+    for f in sorted((ens / "oof").glob("*.npz")):
+        with np.load(f) as z:
+            oof[f.name] = {k: hashlib.sha256(np.ascontiguousarray(z[k]).tobytes()).hexdigest()
+                           for k in z.files}
+    files = {k: v for k, v in tree(ens, skip=("ensemble.json",)).items() if not k.startswith("oof/")}
+    return {"files": files, "info": info, "oof": oof}
+
+
+def bundle_content(bundle: Path) -> dict:
+    """A bundle without its clock readings: every file's hash, except the manifest's `created` and the wheel,
+    compared by its members' bytes (zip timestamps differ between builds)."""
+    import zipfile
+
+    out = {}
+    for name, digest in tree(bundle).items():
+        if name.endswith(".whl"):
+            with zipfile.ZipFile(bundle / name) as z:
+                out[name] = {i.filename: i.CRC for i in z.infolist()}
+        elif name == "manifest.json":
+            m = json.loads((bundle / name).read_text())
+            m.pop("created", None)
+            m["files"] = {k: v for k, v in m["files"].items() if not k.endswith(".whl")}
+            out[name] = m
+        else:
+            out[name] = digest
+    return out
+
+
+@pytest.fixture(scope="module")
+def ens_ref(synth_small, tmp_path_factory):
+    """Two checkpoints on the small set, and the uninterrupted references: ensemble, bundle, submission."""
+    from helpers import make_checkpoint
+
+    base = tmp_path_factory.mktemp("faults-ens")
+    make_checkpoint(base / "exp" / "train-a" / "checkpoint_1", synth_small.cache, 0.3, "tcn", 0, 1)
+    make_checkpoint(base / "exp" / "train-b" / "checkpoint_1", synth_small.cache, 0.2, "conv_bilstm", 1, 2)
+    build = ["--experiment", base / "exp", "--top-k", 2, "--strategy", "per-fold", *INFER]
+    ref = base / "ref"
+    cli("ensemble.build", *build, "--out", ref / "ens")
+    cli("ensemble.export", "--ensemble", ref / "ens", "--out", ref / "bundle")
+    cli("ensemble.predict", "--bundle", ref / "bundle", "--data", synth_small.root, "--out", ref / "sub.csv",
+        *PREDICT)
+    return {"build": build, "ens": ref / "ens", "bundle": ref / "bundle", "sub": ref / "sub.csv",
+            "data": synth_small.root}
+
+
+@pytest.mark.slow
+def test_kill9_during_ensemble_build(ens_ref, tmp_path):
+    out = tmp_path / "work" / "ens"
+    build = [*ens_ref["build"], "--out", out]
+    first_member = lambda _: any(out.parent.rglob("model.pt"))  # noqa: E731 - a member is being copied
+
+    # a first build killed while it copies its members: no ensemble, and the next step says so
+    rc, _ = interrupt_when("ensemble.build", build, first_member)
+    assert rc == -signal.SIGKILL
+    assert not (out / "ensemble.json").exists()
+    p = cli("ensemble.export", "--ensemble", out, "--out", tmp_path / "bundle", ok=False)
+    assert_one_line_error(p, str(out))
+    assert not (tmp_path / "bundle").exists()
+
+    # a previous ensemble (1 member, default post-processing) is in place; a rebuild is killed midway
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    cli("ensemble.build", *ens_ref["build"][:2], "--top-k", 1, "--no-tune", *INFER, "--out", out)
+    before = tree(out)
+    rc, _ = interrupt_when("ensemble.build", build, lambda _: _new_member(out, before))
+    assert rc == -signal.SIGKILL
+    assert tree(out) == before, "a killed rebuild changed the previous ensemble"
+
+    cli("ensemble.build", *build)
+    assert ensemble_content(out) == ensemble_content(ens_ref["ens"])
+    assert leftovers(out.parent) == []
+
+
+def _new_member(out: Path, before: dict) -> bool:
+    """A member file the previous ensemble did not have exists somewhere beside or below `out`."""
+    for p in out.parent.rglob("model.pt"):
+        rel = p.relative_to(out) if p.is_relative_to(out) else None
+        if rel is None or str(rel) not in before:
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_kill9_during_export(ens_ref, tmp_path):
+    out = tmp_path / "work" / "bundle"
+    cli("ensemble.export", "--ensemble", ens_ref["ens"], "--out", out, "--title", "the previous bundle")
+    before = tree(out)
+    export = ["--ensemble", ens_ref["ens"], "--out", out]
+    rc, _ = interrupt_when("ensemble.export", export, _staged(out, "model-0.pt"))
+    assert rc == -signal.SIGKILL
+    assert tree(out) == before
+    from ensemble.predict import verify_bundle
+
+    verify_bundle(out)
+    cli("ensemble.export", *export)
+    assert bundle_content(out) == bundle_content(ens_ref["bundle"])
+    assert leftovers(out.parent) == []
+
+
+@pytest.mark.slow
+def test_kill9_during_predict(ens_ref, tmp_path):
+    out = tmp_path / "work" / "submission.csv"
+    cli("ensemble.predict", "--bundle", ens_ref["bundle"], "--data", ens_ref["data"], "--out", out,
+        "--limit", 1, *PREDICT)
+    before = tree(out.parent)
+    args = ["--bundle", ens_ref["bundle"], "--data", ens_ref["data"], "--out", out, *PREDICT]
+    rc, _ = interrupt_when("ensemble.predict", args, lambda text: "files verified" in text)  # predicting
+    assert rc == -signal.SIGKILL
+    assert tree(out.parent) == before  # the previous submission, byte for byte, and nothing half-written
+    cli("ensemble.predict", *args)
+    assert out.read_bytes() == ens_ref["sub"].read_bytes()
+    assert leftovers(out.parent) == []
+
+
+@pytest.mark.slow
+def test_export_write_failures_keep_previous_bundle(ens_ref, tmp_path):
+    from ensemble.predict import verify_bundle
+
+    out = tmp_path / "work" / "bundle"
+    cli("ensemble.export", "--ensemble", ens_ref["ens"], "--out", out, "--title", "the previous bundle")
+    before = tree(out)
+    export = ["--ensemble", ens_ref["ens"], "--out", out]
+
+    p = cli("ensemble.export", *export, preexec=child_limits(fsize=16 * 1024), ok=False)
+    assert_one_line_error(p)
+    assert tree(out) == before and leftovers(out.parent) == []
+    verify_bundle(out)
+
+    with read_only(out.parent):
+        p = cli("ensemble.export", *export, preexec=child_limits(read_only=True), ok=False)
+    assert_one_line_error(p, "permission denied")
+    assert tree(out) == before and leftovers(out.parent) == []
+    verify_bundle(out)
+
+
 # --------------------------------------------------------------------------- 6. Ctrl-C of a search, --resume
 def _trials(exp: Path) -> dict[str, list[str]]:
     """{trial folder: its result.json lines} (one line per epoch + the driver's final report)."""
@@ -242,7 +398,7 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
             "--name", "cc", "--smoke-test", "--num-samples", 2, "--max-concurrent", 1, "--epochs", 1,
             "--grace-period", 2, "--set", "run.checkpoint_every=1"]
     try:
-        rc, text = interrupt_when("tune.search", args, lambda: _terminated(exp) >= 1, sig=signal.SIGINT)
+        rc, text = interrupt_when("tune.search", args, lambda _: _terminated(exp) >= 1, sig=signal.SIGINT)
         kill_under(str(ray_tmp))
         assert rc == 130 and "Traceback" not in text, text[-3000:]
         assert "python -m tune.search: interrupted with 1 trial(s) unfinished" in text and "--resume" in text
