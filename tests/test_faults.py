@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -287,8 +288,6 @@ def test_kill9_during_ensemble_build(ens_ref, tmp_path):
     assert not (tmp_path / "bundle").exists()
 
     # a previous ensemble (1 member, default post-processing) is in place; a rebuild is killed midway
-    import shutil
-
     shutil.rmtree(out, ignore_errors=True)
     cli("ensemble.build", *ens_ref["build"][:2], "--top-k", 1, "--no-tune", *INFER, "--out", out)
     before = tree(out)
@@ -411,6 +410,7 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
         assert "resuming" in p.stdout
     finally:
         kill_under(str(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
         os.environ.pop("RAY_TMPDIR", None)
         os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
     table = pd.read_csv(exp / "results.csv")
