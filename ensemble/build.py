@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -259,21 +260,26 @@ def build(
 
     cache = FeatureCache(cache_path or _default_cache(chosen))
     out = Path(out)
-    (out / "members").mkdir(parents=True, exist_ok=True)
-    per_member = oof_members(chosen, cache, settings, out, progress)
-    cfg, oof = score_oof(cache, per_member, tune_post, log)
-    summary = {
-        "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
-        "strategy": strategy,
-        "top_k": top_k,
-        "infer": settings.to_dict(),
-        "cache": str(cache.path),
-        "cache_fingerprint": cache.meta.get("fingerprint"),
-        "oof": oof,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    files.write_json(out / "thresholds.json", cfg.to_dict())
-    files.write_json(out / "ensemble.json", summary)
+    # assembled beside `out` and swapped in at the end, under a lock: a kill or a failure leaves the previous
+    # ensemble (or none), never members of one with the thresholds of another
+    with files.staged_dir(out, lambda p: (p / "ensemble.json").is_file()) as tmp:
+        if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
+            shutil.copytree(out / "oof", tmp / "oof")
+        (tmp / "members").mkdir()
+        per_member = oof_members(chosen, cache, settings, tmp, progress)
+        cfg, oof = score_oof(cache, per_member, tune_post, log)
+        summary = {
+            "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
+            "strategy": strategy,
+            "top_k": top_k,
+            "infer": settings.to_dict(),
+            "cache": str(cache.path),
+            "cache_fingerprint": cache.meta.get("fingerprint"),
+            "oof": oof,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        files.write_json(tmp / "thresholds.json", cfg.to_dict())
+        files.write_json(tmp / "ensemble.json", summary)
     return summary
 
 

@@ -137,19 +137,37 @@ def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locke
 
 @contextlib.contextmanager
 def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir) -> Iterator[Path]:
-    """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably."""
+    """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably.
+
+    A write that fails (read-only folder, disk full, file-size limit: any OSError in the block or the swap)
+    leaves `dst` as it was and is raised as one `MabeDataError` naming `dst` (a CLI prints one line, exit 2).
+    """
+    from features.errors import MabeDataError
+
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with lock(dst):
-        recover_dir(dst, is_complete, locked=True)
-        tmp = _unique(dst, "tmp")
-        tmp.mkdir()
-        try:
-            yield tmp
-            swap_dir(tmp, dst)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with lock(dst):
+            recover_dir(dst, is_complete, locked=True)
+            tmp = _unique(dst, "tmp")
+            tmp.mkdir()
+            try:
+                yield tmp
+                swap_dir(tmp, dst)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise MabeDataError(f"not written, the previous version is left as it was: {_describe(exc)}",
+                            file=dst) from exc
+
+
+def _describe(exc: OSError) -> str:
+    """An OSError in words: numpy's short writes carry no errno ("N requested and M written")."""
+    text = str(exc)
+    if exc.errno is None and "requested and" in text:
+        text += " (short write: disk full or file-size limit)"
+    return text
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
