@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -267,11 +268,29 @@ def build(
 
     cache = FeatureCache(cache_path or _default_cache(chosen))
     with files.waiting_lock(out, f"another ensemble.build of {out}"):
-        files.check_replaceable(out, KIND, legacy=_is_old_ensemble, force_flag=None)
-        (out / "members").mkdir(parents=True, exist_ok=True)
-        if files.owner(out) is None:
-            files.claim(out, KIND)
-        return _build_locked(out, chosen, cache, settings, strategy, top_k, tune_post, progress, log, t0)
+        files.check_replaceable(out, KIND, legacy=_is_old_ensemble, force_flag=None)  # again, under the lock
+        # assembled beside `out` and swapped in at the end, under the lock: a kill or a failure leaves the
+        # previous ensemble (or none), never members of one with the thresholds of another
+        with files.staged_dir(out, lambda p: (p / "ensemble.json").is_file(), locked=True) as tmp:
+            files.claim(tmp, KIND)
+            if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
+                shutil.copytree(out / "oof", tmp / "oof")
+            (tmp / "members").mkdir()
+            per_member = oof_members(chosen, cache, settings, tmp, progress)
+            cfg, oof = score_oof(cache, per_member, tune_post, log)
+            summary = {
+                "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
+                "strategy": strategy,
+                "top_k": top_k,
+                "infer": settings.to_dict(),
+                "cache": str(cache.path),
+                "cache_fingerprint": cache.meta.get("fingerprint"),
+                "oof": oof,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            files.write_json(tmp / "thresholds.json", cfg.to_dict())
+            files.write_json(tmp / "ensemble.json", summary)
+    return summary
 
 
 KIND = "ensemble"  # ownership marker kind (features.files.claim)
@@ -280,25 +299,6 @@ KIND = "ensemble"  # ownership marker kind (features.files.claim)
 def _is_old_ensemble(out: Path) -> bool:
     """An ensemble folder written before ownership markers."""
     return (out / "ensemble.json").is_file() or ((out / "members").is_dir() and (out / "oof").is_dir())
-
-
-def _build_locked(out: Path, chosen, cache, settings: InferSettings, strategy: str, top_k: int,
-                  tune_post: bool, progress: bool, log, t0: float) -> dict:
-    per_member = oof_members(chosen, cache, settings, out, progress)
-    cfg, oof = score_oof(cache, per_member, tune_post, log)
-    summary = {
-        "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
-        "strategy": strategy,
-        "top_k": top_k,
-        "infer": settings.to_dict(),
-        "cache": str(cache.path),
-        "cache_fingerprint": cache.meta.get("fingerprint"),
-        "oof": oof,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    files.write_json(out / "thresholds.json", cfg.to_dict())
-    files.write_json(out / "ensemble.json", summary)
-    return summary
 
 
 def parse_args(argv=None):

@@ -11,10 +11,14 @@ The bundle is FLAT (Kaggle's CLI skips sub-folders unless zipped), every file at
     ensemble.json        members, inference settings (windows, TTA), feature settings, OOF scores
     thresholds.json      post-processing: per-(lab, action) thresholds, per-action fallbacks, smoothing,
                          minimum duration, gap filling (ensemble.postprocess.PostprocessConfig)
-    mabe_tune-*.whl      this project as a wheel (pip install --no-index --find-links <bundle> mabe-tune)
+    mabe_tune-*.whl      this project as a wheel (pip install --no-index --no-deps <bundle>/<wheel>)
     notebook_predict.py  the Kaggle notebook cell (ensemble.notebook)
-    dataset-metadata.json  for `kaggle datasets create -p bundle/`
-    manifest.json        package versions, OOF scores, sha256 of every other file (checked by predict)
+    manifest.json        package versions, OOF scores, sha256 of every file the Kaggle upload keeps
+    dataset-metadata.json  for `kaggle datasets create -p bundle/`: NOT in the manifest (the Kaggle client
+                         never uploads its metadata files), so the dataset id and title can be edited freely
+
+The manifest is corruption detection (a truncated upload, a partial copy, a file replaced by mistake), not a
+signature: predict refuses a file it loads that is missing, unlisted or has another sha256.
 
 Every member's weights are loaded back with `weights_only=True` before anything is written; the bundle is
 assembled in a temporary folder and moved into place at the end, so a failed export leaves no half bundle.
@@ -39,7 +43,17 @@ from features.errors import MabeDataError, cli_guard
 from features.files import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: the Kaggle client's metadata files are outside `files`
+# What `kaggle datasets create/version -p DIR` never uploads (kaggle-api KaggleApi.upload_files, 1.8 and 2.x):
+# its metadata files. Sub-folders are skipped too (without --dir-mode), which is why the bundle is flat.
+KAGGLE_METADATA = frozenset({
+    "dataset-metadata.json",
+    "datapackage.json",
+    "kernel-metadata.json",
+    "model-metadata.json",
+    "model-instance-metadata.json",
+    *(f"dataset-cover-image{ext}" for ext in (".png", ".jpg", ".jpeg", ".webp")),
+})
 PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "tqdm")
 WHEEL_SOURCES = ("features", "models", "tune", "ensemble", "bench", "pyproject.toml", "README.md")
 
@@ -113,9 +127,15 @@ def package_versions() -> dict:
     return out
 
 
+def uploaded_files(bundle: Path) -> list[Path]:
+    """The files a Kaggle upload of `bundle` keeps, less the manifest: top-level files but KAGGLE_METADATA."""
+    skip = KAGGLE_METADATA | {MANIFEST}
+    return [p for p in sorted(bundle.iterdir()) if p.is_file() and p.name not in skip]
+
+
 def write_manifest(bundle: Path, extra: dict) -> dict:
-    """sha256 of every file in the bundle except the manifest itself."""
-    digests = {p.name: sha256_file(p) for p in sorted(bundle.iterdir()) if p.is_file() and p.name != MANIFEST}
+    """sha256 of every file the Kaggle upload keeps (uploaded_files)."""
+    digests = {p.name: sha256_file(p) for p in uploaded_files(bundle)}
     manifest = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -199,7 +219,8 @@ def export(
         f"{size / 1e6:.1f} MB -> {out}"
     )
     if not dataset_id:
-        log(f"  edit {out / 'dataset-metadata.json'} (id = <your kaggle user>/<slug>) before uploading")
+        log(f"  edit {out / 'dataset-metadata.json'} (id = <your kaggle user>/<slug>) before uploading "
+            "(it is outside manifest.json: safe to edit)")
     return manifest
 
 

@@ -165,19 +165,37 @@ def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locke
 def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False
                ) -> Iterator[Path]:
     """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably.
-    `locked=True`: the caller already holds `lock(dst)` (e.g. for a whole build)."""
+    `locked=True`: the caller already holds `lock(dst)` (e.g. for a whole build).
+
+    A write that fails (read-only folder, disk full, file-size limit: any OSError in the block or the swap)
+    leaves `dst` as it was and is raised as one `MabeDataError` naming `dst` (a CLI prints one line, exit 2).
+    """
+    from features.errors import MabeDataError
+
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.nullcontext() if locked else lock(dst):
-        recover_dir(dst, is_complete, locked=True)
-        tmp = _unique(dst, "tmp")
-        tmp.mkdir()
-        try:
-            yield tmp
-            swap_dir(tmp, dst)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.nullcontext() if locked else lock(dst):
+            recover_dir(dst, is_complete, locked=True)
+            tmp = _unique(dst, "tmp")
+            tmp.mkdir()
+            try:
+                yield tmp
+                swap_dir(tmp, dst)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise MabeDataError(f"not written, the previous version is left as it was: {_describe(exc)}",
+                            file=dst) from exc
+
+
+def _describe(exc: OSError) -> str:
+    """An OSError in words: numpy's short writes carry no errno ("N requested and M written")."""
+    text = str(exc)
+    if exc.errno is None and "requested and" in text:
+        text += " (short write: disk full or file-size limit)"
+    return text
 
 
 # ------------------------------------------------------------------------------------------------ ownership
@@ -238,6 +256,8 @@ def check_not_inside(out, data, *, out_flag: str = "--out", data_flag: str = "--
         rel = "is" if o == d else "contains"
         raise MabeDataError(f"{out_flag} {out} {rel} {data_flag} {data}: writing there would delete the "
                             f"input; choose another {out_flag}")
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read `chunk` bytes at a time."""
     h = hashlib.sha256()

@@ -53,7 +53,8 @@ def test_bundle_contents_and_manifest(bundle):
     b, _ = bundle
     manifest = json.loads((b / "manifest.json").read_text())
     on_disk = {p.name for p in b.iterdir()} - {"manifest.json"}
-    assert set(manifest["files"]) == on_disk  # every file is checksummed, the bundle is flat
+    # every file Kaggle keeps is checksummed (the bundle is flat); the client's metadata file stays outside
+    assert set(manifest["files"]) == on_disk - {"dataset-metadata.json"}
     for name, digest in manifest["files"].items():
         assert sha256_file(b / name) == digest
     assert {
@@ -87,7 +88,8 @@ def test_bundle_contents_and_manifest(bundle):
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too
     nb = (b / "notebook_predict.py").read_text()
     compile(nb, "notebook_predict.py", "exec")
-    assert "--no-index" in nb and "--find-links" in nb and "/kaggle/working/submission.csv" in nb
+    assert "--no-index" in nb and "--no-deps" in nb and "/kaggle/working/submission.csv" in nb
+    assert "SubmissionFailed" in nb and "PLACEHOLDER" in nb
 
 
 def test_predict_writes_a_valid_submission(bundle, tmp_path):
@@ -145,6 +147,31 @@ def test_tampered_bundle_is_refused_naming_the_file(bundle, tmp_path):
     (bad / "model-1.pt").unlink()
     with pytest.raises(MabeDataError, match=r"model-1\.pt.*missing"):
         verify_bundle(bad)
+
+
+def test_dataset_id_edit_is_safe_and_unlisted_files_are_refused(bundle, tmp_path):
+    """dataset-metadata.json is outside the manifest: edited or dropped (as the Kaggle upload does), the
+    bundle still verifies. A file predict loads that the manifest does not list: one line naming it, exit 2.
+    """
+    from ensemble.predict import verify_bundle
+
+    b, data = bundle
+    bad = tmp_path / "bundle"
+    shutil.copytree(b, bad)
+    meta = json.loads((bad / "dataset-metadata.json").read_text())
+    (bad / "dataset-metadata.json").write_text(json.dumps({**meta, "id": "other/renamed"}))
+    verify_bundle(bad)
+    (bad / "dataset-metadata.json").unlink()
+    verify_bundle(bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    out = tmp_path / "submission.csv"
+    for name in ("model-1.pt", "ensemble.json"):
+        files = {k: v for k, v in manifest["files"].items() if k != name}
+        (bad / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+        r = _run(["--bundle", bad, "--data", data, "--out", out, "--no-progress"])
+        assert r.returncode == 2, r.stderr
+        assert name in r.stderr and "not listed" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_bad_video_is_skipped_with_a_warning(bundle, tmp_path, capsys):

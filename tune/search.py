@@ -96,6 +96,11 @@ def _run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: di
                   f"({sum(steps is not None for _, _, steps in warm)} of them stopped early)")
         tuner = build_tuner(scfg, trainable, base, warm)
     grid = tuner.fit()
+    left = unfinished_trials(grid, scfg)
+    if left:  # Tune stops on the first Ctrl-C (SIGINT) and returns normally: not a finished search
+        raise Interrupted(f"interrupted with {left} trial(s) unfinished; Tune saved the state: continue "
+                          f"with --name {scfg.name} --storage {scfg.storage} --resume (finished trials are "
+                          "not run again)")
     wall = time.time() - t0
     table = results.collect(grid, scfg)
     summary = results.write_all(table, grid, scfg, wall_s=wall)
@@ -105,6 +110,24 @@ def _run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: di
 
 
 EXPERIMENT = "experiment"  # ownership marker kind of an experiment folder (features.files.claim)
+
+
+class Interrupted(Exception):
+    """The search was stopped (Ctrl-C) before every trial finished; nothing was written as results."""
+
+
+def unfinished_trials(grid, scfg: SearchConfig) -> int:
+    """Trials an interrupted `Tuner.fit` left unfinished, as Tune saved them for a restore (the live objects
+    say TERMINATED after Tune's clean-up, the saved state keeps PENDING/RUNNING), plus those never started
+    (only without a time budget, which ends a search on purpose, and not on --resume, whose flags need not
+    repeat --num-samples)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(scfg.experiment_path()).trials
+    left = sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    if not scfg.time_budget and not scfg.resume:
+        left = max(left, scfg.num_samples - len(grid))
+    return left
 
 
 def check_experiment(scfg: SearchConfig) -> None:
@@ -201,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             print("space:\n" + space_mod.describe(scfg.search_space()))
             prepare_search_data(scfg, base)
             init_ray(scfg.address)
-            summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+            try:
+                summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+            except Interrupted as exc:
+                print(f"python -m tune.search: {exc}", file=sys.stderr)
+                return 130  # the shell's code for Ctrl-C
         print(summary["report"])
         print(f"\nnext: python -m ensemble.build --experiment {scfg.experiment_path()}")
     return 0
