@@ -76,8 +76,9 @@ def test_trials_stopped_early_reach_optuna_as_pruned():
 
 @pytest.mark.parametrize("argv", [["--num-samples", "0"], ["--epochs", "-1"], ["--set", "optim.lr"]])
 def test_bad_arguments_exit_non_zero(argv, capsys):
-    rc = search.main(argv)
-    assert rc == 2
+    with pytest.raises(SystemExit) as e:  # cli_guard: one line on stderr, exit 2
+        search.main(argv)
+    assert e.value.code == 2
     assert "error" in capsys.readouterr().err
 
 
