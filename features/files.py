@@ -6,9 +6,9 @@
 - `write_bytes/write_text/write_json(path, ...)`: the same for data already in memory.
 - `staged_dir(dst)`: a context that yields an empty temporary folder beside `dst`; on a clean exit every file
   in it is fsynced and the folder swapped into place (`dst` -> `.old`, temp -> `dst`, `.old` deleted), under a
-  lock on `dst` so two writers of one folder take turns. `recover_dir(dst, is_complete)` puts a `.old` folder
-  back when a kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid
-  guessing).
+  lock on `dst` so two writers of one folder take turns (`locked=True` when the caller holds it already).
+  `recover_dir(dst, is_complete)` puts a `.old` folder back when a kill hit between the two renames, and
+  deletes stale temp folders (under the same lock: no pid guessing).
 - `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
@@ -134,11 +134,13 @@ def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locke
 
 
 @contextlib.contextmanager
-def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir) -> Iterator[Path]:
-    """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably."""
+def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False
+               ) -> Iterator[Path]:
+    """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably.
+    `locked=True`: the caller already holds `lock(dst)` (e.g. to check and fill `dst` in one turn)."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with lock(dst):
+    with contextlib.nullcontext() if locked else lock(dst):
         recover_dir(dst, is_complete, locked=True)
         tmp = _unique(dst, "tmp")
         tmp.mkdir()
