@@ -49,7 +49,7 @@ PHASES = (  # (phase, the task event that ends it); the first phase starts when 
 
 def phases(fit_start: float, fit_end: float) -> list[tuple[str, float]]:
     """Seconds per phase of the one trial that ran since `fit_start` (epoch seconds), from Ray's task events.
-    Needs the State API (the dashboard that `tune.search.init_ray` starts); [] when an event is missing."""
+    Needs the State API (the dashboard that `tune.driver.init_ray` starts); [] when an event is missing."""
     from ray.util.state import list_tasks
 
     events: dict[tuple[str, str], float] = {}
@@ -74,9 +74,10 @@ def run(quick: bool = False) -> list[dict]:
     import ray
     import ray.tune
 
-    from tune import search
+    from tune import driver, keys, search
     from tune.config import TrainConfig
-    from tune.train import smoke_data, train
+    from tune.prepare import smoke_data
+    from tune.trainer import train
 
     n_videos, n_frames, epochs = (6, 900, 2) if quick else (12, 2000, 4)
     with tempfile.TemporaryDirectory(prefix="mabe-ray-bench-") as tmp:
@@ -93,15 +94,14 @@ def run(quick: bool = False) -> list[dict]:
         if ray.is_initialized():
             ray.shutdown()
         # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
-        search.init_ray()
+        driver.init_ray()
         init_s = time.perf_counter() - t0
         try:
-            scfg = search.SearchConfig(
-                name="ray-bench", storage=str(tmp / "exp"), num_samples=1, epochs=epochs
-            )
-            setup = search.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": str(tmp / "ray")}})
+            scfg = search.SearchConfig(name="ray-bench", storage=str(tmp / "exp"), num_samples=1,
+                                       epochs=epochs)
+            setup = driver.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": str(tmp / "ray")}})
             tuner = ray.tune.Tuner(
-                search.make_trainable(search.train_driver, setup),
+                driver.make_trainable(driver.train_driver, setup),
                 tune_config=ray.tune.TuneConfig(num_samples=1),
                 run_config=ray.tune.RunConfig(name="ray-bench", storage_path=str(tmp / "exp"), verbose=0))
             t0, wall0 = time.perf_counter(), time.time()
@@ -113,7 +113,7 @@ def run(quick: bool = False) -> list[dict]:
         res = grid[0]
         if res.error:
             raise RuntimeError(f"Tune trial failed: {res.error}")
-        ray_score = res.metrics.get(search.OBJECTIVE)
+        ray_score = res.metrics.get(keys.OBJECTIVE)
 
     overhead = trial_s - plain_s
     share = 100.0 * max(overhead, 0.0) / TRIAL_S

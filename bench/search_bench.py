@@ -15,9 +15,9 @@ Four arms separate the two ideas (the full run; `--quick` runs only the first an
 
     random          Optuna RandomSampler, every trial runs all epochs (the baseline)
     random+asha     random points, ASHA early stopping: what ASHA alone is worth
-    tpe             TPE (`tune.search.tpe_sampler`), no early stopping: what TPE alone is worth
-    tpe+asha        the product (`tune.search.build_scheduler`: grace 2, reduction 2, `--epochs` 6; trials
-                    ASHA stopped are told to TPE as PRUNED, `tune.search.optuna_search`)
+    tpe             TPE (`tune.optuna_ext.tpe_sampler`), no early stopping: what TPE alone is worth
+    tpe+asha        the product (`tune.driver.build_scheduler`: grace 2, reduction 2, `--epochs` 6; trials
+                    ASHA stopped are told to TPE as PRUNED, `tune.optuna_ext.optuna_search`)
 
 All arms run the real machinery (Tuner + OptunaSearch + Ray Train trials, 2 at a time) on the same synthetic
 data, the same space (batch and window pinned small: the bench compares searchers, not speed) and the same
@@ -100,7 +100,7 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
     import ray.tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from tune import search, space
+    from tune import driver, keys, optuna_ext, search, space
 
     budget = trials * epochs
     scfg = search.SearchConfig(
@@ -112,20 +112,21 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
         overrides=dict(PINNED),
     )
     # TPE models results after a third of `trials` (the product's rule for a search of that many trials).
-    sampler = search.tpe_sampler(scfg) if arm.startswith("tpe") else optuna.samplers.RandomSampler(seed=seed)
-    searcher = ConcurrencyLimiter(search.optuna_search(
-        space=space.to_optuna(scfg.search_space()), metric=search.OBJECTIVE, mode="max", sampler=sampler),
+    random = optuna.samplers.RandomSampler(seed=seed)
+    sampler = optuna_ext.tpe_sampler(scfg) if arm.startswith("tpe") else random
+    searcher = ConcurrencyLimiter(optuna_ext.optuna_search(
+        space=space.to_optuna(scfg.search_space()), metric=keys.OBJECTIVE, mode="max", sampler=sampler),
         max_concurrent=scfg.max_concurrent)
     out = Arm(arm, budget)
-    setup = search.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": scfg.scratch_dir()}})
+    setup = driver.driver_setup(scfg, {**base, "run": {**base["run"], "out_dir": scfg.scratch_dir()}})
     tuner = ray.tune.Tuner(
-        search.make_trainable(search.train_driver, setup),
+        driver.make_trainable(driver.train_driver, setup),
         tune_config=ray.tune.TuneConfig(
-            metric=search.OBJECTIVE, mode="max", search_alg=searcher,
-            scheduler=search.build_scheduler(scfg) if arm.endswith("asha") else None,
+            metric=keys.OBJECTIVE, mode="max", search_alg=searcher,
+            scheduler=driver.build_scheduler(scfg) if arm.endswith("asha") else None,
             num_samples=budget),  # the budget stopper ends the search; every trial costs >= 1 trial-epoch
         run_config=ray.tune.RunConfig(name=scfg.name, storage_path=str(storage), verbose=0,
-                                      stop=budget_stopper(budget, out.log, search.OBJECTIVE)))
+                                      stop=budget_stopper(budget, out.log, keys.OBJECTIVE)))
     t0 = time.perf_counter()
     grid = tuner.fit()
     out.seconds = time.perf_counter() - t0
@@ -136,9 +137,9 @@ def _search(arm: str, seed: int, trials: int, epochs: int, base: dict, storage: 
 def run(quick: bool = False, arms: tuple[str, ...] | None = None) -> list[dict]:
     import ray
 
-    from tune import search
+    from tune import driver
     from tune.config import load_config
-    from tune.train import smoke_data
+    from tune.prepare import smoke_data
 
     seeds, trials, epochs = ([0], 4, 4) if quick else ([0, 1, 2], 8, 6)
     if arms:
@@ -167,7 +168,7 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None) -> list[dict]:
         if ray.is_initialized():
             ray.shutdown()
         # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
-        search.init_ray()
+        driver.init_ray()
         try:
             for seed in seeds:
                 done = {arm: _search(arm, seed, trials, epochs, base, tmp / "exp") for arm in arms}

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from helpers import kill_under
-from tune import search
+from tune import keys, optuna_ext, search
 from tune import space as sp
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -39,7 +39,7 @@ def test_tpe_models_results_after_a_third_of_the_trials(n, startup):
     # Optuna's default (10 random trials first) would leave TPE 2 proposals in the 12-trial default search.
     scfg = search.SearchConfig(name="x", num_samples=n)
     assert scfg.tpe_startup_trials() == startup
-    sampler = search.tpe_sampler(scfg)
+    sampler = optuna_ext.tpe_sampler(scfg)
     assert sampler._n_startup_trials == startup  # optuna 5 keeps the argument under this name
 
 
@@ -48,20 +48,20 @@ def test_trials_stopped_early_reach_optuna_as_pruned():
     # scores among full-length ones. Real OptunaSearch + in-memory Optuna study; no Ray session needed.
     import optuna
 
-    searcher = search.optuna_search(space=sp.to_optuna({"optim.lr": ("loguniform", 1e-4, 1e-2)}),
-                                    metric=search.OBJECTIVE, mode="max",
+    searcher = optuna_ext.optuna_search(space=sp.to_optuna({"optim.lr": ("loguniform", 1e-4, 1e-2)}),
+                                    metric=keys.OBJECTIVE, mode="max",
                                     sampler=optuna.samplers.RandomSampler(seed=0))
     for tid in ("full", "stopped", "broken", "silent", "first"):
         assert searcher.suggest(tid) is not None
-    searcher.on_trial_result("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
+    searcher.on_trial_result("stopped", {keys.OBJECTIVE: 0.2, "training_iteration": 2})
     searcher.on_trial_complete(
-        "full", {search.OBJECTIVE: 0.3, search.BEST_CKPT: "/ckpt", "training_iteration": 7}
+        "full", {keys.OBJECTIVE: 0.3, keys.BEST_CKPT: "/ckpt", "training_iteration": 7}
     )
-    searcher.on_trial_complete("stopped", {search.OBJECTIVE: 0.2, "training_iteration": 2})
+    searcher.on_trial_complete("stopped", {keys.OBJECTIVE: 0.2, "training_iteration": 2})
     searcher.on_trial_complete("broken", None, error=True)
     searcher.on_trial_complete("silent", None)
     # stopped at its first result: Tune passes that result to on_trial_complete only, never to on_trial_result
-    searcher.on_trial_complete("first", {search.OBJECTIVE: 0.05, "training_iteration": 1})
+    searcher.on_trial_complete("first", {keys.OBJECTIVE: 0.05, "training_iteration": 1})
     trials = {t.number: t for t in searcher._ot_study.trials}   # suggest order: full, stopped, broken, silent
     S = optuna.trial.TrialState
     assert [trials[i].state for i in range(5)] == [S.COMPLETE, S.PRUNED, S.FAIL, S.PRUNED, S.PRUNED]
@@ -196,7 +196,7 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     assert again["cost_usd"].to_numpy() == pytest.approx(table["cost_usd"].to_numpy() * 2)
 
     # warm start: a second search gets the first study's COMPLETE trials as evaluated points
-    warm = search.warm_start_trials(str(exp), scfg.search_space())
+    warm = optuna_ext.warm_start_trials(str(exp), scfg.search_space())
     assert len(warm) == 4 and warm[0][0][sp.LR] == pytest.approx(4e-4)
     stopped = table[table["status"] == "STOPPED"]
     assert sum(steps is not None for _, _, steps in warm) == len(stopped)

@@ -7,12 +7,13 @@ at start and saved as `config.json` in every checkpoint, so a checkpoint rebuild
 
 This module imports neither ray, optuna, modal nor torch: the offline Kaggle predictor loads it.
 
-V6 starting point (seed-history.md): batch 384, LR 4e-4, 3 warm-up epochs, class weights ~[1, 5, 8, 8]
+V6 starting point (docs/history.md, V6): batch 384, LR 4e-4, 3 warm-up epochs, class weights ~[1, 5, 8, 8]
 (here: bg_weight 1, class_weight_power 0.5, class_weight_cap 8, i.e. w_action = min(8, sqrt(f_bg / f_action)),
 which gives ~5 for an action covering 4 % of frames and the cap 8 for rarer ones).
 LR scaling rule: `optim.lr` is the LR at `optim.lr_ref_batch` (384). For another batch size the trainer uses
 lr × sqrt(batch / 384) (`lr_scaling="sqrt"`, the square-root rule for Adam-type optimisers); `"linear"`
-gives lr × batch / 384; `"none"` uses `optim.lr` as is. `OptimConfig.effective_lr()` is the one place it is computed.
+gives lr × batch / 384; `"none"` uses `optim.lr` as is. `OptimConfig.effective_lr()` is the one place it is
+computed.
 """
 from __future__ import annotations
 
@@ -20,32 +21,36 @@ import json
 import math
 import os
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from models import ModelConfig
 
 
-def _h(default, help: str, **kw):
-    """A dataclass field with a help text (mutable defaults via default_factory)."""
+def help_field(default, help: str, **kw):
+    """A dataclass field with a help text (mutable defaults via default_factory); `features.cli.add_flags`
+    shows the text as the flag's help."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
+
+
+_h = help_field
 
 
 @dataclass
 class DataConfig:
     root: str = _h("data/synth", "Kaggle-layout data folder (train.csv, train_tracking/, ...); used to build "
                                  "the feature cache when `cache` does not exist yet")
-    cache: str = _h("data/synth/cache", "feature cache folder (features.cache layout: index.parquet, meta.json, "
-                                        "videos/)")
+    cache: str = _h("data/synth/cache", "feature cache folder (features.cache layout: index.parquet, "
+                                        "meta.json, videos/)")
     val_fold: int = _h(0, "held-out fold k of the cache's folds (validation videos); -1 = no validation")
     window: int = _h(256, "training window length in (cached) frames")
     samples_per_epoch: int = _h(0, "windows drawn per epoch; 0 = training frames / window (each frame ~once)")
     behaviour_bias: float = _h(0.5, "probability that a window is centred near a random behaviour frame "
                                     "instead of uniform over frames")
-    shuffle_labels: bool = _h(False, "permute label sequences across training pairs (a sanity baseline: a model "
-                                     "must not learn from it)")
+    shuffle_labels: bool = _h(False, "permute label sequences across training pairs (a sanity baseline: a "
+                                     "model must not learn from it)")
     in_memory_gb: float = _h(8.0, "load the cache into RAM as one numpy array when it is smaller than this")
     val_chunk: int = _h(8192, "validation runs full sequences in chunks of this many frames (with context)")
     labs: list = _h([], "train/validate only on these lab_ids (empty = all)")
@@ -53,7 +58,8 @@ class DataConfig:
     def __post_init__(self):
         _check(self.window >= 8, f"data.window={self.window} must be >= 8")
         _check(self.samples_per_epoch >= 0, "data.samples_per_epoch must be >= 0")
-        _check(0.0 <= self.behaviour_bias <= 1.0, f"data.behaviour_bias={self.behaviour_bias} must be in [0, 1]")
+        _check(0.0 <= self.behaviour_bias <= 1.0,
+               f"data.behaviour_bias={self.behaviour_bias} must be in [0, 1]")
         _check(self.in_memory_gb >= 0, "data.in_memory_gb must be >= 0")
         _check(self.val_chunk >= 64, "data.val_chunk must be >= 64")
         _check(self.val_fold >= -1, "data.val_fold must be >= -1")
@@ -108,8 +114,8 @@ class RunConfig:
     threads: int = _h(0, "torch CPU threads (0 = torch default). Use 1 when several runs share a few cores: "
                          "measured here, 2 OpenMP threads on a busy 2-core box made a step 15x slower")
     progress: bool = _h(True, "show tqdm progress bars")
-    fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file exists "
-                                    "(and create it), to exercise restart-from-checkpoint")
+    fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file "
+                                    "exists (and create it), to exercise restart-from-checkpoint")
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -124,7 +130,8 @@ class TrainConfig:
     features: dict = field(default_factory=dict, metadata={
         "help": "features.pipeline.FeatureSettings as a dict (e.g. feature_set, target_fps); filled from the "
                 "cache's meta.json at training time, so a checkpoint records how to rebuild its inputs"})
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture (models registry)"})
+    model: ModelConfig = field(default_factory=ModelConfig,
+                               metadata={"help": "architecture (models registry)"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "loss, optimiser, schedule"})
     run: RunConfig = field(default_factory=RunConfig, metadata={"help": "output, seed, device, checkpoints"})
     classes: list = field(default_factory=list, metadata={
@@ -153,6 +160,21 @@ class TrainConfig:
     def replace(self, **overrides) -> "TrainConfig":
         """A copy with dotted-key overrides applied: cfg.replace(**{"optim.lr": 1e-3})."""
         return apply_overrides(self.to_dict(), overrides)
+
+    def feature_settings(self):
+        """`features` as a typed `features.pipeline.FeatureSettings`: the one place the dict is converted (an
+        empty dict = the defaults; at training time the trainer fills it from the cache's meta.json)."""
+        from features.pipeline import FeatureSettings
+
+        return FeatureSettings.from_dict(self.features)
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose local paths (data.root, data.cache, run.out_dir) are absolute; URIs stay as they are.
+        The one place paths are resolved: launchers call it once (Ray workers run in another directory)."""
+        changed = {key: str(Path(value).resolve()) for key, value in (
+            ("run.out_dir", self.run.out_dir), ("data.root", self.data.root), ("data.cache", self.data.cache))
+            if value and "://" not in str(value) and str(Path(value).resolve()) != value}
+        return self.replace(**changed) if changed else self
 
     def summary(self) -> str:
         """Human-readable dump, printed at start."""
@@ -186,7 +208,8 @@ def _coerce(value, typ, key: str):
     if typ is bool:
         if isinstance(value, str):
             low = value.strip().lower()
-            _check(low in ("1", "0", "true", "false", "yes", "no", "on", "off"), f"{key}: {value!r} is not a bool")
+            _check(low in ("1", "0", "true", "false", "yes", "no", "on", "off"),
+                   f"{key}: {value!r} is not a bool")
             return low in ("1", "true", "yes", "on")
         return bool(value)
     if typ in (int, float):
@@ -231,9 +254,11 @@ def apply_overrides(base: dict, overrides: dict) -> TrainConfig:
         _check(len(parts) == 2 or (len(parts) == 1 and parts[0] == "classes"),
                f"--set {key}: use section.field, e.g. optim.lr=1e-3")
         section = parts[0]
-        _check(section in ("data", "features", "model", "optim", "run"), f"--set {key}: unknown section {section!r}")
+        _check(section in ("data", "features", "model", "optim", "run"),
+               f"--set {key}: unknown section {section!r}")
         if section == "features":
-            d.setdefault("features", {})[parts[1]] = _parse_literal(value) if isinstance(value, str) else value
+            parsed = _parse_literal(value) if isinstance(value, str) else value
+            d.setdefault("features", {})[parts[1]] = parsed
             continue
         cls = _SECTIONS[section]
         names = {f.name: f for f in fields(cls)}
@@ -285,9 +310,6 @@ def config_help() -> str:
         for f in fields(cls):
             default = f.default if f.default is not MISSING else f.default_factory()
             lines.append(f"  {section}.{f.name} = {default!r}\n      {f.metadata.get('help', '')}")
-    lines.append(f"  features.<key> = ...\n      {TrainConfig.__dataclass_fields__['features'].metadata['help']}")
+    features_help = TrainConfig.__dataclass_fields__['features'].metadata['help']
+    lines.append(f"  features.<key> = ...\n      {features_help}")
     return "\n".join(lines)
-
-
-def dataclass_dict(obj) -> dict:
-    return asdict(obj) if is_dataclass(obj) else dict(obj)

@@ -27,7 +27,8 @@ TAIL = 4096  # zero frames after the last pair in RAM, so a window starting near
 
 @dataclass
 class PairTable:
-    """All frames of a set of (video, agent, target) pairs, flattened: pair i is x[start[i]:start[i] + length[i]]."""
+    """All frames of a set of (video, agent, target) pairs, flattened: pair i is
+    x[start[i]:start[i] + length[i]]."""
 
     x: np.ndarray | list  # float32 [N, F] in RAM, or a list of per-pair memmap views [T_i, F]
     y: np.ndarray  # int64 [N], IGNORE where the class is not whitelisted for the pair
@@ -75,7 +76,8 @@ def select_rows(cache, val_fold: int, labs: list[str] | None = None):
     if labs:
         idx = idx[idx["lab_id"].astype(str).isin(labs)]
     if len(idx) == 0:
-        raise MabeDataError(f"no labelled pairs (labs filter {labs or 'none'})", file=getattr(cache, "path", None))
+        raise MabeDataError(f"no labelled pairs (labs filter {labs or 'none'})",
+                            file=getattr(cache, "path", None))
     if val_fold < 0:
         return idx, idx.iloc[:0]
     val = idx[idx["fold"] == val_fold]
@@ -87,7 +89,8 @@ def select_rows(cache, val_fold: int, labs: list[str] | None = None):
     return train, val
 
 
-def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = False, seed: int = 0) -> PairTable:
+def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = False,
+               seed: int = 0) -> PairTable:
     """Read the pairs listed in `rows` (cache index rows) into a PairTable.
 
     shuffle_labels: each pair's label sequence is rolled by a random offset (between 1/4 and 3/4 of its
@@ -115,7 +118,8 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
     allowed[:, 0] = True
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     pair_of_frame = np.repeat(np.arange(len(length)), length)
-    y = np.where(allowed[pair_of_frame, np.clip(y, 0, NUM_CLASSES - 1)], y, IGNORE)  # non-whitelisted -> no loss
+    # non-whitelisted -> no loss
+    y = np.where(allowed[pair_of_frame, np.clip(y, 0, NUM_CLASSES - 1)], y, IGNORE)
     if in_ram:  # one contiguous array + TAIL zero frames (see gather)
         x = np.zeros((int(length.sum()) + TAIL, F), np.float32)
         np.concatenate(xs, out=x[: int(length.sum())]) if xs else None
@@ -123,11 +127,13 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
     else:
         x = xs
     return PairTable(x=x, y=y, start=start, length=length, allowed=allowed, allowed_raw=allowed_raw,
-                     video_id=rows["video_id"].to_numpy(np.int64), lab_id=rows["lab_id"].astype(str).to_numpy(),
+                     video_id=rows["video_id"].to_numpy(np.int64),
+                     lab_id=rows["lab_id"].astype(str).to_numpy(),
                      agent=rows["agent"].to_numpy(np.int64), target=rows["target"].to_numpy(np.int64))
 
 
-def feature_stats(table: PairTable, max_frames: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(table: PairTable, max_frames: int = 200_000,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over (a sample of) the training frames, NaN-aware."""
     rng = np.random.default_rng(seed)
     n = table.n_frames
@@ -135,7 +141,8 @@ def feature_stats(table: PairTable, max_frames: int = 200_000, seed: int = 0) ->
         idx = np.sort(rng.choice(n, size=min(n, max_frames), replace=False))
         sample = table.x[idx]
     else:
-        sample = np.concatenate([table.pair_x(i)[:: max(1, n // max_frames)] for i in range(len(table.length))])
+        step = max(1, n // max_frames)
+        sample = np.concatenate([table.pair_x(i)[::step] for i in range(len(table.length))])
     with np.errstate(all="ignore"):
         import warnings
 
@@ -186,7 +193,8 @@ def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float,
 
 
 def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
-    """Windows -> x float32 [B, W, F], y int64 [B, W] (IGNORE on padding), mask bool [B, W], allowed bool [B, 38]."""
+    """Windows -> x float32 [B, W, F], y int64 [B, W] (IGNORE on padding), mask bool [B, W],
+    allowed bool [B, 38]."""
     offs = start[:, None] + np.arange(window)[None, :]  # [B, W] frame within the pair
     mask = offs < table.length[pair][:, None]  # a prefix: start >= 0
     if table.in_memory and window <= TAIL:
@@ -220,7 +228,8 @@ def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
 
 
 def gather_loop(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
-    """Reference for `gather`: one window at a time (the per-item Dataset way). Same outputs, for tests/bench."""
+    """Reference for `gather`: one window at a time (the per-item Dataset way). Same outputs, for
+    tests/bench."""
     F = table.pair_x(0).shape[-1]
     x = np.zeros((len(pair), window, F), np.float32)
     y = np.full((len(pair), window), IGNORE, np.int64)
@@ -235,7 +244,8 @@ def gather_loop(table: PairTable, pair: np.ndarray, start: np.ndarray, window: i
 
 def epoch_batches(table: PairTable, n_windows: int, window: int, batch: int, behaviour_bias: float, seed: int,
                   epoch: int, rank: int = 0, world: int = 1):
-    """The (pair, start) arrays of every batch of this rank in this epoch (global batch split across ranks)."""
+    """The (pair, start) arrays of every batch of this rank in this epoch (global batch split across
+    ranks)."""
     rng = np.random.default_rng([seed, epoch])
     steps = max(1, -(-n_windows // batch))
     pair, start = sample_windows(table, steps * batch, window, behaviour_bias, rng)
@@ -245,7 +255,8 @@ def epoch_batches(table: PairTable, n_windows: int, window: int, batch: int, beh
 
 
 class Prefetcher:
-    """Gathers batches in a background thread, `depth` ahead; iterate to get (x, y, mask, allowed) numpy tuples."""
+    """Gathers batches in a background thread, `depth` ahead; iterate to get (x, y, mask, allowed) numpy
+    tuples."""
 
     def __init__(self, table: PairTable, batches, window: int, depth: int = 2):
         self._q: queue.Queue = queue.Queue(maxsize=depth)

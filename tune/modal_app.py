@@ -41,6 +41,7 @@ from pathlib import Path
 import modal
 
 from features.errors import MabeDataError, cli_guard
+from tune.presets import modal_smoke_overrides
 
 PROG = "python -m tune.modal_app"
 APP_NAME = "mabe-tune"
@@ -111,11 +112,12 @@ def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_M
 
     Data first: with `smoke_test` the tiny synthetic set + cache of `python -m tune.train --smoke-test`
     (reused if already in the Volume), else the cache at data.cache, built from data.root when missing
-    (tune.train.ensure_cache); newly built data is committed before training starts.
+    (tune.prepare.ensure_cache); newly built data is committed before training starts.
     Returns train()'s result plus `checkpoints` ([epoch, folder] of each report that carried one),
     `commits` (Volume commits made) and `wall_s`."""
     from tune.config import TrainConfig
-    from tune.train import ensure_cache, smoke_data, train
+    from tune.prepare import ensure_cache, smoke_data
+    from tune.trainer import train
 
     t0 = time.time()
     cfg = TrainConfig.from_dict(place_in_volume(config, run_name, root))
@@ -134,7 +136,7 @@ def run_training(config: dict, run_name: str, root: str | os.PathLike = VOLUME_M
         nonlocal commits
         if checkpoint_dir is None:
             return
-        # Commit now: a container that dies later keeps this checkpoint (seed-history.md).
+        # Commit now: a container that dies later keeps this checkpoint (docs/history.md).
         commit_volume()
         commits += 1
         epoch = int(metrics.get("epoch", -1))
@@ -199,7 +201,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str]:
     try:
         overrides = parse_set_args(args.overrides)
         if args.smoke_test:
-            overrides = {**smoke_overrides(), **overrides}
+            overrides = {**modal_smoke_overrides(), **overrides}
         if args.from_experiment:
             base, _ = best_config_from_experiment(args.from_experiment)
             cfg = _apply(from_trial(base), overrides)
@@ -229,14 +231,6 @@ def from_trial(config: dict) -> dict:
     seed = (out.get("run") or {}).get("seed", 0)
     out["run"] = {**TrainConfig().to_dict()["run"], "seed": seed}
     return out
-
-
-def smoke_overrides() -> dict:
-    """`python -m tune.train --smoke-test`'s overrides (tune.train.SMOKE) without its run.* keys: here the
-    run folder is the Volume's and a re-run with the same name resumes."""
-    from tune.train import SMOKE
-
-    return {k: v for k, v in SMOKE.items() if not k.startswith("run.")}
 
 
 def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:

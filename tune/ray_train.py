@@ -1,4 +1,5 @@
-"""Ray Train (V2, Ray 2.60): the same `tune.train.train` on N DDP workers, with fault tolerance.
+"""Ray Train (V2, Ray 2.60; docs/stack.md, "Ray Train V2"): the same `tune.trainer.train` on N DDP workers,
+with fault tolerance.
 
 Commands:
     python -m tune.train --smoke-test --workers 2                 # 2 CPU workers (gloo), local Ray
@@ -20,11 +21,12 @@ cfg.to_dict(), run_config=RunConfig(name=f"train-{trial_id}", callbacks=[TuneRep
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
+from tune import ray_compat
 from tune.config import TrainConfig
+from tune.trainer import train
 
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and only sees
@@ -37,18 +39,17 @@ HEALTH_CHECK_INTERVAL_S = "0.5"
 
 
 def train_loop_per_worker(config_dict: dict) -> None:
-    """Ray Train worker: TrainConfig from the dict, resume from Ray's checkpoint, report every epoch."""
+    """Ray Train worker: the launcher's resolved TrainConfig dict, deserialized once with this run's folder
+    (`<run.out_dir>/<experiment name>`) and resume off (resume only from what Ray hands over: the local folder
+    may belong to an older attempt); resume from Ray's checkpoint, report every epoch."""
     import ray.train
     import ray.train.torch
 
-    from tune.train import train
-
-    _quiet_report_log()
-    cfg = TrainConfig.from_dict(config_dict)
+    ray_compat.quiet_train_report_log()
     ctx = ray.train.get_context()
-    run_dir = Path(cfg.run.out_dir).resolve() / ctx.get_experiment_name()
-    # Resume only from what Ray hands over: the local folder may belong to an older attempt.
-    cfg = cfg.replace(**{"run.out_dir": str(run_dir), "run.resume": False})
+    run = {**config_dict.get("run", {}), "resume": False,
+           "out_dir": str(Path(config_dict["run"]["out_dir"]) / ctx.get_experiment_name())}
+    cfg = TrainConfig.from_dict({**config_dict, "run": run})
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
@@ -64,16 +65,6 @@ def train_loop_per_worker(config_dict: dict) -> None:
             train(cfg, report, resume_from=d, **kw)
 
 
-def _quiet_report_log() -> None:
-    """Ray 2.60 logs each report (the whole metrics dict) at INFO through a logger named after its *file*, so
-    LoggingConfig does not reach it; our one-line epoch summary says the same. Private path: best effort."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
                    name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2,
                    callbacks=None, resources_per_worker: dict | None = None) -> dict:
@@ -85,16 +76,16 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
-    storage = storage_path if storage_path is None or "://" in str(storage_path) else str(Path(storage_path).resolve())
-    # Workers run in their own working directory: every local path must be absolute.
-    cfg = cfg.replace(**{key: str(Path(value).resolve()) for key, value in (
-        ("run.out_dir", cfg.run.out_dir), ("data.root", cfg.data.root), ("data.cache", cfg.data.cache))
-        if value and "://" not in str(value)})
+    remote = storage_path is None or "://" in str(storage_path)
+    storage = storage_path if remote else str(Path(storage_path).resolve())
     return dict(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=cfg.to_dict(),
+        # Workers run in their own working directory: every local path must be absolute (a no-op when the
+        # launcher resolved them already).
+        train_loop_config=cfg.with_absolute_paths().to_dict(),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources_per_worker),
         run_config=RunConfig(
             name=name, storage_path=storage, callbacks=callbacks,
             # Train V2 patches print() in workers to tee into its logger, which doubles every line on the
@@ -104,7 +95,8 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
             # epoch summary says the same, so only its warnings reach the console.
             logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute="val/score",
+            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep,
+                                               checkpoint_score_attribute="val/score",
                                                checkpoint_score_order="max")),
     )
 
@@ -122,6 +114,6 @@ def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, sto
 
     if not ray.is_initialized() and workers > 0:  # RAY_ADDRESS joins a cluster; else a private local Ray
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
-    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures, num_to_keep,
-                                            callbacks, resources_per_worker))
+    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures,
+                                            num_to_keep, callbacks, resources_per_worker))
     return trainer.fit()

@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-OBJECTIVE = "val/best_score"
-SCORE = "val/score"
-BEST_CKPT = "best_checkpoint"
+from features import files
+from tune.keys import BEST_CKPT, OBJECTIVE, SCORE
+from tune.search_config import SearchConfig
 
 
 def _last(result, key: str):
@@ -39,7 +38,8 @@ def _last(result, key: str):
 
 
 def _trial_id(result) -> str:
-    """Tune's 8-hex trial id (from the metrics, else from the trial folder `<trainable>_<id>_<n>_<params>`)."""
+    """Tune's 8-hex trial id (from the metrics, else from the trial folder
+    `<trainable>_<id>_<n>_<params>`)."""
     tid = _last(result, "trial_id")
     if tid is not None:
         return str(tid)
@@ -48,7 +48,8 @@ def _trial_id(result) -> str:
 
 
 def _trial_number(result) -> int:
-    """Creation order of the trial (1 = first suggestion = the V6 point): Tune's experiment tag `<n>_<params>`."""
+    """Creation order of the trial (1 = first suggestion = the V6 point): Tune's experiment tag
+    `<n>_<params>`."""
     tag = _last(result, "experiment_tag")
     if tag is None:  # never reported: the folder name carries the tag after the id
         name = Path(str(result.path)).name
@@ -82,7 +83,7 @@ def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
     return best
 
 
-def collect(grid, scfg) -> pd.DataFrame:
+def collect(grid, scfg: SearchConfig) -> pd.DataFrame:
     """One row per trial of a ResultGrid, sorted by trial number (trial 1 = the V6 point)."""
     keys = list(scfg.search_space())
     rows = []
@@ -97,7 +98,8 @@ def collect(grid, scfg) -> pd.DataFrame:
                 if col in df:
                     scores += [float(x) for x in df[col].dropna()]
         best = max(scores) if scores else math.nan
-        epochs = int(df["epoch"].max()) if df is not None and "epoch" in df and df["epoch"].notna().any() else 0
+        has_epoch = df is not None and "epoch" in df and df["epoch"].notna().any()
+        epochs = int(df["epoch"].max()) if has_epoch else 0
         wall = float(last.get("time_total_s") or 0.0)
         gpu_h = wall / 3600.0 * scfg.gpus_per_trial
         ckpt = str(last.get(BEST_CKPT) or "") or best_checkpoint_of(scfg.experiment_path(), tid)
@@ -107,13 +109,14 @@ def collect(grid, scfg) -> pd.DataFrame:
             status = "TERMINATED"
         else:
             status = "STOPPED"
-        row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys}, "best_score": best, "epochs": epochs,
+        row = {"trial": _trial_number(result), "trial_id": tid, **{k: config.get(k) for k in keys},
+               "best_score": best, "epochs": epochs,
                "wall_s": wall, "gpu_hours": gpu_h, "cost_usd": gpu_h * scfg.gpu_hour_cost,
                "best_checkpoint": ckpt, "status": status,
                "error": "" if result.error is None else str(result.error).splitlines()[0][:200]}
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["trial", "trial_id", *keys, "best_score", "epochs", "wall_s", "gpu_hours",
-                                        "cost_usd", "best_checkpoint", "status", "error"])
+    table = pd.DataFrame(rows, columns=["trial", "trial_id", *keys, "best_score", "epochs", "wall_s",
+                                        "gpu_hours", "cost_usd", "best_checkpoint", "status", "error"])
     return table.sort_values("trial").reset_index(drop=True)
 
 
@@ -224,21 +227,18 @@ def plot_all(table: pd.DataFrame, space: dict, f1: dict[str, float], out: Path) 
 
 
 def _save(fig, path: Path, plt) -> str:
-    tmp = path.with_name(path.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return str(path)
 
 
-def write_all(table: pd.DataFrame, grid, scfg, wall_s: float | None = None) -> dict:
+def write_all(table: pd.DataFrame, grid, scfg: SearchConfig, wall_s: float | None = None) -> dict:
     """results.csv + plots into the local experiment folder (and copied to remote storage); summary dict."""
     out = scfg.local_dir()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "results.csv")
+    files.write_text(out / "results.csv", table.to_csv(index=False))
     space = scfg.search_space()
     ranked = table.sort_values("best_score", ascending=False, na_position="last")
     best = ranked.iloc[0] if len(ranked) else None
@@ -279,11 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tune.results", description="Rewrite results.csv and plots "
                                 "of a finished (or interrupted) search from its experiment folder.")
     p.add_argument("--experiment", required=True, help="experiment folder (<storage>/<name>)")
-    p.add_argument("--gpu-hour-cost", type=float, default=None, help="USD per GPU-hour (default: the search's)")
+    p.add_argument("--gpu-hour-cost", type=float, default=None,
+                   help="USD per GPU-hour (default: the search's)")
     a = p.parse_args(argv)
     from ray.tune import ExperimentAnalysis, ResultGrid
-
-    from tune.search import SearchConfig
 
     exp = Path(a.experiment).resolve()
     saved = json.loads((exp / "search.json").read_text())["search"] if (exp / "search.json").exists() else {}

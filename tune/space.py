@@ -12,7 +12,7 @@ applied to a `TrainConfig` exactly like command-line overrides. Models and the t
 Optuna or Tune: `tune.search` turns a space into distributions with `to_optuna` and hands the searcher's
 point to `tune.config` as overrides.
 
-`V6_POINT` is the seed's best configuration (spec/seed-history.md: batch 384, LR 4e-4, 3 warm-up epochs,
+`V6_POINT` is the seed's best configuration (docs/history.md, V6: batch 384, LR 4e-4, 3 warm-up epochs,
 class weights [1, 5, 8, 8] = background 1, actions min(8, sqrt(f_bg / f_action))). Every search
 evaluates it first, so its table shows how far the search beat the known baseline.
 
@@ -55,7 +55,7 @@ CPU_SPACE: dict[str, tuple] = {
     BATCH: ("choice", [16, 32, 64, 384]),
 }
 
-# The seed's V6 configuration (spec/seed-history.md), expressed in this space's numbers.
+# The seed's V6 configuration (docs/history.md, V6), expressed in this space's numbers.
 # Class weights [1, 5, 8, 8]: background 1, actions min(8, sqrt(f_bg / f_action)) (tune/config.py docstring:
 # ~5 for an action covering 4 % of frames, the cap 8 for rarer ones). These are TrainConfig's defaults.
 V6_POINT: dict[str, Any] = {

@@ -1,0 +1,174 @@
+"""The Ray side of a search: the Tune trial (a driver that launches one Ray Train run; docs/stack.md, "Ray
+Tune"), its resources, the searcher (TPE inside a ConcurrencyLimiter), ASHA, the Tuner, and a private local
+Ray. `tune.search` puts them together."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from tune import space as space_mod
+from tune.keys import BEST_CKPT, FIRST_KEYS, OBJECTIVE, SCORE
+from tune.optuna_ext import optuna_search, tpe_sampler
+from tune.search_config import SearchConfig
+
+
+def train_driver(config: dict, setup: dict) -> None:
+    """Tune function trainable. `config` = the searcher's point (dotted TrainConfig keys), `setup` = fixed
+    settings from `driver_setup`. Launches a TorchTrainer whose epochs reach Tune via TuneReportCallback,
+    then reports the best checkpoint's path once more (one extra Tune iteration)."""
+    import ray.tune
+    from ray.train.torch import TorchTrainer
+
+    from tune.config import apply_overrides
+    from tune.ray_train import trainer_kwargs
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    run_name = f"train-{trial_id}"   # same name after a restart => Ray Train resumes this run's checkpoints
+    cfg = apply_overrides(setup["base"], config)   # the resolved base (tune.search.base_config) + this point
+    gpus = setup["gpus_per_worker"]
+    trainer = TorchTrainer(**trainer_kwargs(
+        cfg, workers=setup["workers"], use_gpu=gpus > 0, storage_path=setup["experiment_path"], name=run_name,
+        max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[_objective_first_callback()],
+        resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
+    result = trainer.fit()
+    best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
+    last = dict(result.metrics or {})
+    last.pop("checkpoint_path", None)
+    ray.tune.report(_objective_first({**last, BEST_CKPT: best.path if best is not None else ""}))
+
+
+def _objective_first(metrics: dict) -> dict:
+    """Same dict, objective first: Tune's live table shows the first 4 metrics of each result."""
+    return {**{k: metrics[k] for k in FIRST_KEYS if k in metrics}, **metrics}
+
+
+def _objective_first_callback():
+    """TuneReportCallback (forwards each Train report to Tune) with the objective moved to the front."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class ObjectiveFirst(TuneReportCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            super().after_report(run_context, [_objective_first(m) for m in metrics], checkpoint)
+
+    return ObjectiveFirst()
+
+
+def driver_setup(scfg: SearchConfig, base: dict) -> dict:
+    """The fixed (non-searched) part every trial gets: the base TrainConfig dict (resolved by the launcher:
+    absolute paths, run.out_dir = the scratch folder each Train run adds its name to), resources, storage."""
+    return {
+        "base": base,
+        "experiment_path": scfg.experiment_path(),
+        "workers": scfg.workers_per_trial,
+        "cpus_per_worker": scfg.cpus_per_worker,
+        "gpus_per_worker": scfg.gpus_per_worker(),
+        "train_max_failures": scfg.train_max_failures,
+    }
+
+
+def driver_resources() -> dict:
+    """What one trial's driver reserves. It only waits on `trainer.fit()`, so it should take no CPU a Train
+    worker could use: where the cluster has the custom TRAIN_DRIVER resource (cluster.yaml's head node, and
+    the local Ray that `init_ray` starts) the driver asks for 0.01 of it and nothing else, which also pins
+    drivers to the head so a spot preemption never kills one. Elsewhere it asks for CPU 0.01 (CPU 0 raises in
+    Ray 2.60: "empty head and zero worker bundles"); note 2 such drivers on 2 CPUs leave 1.98, room for one
+    1-CPU worker."""
+    import ray
+
+    if ray.cluster_resources().get("TRAIN_DRIVER", 0) > 0:
+        return {"TRAIN_DRIVER": 0.01}
+    return {"CPU": 0.01}
+
+
+def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float, list[float] | None]] = ()):
+    """OptunaSearch (seeded TPE, study in a real database, early-stopped trials PRUNED) inside a
+    ConcurrencyLimiter; V6 evaluated first."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    space = scfg.search_space()
+    # Ray's OptunaSearch wants a BaseStorage instance (not a URL); it calls create_study(load_if_exists=True).
+    storage = optuna.storages.RDBStorage(scfg.optuna_url())
+    searcher = optuna_search(
+        space=space_mod.to_optuna(space), metric=OBJECTIVE, mode="max",
+        points_to_evaluate=[scfg.v6_point()],          # enqueued: the first trial is the V6 baseline
+        sampler=tpe_sampler(scfg),
+        study_name=scfg.name, storage=storage)
+    for point, value, steps in warm:  # old trials, COMPLETE or PRUNED, in the new study: TPE starts informed
+        searcher.add_evaluated_point(point, value, pruned=steps is not None, intermediate_values=steps)
+    return ConcurrencyLimiter(searcher, max_concurrent=scfg.max_concurrent)
+
+
+def build_scheduler(scfg: SearchConfig):
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=scfg.max_t(),
+                         grace_period=min(scfg.grace_period, scfg.max_t()),
+                         reduction_factor=scfg.reduction_factor)
+
+
+def make_trainable(trainable: Callable, setup: dict):
+    import ray.tune
+
+    res = driver_resources()
+    print(f"trial driver resources: {res}; each Train worker: CPU {setup['cpus_per_worker']}"
+          + (f", GPU {setup['gpus_per_worker']}" if setup["gpus_per_worker"] else ""))
+    return ray.tune.with_resources(ray.tune.with_parameters(trainable, setup=setup), res)
+
+
+def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
+    import ray.tune
+
+    setup = driver_setup(scfg, base)
+    return ray.tune.Tuner(
+        make_trainable(trainable, setup),
+        tune_config=ray.tune.TuneConfig(
+            metric=OBJECTIVE, mode="max", search_alg=build_searcher(scfg, warm),
+            scheduler=build_scheduler(scfg), num_samples=scfg.num_samples,
+            time_budget_s=scfg.time_budget or None),
+        run_config=ray.tune.RunConfig(
+            name=scfg.name, storage_path=scfg.storage_path(),
+            failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
+            verbose=1),  # Tune's own progress table (trial status, objective) stays on screen
+    )
+
+
+def restore_tuner(scfg: SearchConfig, trainable: Callable, base: dict):
+    """Continue <storage>/<name>: finished trials stay finished, unfinished and errored ones run again (their
+    Train runs resume from their last checkpoint, because the run name is the trial id)."""
+    import ray.tune
+
+    return ray.tune.Tuner.restore(scfg.experiment_path(), make_trainable(trainable, driver_setup(scfg, base)),
+                                  resume_unfinished=True, resume_errored=True)
+
+
+def init_ray(address: str = "") -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address)
+        return
+    # A private local Ray, never an unrelated `ray start` cluster on this machine. Two things keep Ray Train's
+    # PlacementGroupCleaner working, which frees the CPUs/GPUs of a trial that ASHA stopped: the dashboard (it
+    # serves the State API the cleaner asks) and RAY_ADDRESS in every worker (else, when another Ray runs on
+    # the same machine, the cleaner's address lookup fails with "Found multiple active Ray instances" and the
+    # stopped trial's workers stay reserved, so later trials time out waiting for a worker group).
+    port = _free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by the node that ray.init starts
+    try:
+        ray.init(address="local", num_cpus=os.cpu_count(), resources={"TRAIN_DRIVER": 4},
+                 include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}})
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

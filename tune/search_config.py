@@ -1,0 +1,116 @@
+"""`SearchConfig`: everything `python -m tune.search` needs, with the help text of each flag.
+
+The CLI's flags and their defaults come from these fields (`features.cli.add_flags`), so a default lives here
+only. Printed at start and saved as `search.json` (which `python -m tune.results` reads back).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tune import space as space_mod
+from tune.config import help_field as _h
+from tune.keys import DEFAULT_GPU_HOUR_COST
+
+
+@dataclass
+class SearchConfig:
+    """Everything `python -m tune.search` needs; printed at start and saved as `search.json`."""
+
+    data: str = _h("", "Kaggle-layout data folder (\"\" = synthetic data in ./data/synth, created once)")
+    cache: str = _h("", "feature cache folder (\"\" = <data>/cache for synthetic data, "
+                        "./data/cache/<data name> otherwise)")
+    name: str = _h("", "experiment name (\"\" = search-<UTC time>); reuse with --resume")
+    storage: str = _h("experiments", "results root: a local folder or s3://bucket/path, gs://... (needed for "
+                                     "multi-node)")
+    resume: bool = _h(False, "continue <storage>/<name> after a crash or kill (finished trials are not run "
+                             "again)")
+    num_samples: int = _h(12, "trials, V6 included (smoke test: 2)")
+    max_concurrent: int = _h(2, "trials running at once (ConcurrencyLimiter around TPE)")
+    workers_per_trial: int = _h(1, "Ray Train workers (DDP) per trial")
+    cpus_per_worker: float = _h(1.0, "CPUs reserved by each Train worker")
+    gpus_per_trial: float = _h(0.0, "GPUs per trial (0.25 = four trials share a GPU); split across its "
+                                    "workers")
+    epochs: int = _h(6, "epochs per trial (ASHA max_t = epochs + 1: the driver's final report; smoke "
+                        "test: 2)")
+    grace_period: int = _h(2, "ASHA: epochs every trial gets before it can be stopped")
+    reduction_factor: int = _h(2, "ASHA: keep the top 1/reduction_factor at each rung")
+    time_budget: float = _h(0.0, "seconds for the whole search (0 = no limit)")
+    seed: int = _h(0, "TPE sampler seed")
+    gpu_hour_cost: float = _h(DEFAULT_GPU_HOUR_COST, "USD per GPU-hour for the cost column (the seed's Modal "
+                                                     "H100: $8.40 for 1.4 h)")
+    optuna_storage: str = _h("", "Optuna database URL (\"\" = sqlite:///<experiment>/optuna.db; a cluster: "
+                                 "postgresql://...)")
+    warm_start: str = _h("", "previous experiment folder or Optuna URL: seed TPE with its trials "
+                             "(early-stopped ones as pruned)")
+    address: str = _h("", "Ray cluster address (\"\" = $RAY_ADDRESS, else a private local Ray)")
+    max_failures: int = _h(2, "Tune retries per trial (the Train run resumes from its checkpoint)")
+    train_max_failures: int = _h(1, "Ray Train restarts of the worker group inside one trial")
+    smoke_test: bool = _h(False, "tiny synthetic data, 2 trials x 2 epochs (~1 min)")
+    space: str = _h("cpu", "search space: 'cpu' small models (the default without GPUs) or 'full' (the "
+                           "default with --gpus-per-trial > 0)")
+    overrides: dict = field(default_factory=dict, metadata={
+        "help": "--set key=value on the base TrainConfig (pinned for every trial, removed from the space)"})
+    config_file: str = _h("", "base TrainConfig file (YAML or JSON)")
+
+    def __post_init__(self):
+        checks = [
+            (self.num_samples >= 1, "--num-samples must be >= 1"),
+            (self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
+            (self.workers_per_trial >= 1, "--workers-per-trial must be >= 1"),
+            (self.gpus_per_trial >= 0 and self.cpus_per_worker > 0, "GPU/CPU counts must be >= 0"),
+            (self.epochs >= 1 and self.grace_period >= 1, "--epochs and grace period must be >= 1"),
+            (self.reduction_factor >= 2, "reduction factor must be >= 2"),
+            (self.time_budget >= 0 and self.gpu_hour_cost >= 0, "--time-budget/--gpu-hour-cost must be >= 0"),
+            (self.space in ("cpu", "full"), f"--space {self.space!r}: 'cpu' or 'full'"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    # derived numbers live here, not in the loop
+    def max_t(self) -> int:
+        return self.epochs + 1
+
+    def search_space(self) -> dict:
+        base = space_mod.SPACE if self.space == "full" else space_mod.CPU_SPACE
+        return space_mod.restrict(base, self.overrides)
+
+    def tpe_startup_trials(self) -> int:
+        """Random trials before TPE models the results: a third of the trials, between 4 and 10. With 2
+        random trials TPE's "good" group is one trial and it stays near it: bench/search_bench.py, 8 trials x
+        6 epochs under ASHA, 3 seeds, mean best 0.373 with 2 startup trials, 0.498 with 4 (random search:
+        0.390)."""
+        return max(4, min(10, self.num_samples // 3))
+
+    def v6_point(self) -> dict:
+        return {k: v for k, v in space_mod.V6_POINT.items() if k in self.search_space()}
+
+    def is_remote_storage(self) -> bool:
+        return "://" in self.storage
+
+    def storage_path(self) -> str:
+        return self.storage if self.is_remote_storage() else str(Path(self.storage).resolve())
+
+    def experiment_path(self) -> str:
+        return f"{self.storage_path().rstrip('/')}/{self.name}"
+
+    def local_dir(self) -> Path:
+        """Where results.csv, plots and the default optuna.db go (the experiment itself when it is local)."""
+        if self.is_remote_storage():
+            return Path("experiments").resolve() / self.name
+        return Path(self.experiment_path())
+
+    def scratch_dir(self) -> str:
+        """Each Train run's own folder (summary.csv, last/, best/) lives under here; the kept checkpoints are
+        in the experiment storage. Local storage: inside the experiment; remote: node-local /tmp."""
+        if self.is_remote_storage():
+            return str(Path(tempfile.gettempdir()) / "mabe-tune" / self.name)
+        return str(self.local_dir() / "runs")
+
+    def optuna_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.local_dir() / 'optuna.db'}"
+
+    def gpus_per_worker(self) -> float:
+        return self.gpus_per_trial / self.workers_per_trial

@@ -1,0 +1,429 @@
+"""Train one model on the feature cache: `train(cfg, report=None) -> dict`, the same function for the CLI
+(tune/train.py), the Ray Train worker loop (tune/ray_train.py), the Modal fallback and the tests.
+
+What one epoch does: windows of `data.window` frames sampled from the training folds (optionally biased
+towards behaviour), class-weighted cross-entropy with the pair's whitelist masked out of the softmax
+(background always allowed), AdamW with linear warm-up then cosine decay, gradient clipping; then the
+competition metric on the held-out fold's full sequences (`val/score`), per-action F1, losses. A checkpoint
+folder `last/` is written every `run.checkpoint_every` epochs and on every new best (then copied to
+`best/`); `summary.csv` gets one row per epoch; `report(metrics, checkpoint_dir)` is called once per epoch.
+With `run.resume` (default) a run whose `last/` exists continues from its epoch with the saved model,
+optimizer, scheduler and RNG states.
+
+Pieces of `train`: `_load_data` (cache, rows, class weights), `_build` (model, optimiser, schedule),
+`_resume`, `_train_epoch`, `_decide` (validation and early stop, rank 0 decides), `_checkpoint`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from features import files
+from features.errors import MabeDataError
+from features.labels import ACTIONS, NUM_CLASSES
+from models import build_model, count_parameters
+from tune.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
+                             save_checkpoint)
+from tune.config import TrainConfig
+from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats, load_pairs,
+                       open_cache, select_rows)
+from tune.losses import hard_targets, lr_lambda, masked_loss
+
+SUMMARY_COLUMNS = ("epoch", "train/loss", "val/loss", "val/score", "val/best_score", "lr", "time/epoch_s",
+                   "time/data_share", "train/frames_per_s")
+CLASS_NAMES = ["background", *ACTIONS]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _dist():
+    """(rank, world) of an initialised torch.distributed group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _device(cfg: TrainConfig, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if cfg.run.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.run.device)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": json.dumps(random.getstate()),
+          "numpy": json.dumps(_np_state())}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _np_state() -> list:
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return [keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    s = json.loads(st["python"])
+    random.setstate((s[0], tuple(s[1]), s[2]))
+    keys, pos, has_gauss, cached = json.loads(st["numpy"])
+    np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _write_summary(run_dir: Path, rows: list[dict]) -> None:
+    """summary.csv rewritten atomically with one row per epoch."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in SUMMARY_COLUMNS})
+    files.write_text(run_dir / "summary.csv", buf.getvalue())
+
+
+def _read_summary(run_dir: Path, upto_epoch: int) -> list[dict]:
+    p = run_dir / "summary.csv"
+    if not p.is_file():
+        return []
+    with p.open() as f:
+        return [r for r in csv.DictReader(f) if r.get("epoch") and int(r["epoch"]) <= upto_epoch]
+
+
+@torch.no_grad()
+def evaluate(model, table, weight: torch.Tensor, device, chunk: int, progress: bool = False) -> dict:
+    """Loss and the fast competition metric over full validation sequences.
+
+    Predictions are the argmax over each pair's (normalised) whitelist; the metric scores them against the
+    raw whitelist (`allowed_raw`), as the official scorer does.
+    """
+    from ensemble.metric import PairFrames, aggregate, frame_counts, per_action_f1
+
+    model.eval()
+    pairs, loss_sum, w_sum = [], 0.0, 0.0
+    for vid in np.unique(table.video_id):
+        idx = np.flatnonzero(table.video_id == vid)
+        lengths = table.length[idx]
+        groups = [idx] if (lengths == lengths[0]).all() else [[i] for i in idx]  # a video's pairs share T
+        for grp in groups:
+            x = torch.from_numpy(np.stack([np.asarray(table.pair_x(int(i)), dtype=np.float32) for i in grp]))
+            y = torch.from_numpy(np.stack([table.pair_y(int(i)) for i in grp]))  # (P, T)
+            # (P, T, C)
+            logits = predict_logits(model, x, chunk=chunk, context=min(256, chunk // 4), device=device)
+            allowed = torch.from_numpy(table.allowed[grp])  # (P, C)
+            q, w = hard_targets(y, allowed, weight.cpu(), 0.0)
+            loss_sum += float(masked_loss(logits, q, allowed, w) * w.sum())
+            w_sum += float(w.sum())
+            preds = logits.masked_fill(~allowed[:, None, :], -torch.inf).argmax(-1).numpy()  # (P, T)
+            labels = y.clamp(min=0).numpy()  # IGNORE (non-whitelisted) -> background for the metric
+            for k, i in enumerate(grp):
+                pairs.append(PairFrames(lab_id=str(table.lab_id[i]), video_id=int(table.video_id[i]),
+                                        agent=int(table.agent[i]), target=int(table.target[i]),
+                                        labels=labels[k], preds=preds[k], allowed=table.allowed_raw[i]))
+    model.train()
+    counts = frame_counts(pairs)
+    out = {"val/loss": loss_sum / max(w_sum, 1e-8), "val/score": float(aggregate(counts))}
+    out.update({f"val/f1_{a}": float(f) for a, f in per_action_f1(counts).items()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ training
+@dataclasses.dataclass
+class _Run:
+    """What one training run holds between its steps (the model, the optimiser and the counters)."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    dev: torch.device
+    run_dir: Path
+    model: torch.nn.Module = None
+    opt: torch.optim.Optimizer = None
+    sched: object = None
+    weight: torch.Tensor = None
+    start_epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    summary: list = dataclasses.field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def last_dir(self) -> Path:
+        return self.run_dir / "last"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.run_dir / "best"
+
+    def state(self, epoch: int) -> dict:
+        # "scaler": the state format's slot for a loss scaler; bf16 needs none, so it is always empty.
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "scaler": {},
+                "rng": _rng_state(), "epoch": epoch, "best_score": self.best_score,
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+
+def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | None = None, device=None,
+          wrap_model=None) -> dict:
+    """Train `cfg`; returns {best_score, best_epoch, epochs_run, start_epoch, stopped_early, run_dir,
+    best_dir, last_dir, metrics (last epoch), parameters}.
+
+    report(metrics, checkpoint_dir | None): called once per epoch on every rank (a barrier under Ray).
+    resume_from: a checkpoint folder to continue from (Ray passes `ray.train.get_checkpoint()`'s dir);
+    otherwise `<run.out_dir>/last` when `run.resume`. device / wrap_model: set by the Ray worker loop
+    (`ray.train.torch.get_device()` / `prepare_model`); without them, DDP wraps the model when a
+    torch.distributed group is initialised.
+    """
+    rank, world = _dist()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    run = _Run(cfg, rank, world, _device(cfg, device), Path(cfg.run.out_dir).resolve())
+    if run.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        recover(run.last_dir)
+        recover(run.best_dir)
+    cache, tr, va, freq, steps = _load_data(run)
+    n_params = _build(run, cache.num_features, tr, steps, wrap_model)
+    _resume(run, resume_from)
+    cfg = run.cfg
+    if run.is_main:
+        n_val = 0 if va is None else len(va.length)
+        resuming = f", resuming at epoch {run.start_epoch}" if run.start_epoch else ""
+        print(f"[tune.train] {cfg.model.name}: {n_params:,} parameters, F={cache.num_features}, "
+              f"train {len(tr.length)} pairs / {tr.n_frames:,} frames, val {n_val} "
+              f"pairs, {steps} steps/epoch x batch {cfg.optim.batch_size} x window {cfg.data.window}, "
+              f"world {world}, device {run.dev}" + resuming)
+        print(cfg.summary())
+        print("[tune.train] class weights: " + " ".join(
+            f"{CLASS_NAMES[c]}={run.weight[c]:.2g}" for c in np.flatnonzero(freq > 0)))
+
+    stopped_early = run.start_epoch > 0 and cfg.run.patience and run.bad_epochs >= cfg.run.patience
+    metrics: dict = {}
+    first = cfg.optim.epochs + 1 if stopped_early else run.start_epoch + 1  # a finished run stays finished
+    for epoch in range(first, cfg.optim.epochs + 1):
+        t_epoch = time.perf_counter()
+        metrics = _train_epoch(run, tr, steps, epoch)
+        improved, stopped_early = _decide(run, va, metrics, epoch)
+        metrics.update({"val/best_score": run.best_score, "val/best_epoch": run.best_epoch,
+                        "start_epoch": run.start_epoch, "time/epoch_s": time.perf_counter() - t_epoch})
+        write = (improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs
+                 or stopped_early)
+        ckpt = _checkpoint(run, metrics, epoch, write, improved) if run.is_main else None
+        if report is not None:
+            report(metrics, ckpt)
+        _maybe_fail_once(cfg, write, world)
+        if stopped_early:
+            break
+
+    return {"best_score": run.best_score, "best_epoch": run.best_epoch,
+            "epochs_run": metrics.get("epoch", run.start_epoch), "start_epoch": run.start_epoch,
+            "stopped_early": bool(stopped_early), "run_dir": str(run.run_dir), "best_dir": str(run.best_dir),
+            "last_dir": str(run.last_dir), "metrics": metrics, "parameters": n_params}
+
+
+def _load_data(run: _Run):
+    """Open the cache (its feature settings must match cfg.features where given; the run's config then records
+    the cache's settings and the class names), load the training and validation pairs, class weights."""
+    cfg = run.cfg
+    cache = open_cache(cfg.data.cache)
+    built = dict(cache.meta["settings"])
+    clash = {k: (v, built.get(k)) for k, v in cfg.features.items() if k in built and built[k] != v}
+    if clash:  # the checkpoint must record how its inputs were really made
+        raise MabeDataError(f"features {clash} (asked, cached) differ from the cache's settings; rebuild the "
+                            "cache or point data.cache at one built with them", file=cfg.data.cache)
+    run.cfg = cfg = dataclasses.replace(cfg, features=built, classes=list(CLASS_NAMES))
+    train_rows, val_rows = select_rows(cache, cfg.data.val_fold, cfg.data.labs)
+    tr = load_pairs(cache, train_rows, cfg.data.in_memory_gb, cfg.data.shuffle_labels, cfg.run.seed)
+    va = load_pairs(cache, val_rows, cfg.data.in_memory_gb) if len(val_rows) else None
+    freq = class_frequencies(tr)
+    run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
+                                                cfg.optim.class_weight_cap, tr.n_frames))
+    n_windows = cfg.data.samples_per_epoch or max(1, tr.n_frames // cfg.data.window)
+    steps = max(1, -(-n_windows // cfg.optim.batch_size))
+    return cache, tr, va, freq, steps
+
+
+def _build(run: _Run, num_features: int, tr, steps: int, wrap_model) -> int:
+    """Model (seeded, normalised on the training frames, on the device, wrapped for DDP), AdamW, LR schedule;
+    returns the parameter count."""
+    cfg, dev = run.cfg, run.dev
+    torch.manual_seed(cfg.run.seed)
+    model = build_model(cfg.model, num_features, NUM_CLASSES)
+    mean, std = feature_stats(tr, seed=cfg.run.seed)
+    model.set_normalization(mean, std)
+    n_params = count_parameters(model)
+    model.to(dev)
+    if wrap_model is not None:
+        model = wrap_model(model)
+    elif run.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
+                                                          else None)
+    run.model = model
+    run.opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.effective_lr(),
+                                weight_decay=cfg.optim.weight_decay)
+    run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, lr_lambda(
+        steps * cfg.optim.epochs, round(steps * cfg.optim.warmup_epochs), cfg.optim.min_lr_ratio))
+    run.weight = run.weight.to(dev)
+    return n_params
+
+
+def _resume(run: _Run, resume_from) -> None:
+    """Continue from `resume_from`, else from <out_dir>/last when run.resume and it is complete."""
+    last = run.last_dir
+    src = Path(resume_from) if resume_from else (last if run.cfg.run.resume and is_complete(last) else None)
+    state = load_state(src) if src is not None else None
+    if state is None:
+        return
+    _unwrap(run.model).load_state_dict(torch.load(src / "model.pt", map_location="cpu", weights_only=True))
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    run.start_epoch, run.best_score = int(state["epoch"]), float(state["best_score"])
+    run.best_epoch, run.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+    if run.is_main:
+        run.summary = _read_summary(run.run_dir, run.start_epoch)
+        if src.resolve() != last.resolve():  # Ray hands us its copy: re-seed the local run folder
+            copy_checkpoint(src, last)
+
+
+def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
+    """One pass over this epoch's windows; returns epoch, train/loss, lr, time/data_share,
+    train/frames_per_s."""
+    cfg, dev, rank, world, model = run.cfg, run.dev, run.rank, run.world, run.model
+    t_epoch = time.perf_counter()
+    torch.manual_seed(cfg.run.seed * 100_003 + epoch * 1009 + rank)  # dropout/mixup: exact on resume
+    gen = np.random.default_rng([cfg.run.seed, epoch, rank, 1])
+    batches = epoch_batches(tr, steps * cfg.optim.batch_size, cfg.data.window, cfg.optim.batch_size,
+                            cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world)
+    feed = Prefetcher(tr, batches, cfg.data.window)
+    model.train()
+    loss_sum, n_frames, wait, n_steps = 0.0, 0, 0.0, 0
+    bar = _bar(len(feed), run.is_main and cfg.run.progress, f"epoch {epoch}/{cfg.optim.epochs}")
+    t_wait = time.perf_counter()
+    try:
+        for batch in feed:
+            wait += time.perf_counter() - t_wait
+            loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen)
+            loss_sum += loss
+            n_frames += frames
+            n_steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / n_steps:.3f}", refresh=False)
+            t_wait = time.perf_counter()
+    finally:
+        feed.close()
+        bar.close()
+    train_s = time.perf_counter() - t_epoch
+    if world > 1:  # the mean training loss over all ranks, not rank 0's share
+        t = torch.tensor([loss_sum], dtype=torch.float64, device=dev)  # NCCL needs CUDA tensors
+        torch.distributed.all_reduce(t)
+        loss_sum = float(t) / world
+    return {"epoch": epoch, "train/loss": loss_sum / max(1, len(batches)),
+            "lr": run.opt.param_groups[0]["lr"],
+            "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
+
+
+def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]:
+    """One optimiser step on a batch (x, y, mask, allowed) with optional mixup; returns (loss, frames)."""
+    cfg, dev = run.cfg, run.dev
+    x, y, mask, allowed = batch
+    q, w = hard_targets(y, allowed, run.weight, cfg.optim.label_smoothing)
+    if cfg.optim.mixup_alpha > 0:
+        lam = float(gen.beta(cfg.optim.mixup_alpha, cfg.optim.mixup_alpha))
+        perm = torch.randperm(x.shape[0], device=dev)
+        mask = mask & mask[perm]
+        x = lam * x + (1 - lam) * x[perm]
+        q = lam * q + (1 - lam) * q[perm]
+        w = (lam * w + (1 - lam) * w[perm]) * mask
+        allowed = allowed | allowed[perm]
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        logits = run.model(x, mask)  # (B, W, C)
+    loss = masked_loss(logits, q, allowed, w)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.opt.step()
+    run.sched.step()
+    return float(loss.detach()), int(mask.sum())
+
+
+def _decide(run: _Run, va, metrics: dict, epoch: int) -> tuple[bool, bool]:
+    """Validation on rank 0 (adds to `metrics`), best/patience bookkeeping, and the (improved, stop) decision
+    broadcast to every rank."""
+    cfg = run.cfg
+    flag = torch.zeros(2, dtype=torch.float64)
+    if run.is_main:
+        if va is not None:
+            metrics.update(evaluate(_unwrap(run.model), va, run.weight, run.dev, cfg.data.val_chunk))
+        else:
+            metrics.update({"val/loss": float("nan"), "val/score": -metrics["train/loss"]})
+        improved = metrics["val/score"] > run.best_score
+        if improved:
+            run.best_score, run.best_epoch, run.bad_epochs = metrics["val/score"], epoch, 0
+        else:
+            run.bad_epochs += 1
+        stop = bool(cfg.run.patience) and run.bad_epochs >= cfg.run.patience
+        flag[0], flag[1] = float(improved), float(stop)
+    if run.world > 1:
+        flag = flag.to(run.dev)  # NCCL needs CUDA tensors
+        torch.distributed.broadcast(flag, src=0)
+        flag = flag.cpu()
+    return bool(flag[0]), bool(flag[1])
+
+
+def _checkpoint(run: _Run, metrics: dict, epoch: int, write: bool, improved: bool) -> str | None:
+    """Rank 0: summary.csv row, last/ (and best/ on a new best) when `write`, the epoch line; the folder
+    written, else None."""
+    ckpt = None
+    run.summary.append(metrics)
+    _write_summary(run.run_dir, run.summary)
+    if write:
+        save_checkpoint(run.last_dir, run.model, run.cfg, metrics, run.state(epoch))
+        if improved:
+            copy_checkpoint(run.last_dir, run.best_dir)
+        ckpt = str(run.last_dir)
+    print(f"[tune.train] epoch {epoch}: train/loss {metrics['train/loss']:.4f} val/loss "
+          f"{metrics['val/loss']:.4f} val/score {metrics['val/score']:.4f} (best {run.best_score:.4f} @ "
+          f"{run.best_epoch}) lr {metrics['lr']:.2e} {metrics['time/epoch_s']:.1f}s "
+          f"data-wait {100 * metrics['time/data_share']:.1f}%" + (" [ckpt]" if ckpt else ""), flush=True)
+    return ckpt
+
+
+def _maybe_fail_once(cfg: TrainConfig, wrote_checkpoint: bool, world: int) -> None:
+    """Test hook (run.fail_once_marker): after the first checkpoint, fail once on every rank."""
+    marker = cfg.run.fail_once_marker
+    if not marker or not wrote_checkpoint:
+        return
+    exists = Path(marker).exists()
+    if world > 1:
+        torch.distributed.barrier()  # every rank has looked before rank 0 creates the marker
+    if not exists:
+        if _dist()[0] == 0:
+            Path(marker).parent.mkdir(parents=True, exist_ok=True)
+            Path(marker).write_text("failed once\n")
+        raise RuntimeError(f"simulated worker failure (run.fail_once_marker={marker})")
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled or os.environ.get("TQDM_DISABLE") == "1",
+                leave=False, dynamic_ncols=True)
