@@ -10,7 +10,8 @@ storage and boto honour. Local paths go through `features.files` (atomic writes)
   `upload_file/download_file`, `listdir(uri)`.
 - `upload_dir(local, uri, last=...)`: every file of a folder (hidden names skipped), the files named in
   `last` after all others, so a reader that waits for them never sees half a folder. Returns bytes sent.
-- `download_dir(uri, local)`: the remote folder into `local`, atomically (`features.files.staged_dir`).
+- `download_dir(uri, local)`: the remote folder into `local`, atomically (`features.files.staged_dir`), with
+  the remote modification times (so `features.cache.fingerprint` of staged data is the same on every node).
 - `stage(uri, fingerprint, root=None)`: a node-local copy of a remote folder, made once per node: under
   `features.files.lock` the first caller downloads it into `<root>/<fingerprint>`, later callers (other
   processes on the node) reuse it. `root` defaults to `$MABE_STAGE_DIR`, else `<tempdir>/mabe-stage`. Each
@@ -143,13 +144,14 @@ def download_file(uri, local) -> int:
     return len(data)
 
 
-def listdir(uri) -> list[str]:
-    """Relative paths of every file under the folder `uri` (recursive, sorted); [] when there is none."""
+def _remote_files(uri) -> list[tuple[str, int, int | None]]:
+    """(relative path, size, mtime_ns) of every file under the folder `uri` (sorted); [] when none."""
     if not is_remote(uri):
         root = local_path(uri)
         if not root.is_dir():
             return []
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in root.rglob("*") if p.is_file())
     import pyarrow.fs as pafs
 
     fs, path = _fs(uri)
@@ -158,7 +160,22 @@ def listdir(uri) -> list[str]:
     except FileNotFoundError:
         return []
     base = path.rstrip("/") + "/"
-    return sorted(i.path[len(base):] for i in infos if i.type == pafs.FileType.File)
+    return sorted((i.path[len(base):], i.size, i.mtime_ns) for i in infos if i.type == pafs.FileType.File)
+
+
+def listdir(uri) -> list[str]:
+    """Relative paths of every file under the folder `uri` (recursive, sorted); [] when there is none."""
+    return [r for r, _, _ in _remote_files(uri)]
+
+
+def listing_key(uri) -> str:
+    """A short hash of the folder `uri`'s file list (path, size, mtime): changes when any file does."""
+    import hashlib
+
+    h = hashlib.sha256(str(uri).encode())
+    for entry in _remote_files(uri):
+        h.update(json.dumps(entry).encode())
+    return h.hexdigest()[:20]
 
 
 def _local_files(root: Path) -> list[str]:
@@ -182,15 +199,18 @@ def upload_dir(local, uri, last: tuple[str, ...] = ()) -> int:
 
 
 def download_dir(uri, local, *, locked: bool = False) -> int:
-    """Replace the local folder `local` with a copy of the folder `uri` (atomic: a staged folder swapped in);
-    `locked=True` when the caller holds `features.files.lock(local)`. Returns the bytes received."""
-    rels = listdir(uri)
-    if not rels:
+    """Replace the local folder `local` with a copy of the folder `uri` (atomic: a staged folder swapped in;
+    each file keeps its remote modification time, so a fingerprint of sizes + mtimes is the same on every
+    node); `locked=True` when the caller holds `features.files.lock(local)`. Returns the bytes received."""
+    entries = _remote_files(uri)
+    if not entries:
         raise MabeDataError("no files at this location", file=uri)
     total = 0
     with files.staged_dir(local, locked=locked) as tmp:
-        for r in rels:
-            total += download_file(join(uri, r), tmp / r)
+        for rel, _, mtime_ns in entries:
+            total += download_file(join(uri, rel), tmp / rel)
+            if mtime_ns is not None:
+                os.utime(tmp / rel, ns=(mtime_ns, mtime_ns))
     return total
 
 
