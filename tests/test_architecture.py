@@ -147,8 +147,7 @@ def cycles(graph: dict[str, dict[str, list[str]]]) -> list[list[str]]:
     _layer_case("features"),
     _layer_case("models"),
     _layer_case("ensemble"),
-    _layer_case("tune", "tune.train <-> tune.ray_train and tune.search <-> tune.results until the 'tune' "
-                        "helper's split lands"),
+    _layer_case("tune"),
 ])
 def test_no_import_cycle_inside_a_package(package):
     graph = sibling_graph(package)
