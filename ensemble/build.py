@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.infer import InferSettings, oof_probs, sha256_file
+from features import storage
 from features.errors import MabeDataError, cli_guard
 
 STRATEGIES = ("best-per-trial", "per-fold", "diverse")
@@ -407,9 +408,27 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _needed(rel: str) -> bool:
+    """Files of a search experiment that building an ensemble reads: the results table and checkpoints."""
+    parts = rel.split("/")
+    return rel in ("results.csv", "search.json") or (
+        parts[-1] in CKPT_FILES and any(p.startswith("checkpoint_") for p in parts[:-1]))
+
+
+def fetch_experiment(uri: str) -> Path:
+    """A local copy of the s3:// or gs:// experiment `uri`: results.csv, search.json and every checkpoint
+    folder's files, downloaded once per content (`features.storage.stage`, keyed by the file listing)."""
+    local = storage.stage(uri, "exp-" + storage.listing_key(uri), include=_needed)
+    print(f"[ensemble.build] {uri} -> {local}")
+    return local
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     inputs = ([args.experiment] if args.experiment else []) + list(args.checkpoints)
+    names = [str(x).rstrip("/").rsplit("/", 1)[-1] if storage.is_remote(x) else Path(x).resolve().name
+             for x in inputs]
+    inputs = [fetch_experiment(x) if storage.is_remote(x) else x for x in inputs]
     if not inputs:
         raise SystemExit("python -m ensemble.build: error: give --experiment PATH or --checkpoints DIR ...")
     if args.threads:
@@ -424,7 +443,7 @@ def main(argv=None) -> dict:
         settings = InferSettings(window=args.window, stride=args.stride, trim=args.trim, tta=args.tta)
     except ValueError as exc:
         raise SystemExit(f"python -m ensemble.build: error: {exc}") from None
-    out = args.out or str(Path("ensembles") / Path(inputs[0]).resolve().name)
+    out = args.out or str(Path("ensembles") / names[0])
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
     o = s["oof"]
     print(

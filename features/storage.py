@@ -30,6 +30,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from features.errors import MabeDataError
@@ -198,11 +199,12 @@ def upload_dir(local, uri, last: tuple[str, ...] = ()) -> int:
     return sum(upload_file(local / r, join(uri, r)) for r in rels)
 
 
-def download_dir(uri, local, *, locked: bool = False) -> int:
+def download_dir(uri, local, *, locked: bool = False, include: Callable[[str], bool] | None = None) -> int:
     """Replace the local folder `local` with a copy of the folder `uri` (atomic: a staged folder swapped in;
     each file keeps its remote modification time, so a fingerprint of sizes + mtimes is the same on every
-    node); `locked=True` when the caller holds `features.files.lock(local)`. Returns the bytes received."""
-    entries = _remote_files(uri)
+    node); `locked=True` when the caller holds `features.files.lock(local)`; `include(relative path)`: only
+    the files it accepts. Returns the bytes received."""
+    entries = [e for e in _remote_files(uri) if include is None or include(e[0])]
     if not entries:
         raise MabeDataError("no files at this location", file=uri)
     total = 0
@@ -219,7 +221,7 @@ def stage_root(root=None) -> Path:
     return Path(root or os.environ.get(STAGE_ENV) or Path(tempfile.gettempdir()) / "mabe-stage")
 
 
-def stage(uri, fingerprint: str, root=None) -> Path:
+def stage(uri, fingerprint: str, root=None, include: Callable[[str], bool] | None = None) -> Path:
     """A node-local copy of the remote folder `uri`, downloaded once per node (see the module docstring)."""
     if not is_remote(uri):
         return local_path(uri)
@@ -230,7 +232,7 @@ def stage(uri, fingerprint: str, root=None) -> Path:
     with files.lock(dst):
         if dst.is_dir():
             return dst
-        n = download_dir(uri, dst, locked=True)
+        n = download_dir(uri, dst, locked=True, include=include)
         line = json.dumps({"uri": uri, "fingerprint": fingerprint, "bytes": n, "host": socket.gethostname(),
                            "pid": os.getpid()})
         log = base / STAGE_LOG

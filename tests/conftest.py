@@ -67,6 +67,9 @@ def s3_server():
     """moto's S3 server on 127.0.0.1 (a free port) with the bucket `mabe-test`; AWS_ENDPOINT_URL and dummy
     credentials are set in os.environ for the session (inherited by subprocesses), restored at the end."""
     moto_server = pytest.importorskip("moto.server")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)   # no line per request in the captured logs
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
