@@ -60,6 +60,14 @@ def join(uri, *parts: str) -> str:
     return str(local_path(uri).joinpath(*parts))
 
 
+def as_uri(path: str, like: str) -> str:
+    """`path` as returned by a pyarrow filesystem (`bucket/key`, no scheme) turned back into a URI with the
+    scheme of `like` (`s3://bucket/key`); `path` itself when `like` is local or `path` has a scheme."""
+    if not path or "://" in path or not is_remote(like):
+        return path
+    return f"{urlsplit(like).scheme}://{path.lstrip('/')}"
+
+
 def _fs(uri):
     import pyarrow.fs as pafs
 

@@ -234,3 +234,24 @@ def test_database_urls_are_masked_and_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://u:pw2@db/optuna")
     scfg = parse_args([])
     assert scfg.optuna_url() == "postgresql://u:pw2@db/optuna" and "pw2" not in json.dumps(scfg.public())
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_trial_data_error_fails_once_without_retries(synth_small, tmp_path):
+    """Bad input met by the Train workers (here: asked feature settings differ from the cache's) fails each
+    trial once with the one-line error (no Ray Train restart, no Tune retry) and the search exits 2."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tune.search", "--smoke-test", "--cache", str(synth_small.cache), "--data",
+         str(synth_small.root), "--storage", str(tmp_path / "exp"), "--name", "bad", "--max-failures", "2",
+         "--set", "features.clip=5.0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-4000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("python -m tune.search: error: ")
+    assert "differ from the cache's settings" in done.stderr.strip().splitlines()[-1]
+    assert out.count("(not retried)") == 2, out[-4000:]                 # one failure per trial, no Tune retry
+    assert out.count("data error: ") == 2, out[-4000:]                  # one worker attempt per trial
+    table = pd.read_csv(tmp_path / "exp" / "bad" / "results.csv")
+    assert table["status"].tolist() == ["ERROR", "ERROR"]

@@ -40,7 +40,8 @@ def train_driver(config: dict, setup: dict) -> None:
         raise MabeDataError(last[DATA_ERROR])
     best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last.pop("checkpoint_path", None)
-    ray.tune.report(_objective_first({**last, BEST_CKPT: best.path if best is not None else ""}))
+    best_uri = storage.as_uri(best.path, setup["experiment_path"]) if best is not None else ""
+    ray.tune.report(_objective_first({**last, BEST_CKPT: best_uri}))
 
 
 def _objective_first(metrics: dict) -> dict:
