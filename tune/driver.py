@@ -35,9 +35,10 @@ def train_driver(config: dict, setup: dict) -> None:
         resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
     result = trainer.fit()
     last = dict(result.metrics or {})
-    if last.get(DATA_ERROR):   # bad input: tell Tune (NoRetryOnDataError stops its retries), then fail once
-        ray.tune.report({OBJECTIVE: float("nan"), DATA_ERROR: last[DATA_ERROR]})
-        raise MabeDataError(last[DATA_ERROR])
+    if result.metrics is None and not result.best_checkpoints:
+        # the workers stopped on bad input: the callback below already told Tune (NoRetryOnDataError)
+        raise MabeDataError(f"{run_name}: the Train workers stopped on bad input (its last result has the "
+                            "message)")
     best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last.pop("checkpoint_path", None)
     best_uri = storage.as_uri(best.path, setup["experiment_path"]) if best is not None else ""
@@ -55,8 +56,10 @@ def _objective_first_callback():
 
     class ObjectiveFirst(TuneReportCallback):
         def after_report(self, run_context, metrics, checkpoint):
-            if any(DATA_ERROR in m for m in metrics):  # not an epoch: train_driver reports it itself
-                return
+            errors = [m[DATA_ERROR] for m in metrics if m.get(DATA_ERROR)]
+            if errors:  # a worker met bad input (tune.ray_train): tell Tune; the trial fails without retry
+                bad = {OBJECTIVE: float("nan"), DATA_ERROR: errors[0]}
+                return super().after_report(run_context, [bad], None)
             super().after_report(run_context, [_objective_first(m) for m in metrics], checkpoint)
 
     return ObjectiveFirst()
@@ -131,8 +134,8 @@ def search_callbacks(scfg: SearchConfig) -> list:
     from ray.tune import Callback
 
     class NoRetryOnDataError(Callback):
-        """A trial whose driver reported DATA_ERROR fails at once: Tune's retries are for crashes, and bad
-        input fails the same way every time (the trial keeps its one-line error)."""
+        """A trial whose Train workers reported DATA_ERROR fails at once: Tune's retries are for crashes, and
+        bad input fails the same way every time (the trial's last result keeps the one-line error)."""
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get(DATA_ERROR):

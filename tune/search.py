@@ -43,6 +43,7 @@ from features.errors import MabeDataError
 from tune import results
 from tune import space as space_mod
 from tune.config import TrainConfig, load_config, parse_set_args
+from tune.keys import DATA_ERROR
 from tune.driver import build_tuner, init_ray, restore_tuner, train_driver
 from tune.optuna_ext import warm_start_trials
 from tune.prepare import prepare_search_data, search_data_paths
@@ -87,8 +88,7 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     wall = time.time() - t0
     table = results.collect(grid, scfg)
     summary = results.write_all(table, grid, scfg, wall_s=wall)
-    summary["data_errors"] = [str(getattr(r.error, "cause", None) or r.error).strip().splitlines()[-1]
-                              for r in grid if isinstance(r.error, MabeDataError)]
+    summary["data_errors"] = [str(r.metrics[DATA_ERROR]) for r in grid if (r.metrics or {}).get(DATA_ERROR)]
     files.write_text(local / "search.json", json.dumps({"search": scfg.public(), "summary": summary},
                                                        indent=2, default=str))
     if scfg.is_remote_storage():
