@@ -4,7 +4,8 @@ Measured per pair-frame (one (agent, target) pair at one resampled 30 fps frame)
 CUDA when present and asked for):
   1. model inference, our overlapped sliding windows (ensemble.infer.sliding_probs: window 512, stride 384,
      trim 64, batches of 64 windows) against the trainer's validation path measured side by side
-     (tune.checkpoint.predict_logits: chunks of 8192 frames + 256 context, no averaging). Windows cost ~1.33x
+     (models.checkpoint.predict_logits: chunks of 8192 frames + 256 context, no averaging).
+     Windows cost ~1.33x
      the model work, but a batch of short windows runs an RNN's time steps in parallel, so ours can be faster;
   2. features (features.pipeline.video_features on a synthetic tracking file) per original frame;
   3. post-processing (ensemble.postprocess.video_events) per pair-frame.
@@ -80,7 +81,7 @@ def _inference_rows(T: int, P: int, repeat: int, device: str) -> tuple[list[dict
     from ensemble.infer import InferSettings, sliding_probs
     from features.pipeline import FeatureSettings
     from models import ModelConfig, build_model
-    from tune.checkpoint import predict_logits
+    from models.checkpoint import predict_logits
 
     F = FeatureSettings().num_features
     torch.manual_seed(0)

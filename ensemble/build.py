@@ -37,110 +37,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ensemble.infer import InferSettings, oof_probs, sha256_file
-from features import storage
+from ensemble.experiment import Candidate, discover, fetch_experiment
+from ensemble.infer import InferSettings, oof_probs
+from features import files, storage
 from features.errors import MabeDataError, cli_guard
+from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint
 
 STRATEGIES = ("best-per-trial", "per-fold", "diverse")
-CKPT_FILES = ("model.pt", "config.json", "metrics.json")
-SCORE_KEY = "val/score"
-
-
-@dataclass
-class Candidate:
-    """One checkpoint folder found below the input."""
-
-    path: Path
-    trial: str  # trial id / run name the checkpoint belongs to
-    score: float  # validation score of that epoch (val/score)
-    epoch: int
-    model: str  # model.name
-    val_fold: int
-    sha256: str
-    metrics: dict = field(default_factory=dict, repr=False)
-    status: str = ""  # the trial's status in the search's results.csv (TERMINATED, STOPPED, ERROR), if any
-
-    @property
-    def name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.trial}-e{self.epoch}")
-
-
-def _is_ckpt(d: Path) -> bool:
-    return (
-        d.is_dir() and all((d / f).is_file() for f in CKPT_FILES) and not re.search(r"\.(tmp|old)-", d.name)
-    )
-
-
-def _trial_of(ckpt: Path, root: Path) -> str:
-    """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the
-    name of the run folder holding it (`runs/v6/best` -> v6)."""
-    for p in [ckpt, *list(ckpt.parents)[:3]]:
-        if p.name.startswith("train-"):
-            return p.name
-    return ckpt.parent.name or "run"
-
-
-def trial_status(root: Path) -> dict[str, str]:
-    """{"train-<trial_id>": status} from the search's results.csv (tune.results), {} without one."""
-    f = root / "results.csv"
-    if not f.is_file():
-        return {}
-    import pandas as pd
-
-    try:
-        t = pd.read_csv(f, usecols=["trial_id", "status"])
-    except (OSError, ValueError):
-        return {}
-    return {f"train-{tid}": str(st) for tid, st in zip(t["trial_id"], t["status"])}
-
-
-def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
-    """Every checkpoint folder at or below `paths`, identical weights once, best score first."""
-    found: dict[str, Candidate] = {}
-    for root in map(Path, paths):
-        if not root.exists():
-            raise MabeDataError("experiment / checkpoint folder does not exist", file=root)
-        statuses = trial_status(root)
-        dirs = (
-            [root]
-            if _is_ckpt(root)
-            else sorted({p.parent for p in root.rglob("model.pt") if _is_ckpt(p.parent)})
-        )
-        for d in dirs:
-            try:
-                metrics = json.loads((d / "metrics.json").read_text())
-                cfg = json.loads((d / "config.json").read_text())
-            except (OSError, ValueError) as exc:
-                raise MabeDataError(f"unreadable checkpoint metadata ({exc})", file=d) from None
-            score = metrics.get(SCORE_KEY)
-            if score is None or not np.isfinite(float(score)):
-                continue  # a checkpoint without validation cannot be ranked
-            digest = sha256_file(d / "model.pt")
-            c = Candidate(
-                path=d.resolve(),
-                trial=_trial_of(d, root),
-                score=float(score),
-                epoch=int(metrics.get("epoch", 0)),
-                model=str(cfg.get("model", {}).get("name", "?")),
-                val_fold=int(cfg.get("data", {}).get("val_fold", -1)),
-                sha256=digest,
-                metrics=metrics,
-            )
-            c.status = statuses.get(c.trial, "")
-            old = found.get(digest)
-            # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
-            if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
-                found[digest] = c
-    return sorted(found.values(), key=lambda c: (-c.score, c.trial, -c.epoch))
 
 
 def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> list[Candidate]:
@@ -249,64 +159,25 @@ def _default_cache(cands: list[Candidate]) -> str:
     return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
 
 
-def _copy_member(c: Candidate, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in CKPT_FILES:
-        shutil.copy2(c.path / f, tmp / f)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
-
-
-def build(
-    inputs: list[str | os.PathLike],
-    out: str | os.PathLike,
-    top_k: int = 3,
-    strategy: str = "best-per-trial",
-    cache_path: str | None = None,
-    settings: InferSettings | None = None,
-    tune_post: bool = True,
-    progress: bool = True,
-    log=print,
-) -> dict:
-    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
-    from ensemble.postprocess import PostprocessConfig
-    from ensemble.thresholds import evaluate, tune
-    from features.cache import FeatureCache
-
-    t0 = time.perf_counter()
-    settings = settings or InferSettings()
-    cands = discover(inputs)
-    if not cands:
-        raise MabeDataError(
-            "no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
-            file=", ".join(map(str, inputs)),
-        )
-    chosen = select(cands, top_k, strategy)
-    log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
-    log(format_table(cands, chosen))
-
-    cache = FeatureCache(cache_path or _default_cache(chosen))
-    out = Path(out)
-    (out / "members").mkdir(parents=True, exist_ok=True)
+def oof_members(chosen: list[Candidate], cache, settings: InferSettings, out: Path, progress: bool = True
+                ) -> dict[str, dict[int, np.ndarray]]:
+    """Copy each member to out/members/<name> and compute its OOF probabilities (cached in
+    out/oof/<name>.npz); {unique member name: {video_id: probs}} in the order of `chosen`."""
     per_member: dict[str, dict[int, np.ndarray]] = {}
-    names = []
     for c in chosen:
         name = c.name
-        while name in names:
+        while name in per_member:
             name += "_"
-        names.append(name)
-        _copy_member(c, out / "members" / name)
+        copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
         per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
+    return per_member
+
+
+def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print):
+    """Score single members and their average (threshold 0.5 and argmax), tune post-processing on the average;
+    returns (PostprocessConfig, oof summary dict) and logs the table."""
+    from ensemble.postprocess import PostprocessConfig
+    from ensemble.thresholds import evaluate, tune
 
     default = PostprocessConfig()
     single_items = {n: oof_items(cache, p) for n, p in per_member.items()}
@@ -333,41 +204,82 @@ def build(
     else:
         cfg, steps = default, {"defaults": raw}
     tuned = float(steps.get("verified", steps.get("defaults", raw)))
-    summary = {
-        "members": [
-            {
-                "name": n,
-                "source": str(c.path),
-                "trial": c.trial,
-                "epoch": c.epoch,
-                "val_score": c.score,
-                "model": c.model,
-                "val_fold": c.val_fold,
-                "sha256": c.sha256,
-                "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
-            }
-            for n, c in zip(names, chosen)
-        ],
-        "strategy": strategy,
-        "top_k": top_k,
-        "infer": settings.to_dict(),
-        "cache": str(cache.path),
-        "cache_fingerprint": cache.meta.get("fingerprint"),
-        "oof": {
-            "single": single,
-            "best_single": best_single,
-            "best_single_score": single[best_single],
-            "raw_ensemble": raw,
-            "single_argmax": single_argmax,
-            "raw_ensemble_argmax": raw_argmax,
-            "tuned": tuned,
-            "steps": steps,
-            "n_items": len(items),
-        },
-        "seconds": round(time.perf_counter() - t0, 1),
+    return cfg, {
+        "single": single,
+        "best_single": best_single,
+        "best_single_score": single[best_single],
+        "raw_ensemble": raw,
+        "single_argmax": single_argmax,
+        "raw_ensemble_argmax": raw_argmax,
+        "tuned": tuned,
+        "steps": steps,
+        "n_items": len(items),
     }
-    _write_json(out / "thresholds.json", cfg.to_dict())
-    _write_json(out / "ensemble.json", summary)
+
+
+def member_info(name: str, c: Candidate) -> dict:
+    """A member's entry in ensemble.json."""
+    return {
+        "name": name,
+        "source": str(c.path),
+        "trial": c.trial,
+        "epoch": c.epoch,
+        "val_score": c.score,
+        "model": c.model,
+        "val_fold": c.val_fold,
+        "sha256": c.sha256,
+        "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
+    }
+
+
+def build(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    top_k: int = 3,
+    strategy: str = "best-per-trial",
+    cache_path: str | None = None,
+    settings: InferSettings | None = None,
+    tune_post: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
+    from features.cache import FeatureCache
+
+    t0 = time.perf_counter()
+    settings = settings or InferSettings()
+    cands = discover(inputs)
+    if not cands:
+        raise MabeDataError(
+            "no checkpoint folder with model.pt, config.json and metrics.json (val/score) found",
+            file=", ".join(map(str, inputs)),
+        )
+    chosen = select(cands, top_k, strategy)
+    log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
+    log(format_table(cands, chosen))
+
+    cache = FeatureCache(cache_path or _default_cache(chosen))
+    out = Path(out)
+    # assembled beside `out` and swapped in at the end, under a lock: a kill or a failure leaves the previous
+    # ensemble (or none), never members of one with the thresholds of another
+    with files.staged_dir(out, lambda p: (p / "ensemble.json").is_file()) as tmp:
+        if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
+            shutil.copytree(out / "oof", tmp / "oof")
+        (tmp / "members").mkdir()
+        per_member = oof_members(chosen, cache, settings, tmp, progress)
+        cfg, oof = score_oof(cache, per_member, tune_post, log)
+        summary = {
+            "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
+            "strategy": strategy,
+            "top_k": top_k,
+            "infer": settings.to_dict(),
+            "cache": str(cache.path),
+            "cache_fingerprint": cache.meta.get("fingerprint"),
+            "oof": oof,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        files.write_json(tmp / "thresholds.json", cfg.to_dict())
+        files.write_json(tmp / "ensemble.json", summary)
     return summary
 
 
@@ -406,21 +318,6 @@ def parse_args(argv=None):
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     return p.parse_args(argv)
-
-
-def _needed(rel: str) -> bool:
-    """Files of a search experiment that building an ensemble reads: the results table and checkpoints."""
-    parts = rel.split("/")
-    return rel in ("results.csv", "search.json") or (
-        parts[-1] in CKPT_FILES and any(p.startswith("checkpoint_") for p in parts[:-1]))
-
-
-def fetch_experiment(uri: str) -> Path:
-    """A local copy of the s3:// or gs:// experiment `uri`: results.csv, search.json and every checkpoint
-    folder's files, downloaded once per content (`features.storage.stage`, keyed by the file listing)."""
-    local = storage.stage(uri, "exp-" + storage.listing_key(uri), include=_needed)
-    print(f"[ensemble.build] {uri} -> {local}")
-    return local
 
 
 def main(argv=None) -> dict:

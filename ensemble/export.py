@@ -11,10 +11,14 @@ The bundle is FLAT (Kaggle's CLI skips sub-folders unless zipped), every file at
     ensemble.json        members, inference settings (windows, TTA), feature settings, OOF scores
     thresholds.json      post-processing: per-(lab, action) thresholds, per-action fallbacks, smoothing,
                          minimum duration, gap filling (ensemble.postprocess.PostprocessConfig)
-    mabe_tune-*.whl      this project as a wheel (pip install --no-index --find-links <bundle> mabe-tune)
+    mabe_tune-*.whl      this project as a wheel (pip install --no-index --no-deps <bundle>/<wheel>)
     notebook_predict.py  the Kaggle notebook cell (ensemble.notebook)
-    dataset-metadata.json  for `kaggle datasets create -p bundle/`
-    manifest.json        package versions, OOF scores, sha256 of every other file (checked by predict)
+    manifest.json        package versions, OOF scores, sha256 of every file the Kaggle upload keeps
+    dataset-metadata.json  for `kaggle datasets create -p bundle/`: NOT in the manifest (the Kaggle client
+                         never uploads its metadata files), so the dataset id and title can be edited freely
+
+The manifest is corruption detection (a truncated upload, a partial copy, a file replaced by mistake), not a
+signature: predict refuses a file it loads that is missing, unlisted or has another sha256.
 
 Every member's weights are loaded back with `weights_only=True` before anything is written; the bundle is
 assembled in a temporary folder and moved into place at the end, so a failed export leaves no half bundle.
@@ -33,11 +37,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from ensemble.infer import sha256_file
+from features import files
 from features.errors import MabeDataError, cli_guard
+from features.files import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: the Kaggle client's metadata files are outside `files`
+# What `kaggle datasets create/version -p DIR` never uploads (kaggle-api KaggleApi.upload_files, 1.8 and 2.x):
+# its metadata files. Sub-folders are skipped too (without --dir-mode), which is why the bundle is flat.
+KAGGLE_METADATA = frozenset({
+    "dataset-metadata.json",
+    "datapackage.json",
+    "kernel-metadata.json",
+    "model-metadata.json",
+    "model-instance-metadata.json",
+    *(f"dataset-cover-image{ext}" for ext in (".png", ".jpg", ".jpeg", ".webp")),
+})
 PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "tqdm")
 WHEEL_SOURCES = ("features", "models", "tune", "ensemble", "bench", "pyproject.toml", "README.md")
 
@@ -111,18 +126,62 @@ def package_versions() -> dict:
     return out
 
 
+def uploaded_files(bundle: Path) -> list[Path]:
+    """The files a Kaggle upload of `bundle` keeps, less the manifest: top-level files but KAGGLE_METADATA."""
+    skip = KAGGLE_METADATA | {MANIFEST}
+    return [p for p in sorted(bundle.iterdir()) if p.is_file() and p.name not in skip]
+
+
 def write_manifest(bundle: Path, extra: dict) -> dict:
-    """sha256 of every file in the bundle except the manifest itself."""
-    files = {p.name: sha256_file(p) for p in sorted(bundle.iterdir()) if p.is_file() and p.name != MANIFEST}
+    """sha256 of every file the Kaggle upload keeps (uploaded_files)."""
+    digests = {p.name: sha256_file(p) for p in uploaded_files(bundle)}
     manifest = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": package_versions(),
         **extra,
-        "files": files,
+        "files": digests,
     }
-    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=float))
+    files.write_json(bundle / MANIFEST, manifest)
     return manifest
+
+
+def copy_members(ens: Path, members: list[dict], dst: Path) -> list[dict]:
+    """Member i's model.pt, config.json, metrics.json -> dst/model-<i>.pt, config-<i>.json, metrics-<i>.json,
+    each member loaded back first (`weights_only=True` + model rebuild: what predict will do)."""
+    import torch
+
+    from models.checkpoint import load_model
+
+    out = []
+    for i, m in enumerate(members):
+        src = ens / "members" / m["name"]
+        try:
+            load_model(src)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the member cannot ship
+            raise MabeDataError(f"member {m['name']} does not load ({exc})", file=src) from None
+        for kind, ext in (("model", "pt"), ("config", "json"), ("metrics", "json")):
+            shutil.copy2(src / f"{kind}.{ext}", dst / f"{kind}-{i}.{ext}")
+        torch.load(dst / f"model-{i}.pt", map_location="cpu", weights_only=True)
+        out.append({**m, "index": i})
+    return out
+
+
+def write_bundle(dst: Path, ens: Path, info: dict, post: dict, dataset_id: str, title: str,
+                 wheel: bool) -> dict:
+    """Every bundle file into the (empty, staged) folder `dst`; returns the manifest."""
+    from ensemble import notebook
+
+    members = copy_members(ens, info["members"], dst)
+    info = {**info, "members": members}
+    files.write_json(dst / "ensemble.json", info)
+    files.write_json(dst / "thresholds.json", post)
+    notebook.write(dst / "notebook_predict.py")
+    slug = dataset_id or "USERNAME/mabe-tune-bundle"
+    files.write_json(dst / "dataset-metadata.json",
+                     {"title": title, "id": slug, "licenses": [{"name": "CC0-1.0"}]}, sort_keys=False)
+    wheel_name = build_wheel(dst).name if wheel else None
+    return write_manifest(dst, {"oof": info.get("oof", {}), "members": len(members), "wheel": wheel_name})
 
 
 def export(
@@ -133,12 +192,9 @@ def export(
     wheel: bool = True,
     log=print,
 ) -> dict:
-    """Write the bundle `out` from an ensemble folder of `python -m ensemble.build`; returns the manifest."""
-    import torch
-
-    from ensemble import notebook
+    """Write the bundle `out` from an ensemble folder of `python -m ensemble.build`; returns the manifest.
+    The bundle is assembled in a staged folder swapped into place at the end (features.files.staged_dir)."""
     from ensemble.postprocess import PostprocessConfig
-    from tune.checkpoint import load_model
 
     ens = Path(ensemble_dir)
     try:
@@ -148,49 +204,16 @@ def export(
         raise MabeDataError(f"not an ensemble folder of python -m ensemble.build ({exc})", file=ens) from None
     PostprocessConfig.from_dict(post)  # refuse a broken config now, not on Kaggle
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        members = []
-        for i, m in enumerate(info["members"]):
-            src = ens / "members" / m["name"]
-            try:
-                load_model(src)  # weights_only=True load + model rebuild: what predict will do
-            except Exception as exc:  # noqa: BLE001 - any failure here means the member cannot ship
-                raise MabeDataError(f"member {m['name']} does not load ({exc})", file=src) from None
-            for kind, ext in (("model", "pt"), ("config", "json"), ("metrics", "json")):
-                shutil.copy2(src / f"{kind}.{ext}", tmp / f"{kind}-{i}.{ext}")
-            torch.load(tmp / f"model-{i}.pt", map_location="cpu", weights_only=True)
-            members.append({**m, "index": i})
-        info = {**info, "members": members}
-        (tmp / "ensemble.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=float))
-        (tmp / "thresholds.json").write_text(json.dumps(post, indent=2, sort_keys=True))
-        notebook.write(tmp / "notebook_predict.py")
-        slug = dataset_id or "USERNAME/mabe-tune-bundle"
-        (tmp / "dataset-metadata.json").write_text(
-            json.dumps({"title": title, "id": slug, "licenses": [{"name": "CC0-1.0"}]}, indent=2)
-        )
-        wheel_name = build_wheel(tmp).name if wheel else None
-        manifest = write_manifest(
-            tmp, {"oof": info.get("oof", {}), "members": len(members), "wheel": wheel_name}
-        )
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with files.staged_dir(out) as tmp:
+        manifest = write_bundle(tmp, ens, info, post, dataset_id, title, wheel)
     size = sum(p.stat().st_size for p in out.iterdir())
     log(
-        f"[ensemble.export] {len(members)} members, {len(manifest['files']) + 1} files, "
+        f"[ensemble.export] {manifest['members']} members, {len(manifest['files']) + 1} files, "
         f"{size / 1e6:.1f} MB -> {out}"
     )
     if not dataset_id:
-        log(f"  edit {out / 'dataset-metadata.json'} (id = <your kaggle user>/<slug>) before uploading")
+        log(f"  edit {out / 'dataset-metadata.json'} (id = <your kaggle user>/<slug>) before uploading "
+            "(it is outside manifest.json: safe to edit)")
     return manifest
 
 

@@ -19,12 +19,11 @@ Out-of-fold (`oof_probs`): a checkpoint predicts the videos of its own validatio
 config) from the feature cache; results are cached as an npz keyed by the weights' sha256, the inference
 settings and the cache fingerprint, so re-tuning never re-runs the models.
 
-Imports torch, numpy and the features/models/tune.checkpoint modules only (no Ray, no Optuna).
+Imports torch, numpy and the features/models packages only (no tune, Ray, Optuna or Modal).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -33,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from features import files
 from features.errors import MabeDataError
+from features.files import sha256_file
 from features.labels import NUM_CLASSES
 
 
@@ -206,17 +207,6 @@ def video_probs(
 # --------------------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def validation_videos(cache, val_fold: int) -> list[int]:
     """Labelled videos of fold `val_fold` in the cache (sorted)."""
     idx = cache.index
@@ -238,11 +228,11 @@ def oof_probs(
 
     The npz holds one array per video (float16, probabilities) plus `key`: a JSON of the weights' sha256,
     the inference settings and the cache fingerprint; a file with another key is recomputed."""
-    from tune.checkpoint import load_config, load_model
+    from models.checkpoint import load_model, read_config
 
     ckpt_dir = Path(ckpt_dir)
-    cfg = load_config(ckpt_dir)
-    val_fold = int(cfg.data.val_fold)
+    cfg = read_config(ckpt_dir)
+    val_fold = int((cfg.get("data") or {}).get("val_fold", 0))  # 0: the training config's default
     if val_fold < 0:
         raise MabeDataError(
             "checkpoint was trained without a validation fold (data.val_fold = -1): it has no "
@@ -263,7 +253,7 @@ def oof_probs(
             if "key" in z and str(z["key"]) == key:
                 return {int(k[1:]): z[k].astype(np.float32) for k in z.files if k.startswith("v")}
     ours = cache.settings.to_dict()
-    theirs = type(cache.settings).from_dict(cfg.features).to_dict()
+    theirs = type(cache.settings).from_dict(cfg.get("features") or {}).to_dict()
     if ours != theirs:
         raise MabeDataError(
             f"checkpoint feature settings {theirs} differ from the cache's {ours}", file=ckpt_dir
@@ -283,9 +273,7 @@ def oof_probs(
         x = np.asarray(cache.x(v), dtype=np.float32)
         out[v] = video_probs([model], x, cache.allowed(v), settings, names, device)
     if cache_file is not None:
-        cache_file = Path(cache_file)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.name + f".tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, key=np.array(key), **{f"v{v}": p.astype(np.float16) for v, p in out.items()})
-        os.replace(tmp, cache_file)
+        with files.atomic_file(cache_file) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
+            arrays = {f"v{v}": p.astype(np.float16) for v, p in out.items()}
+            np.savez_compressed(f, key=np.array(key), **arrays)
     return {v: p.astype(np.float16).astype(np.float32) for v, p in out.items()}  # same values as a reload

@@ -1,4 +1,4 @@
-"""The competition metric (official "MABe F Beta", spec/mabe.md §2), two ways with identical results.
+"""The competition metric (official "MABe F Beta", docs/mabe.md, Metric), two ways with identical results.
 
 1. `score(solution, submission)`: the official rules on Kaggle-format DataFrames, vectorised as an interval
    sweep (one sorted array of interval boundaries per key, coverage counted with cumsum) instead of Python
@@ -15,7 +15,7 @@ Commands:
     python -m ensemble.metric --solution solution.csv --submission submission.csv
     python -m ensemble.metric --solution solution.csv --submission submission.csv --beta 1.0
 
-Imports only numpy and pandas (runs in the offline Kaggle notebook).
+Imports numpy, pandas, features and ensemble.submission only (runs in the offline Kaggle notebook).
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble.submission import OVERLAP_PROBLEM, overlaps
 from features.errors import MabeDataError, cli_guard
+from features.io import SUBMISSION_COLUMNS
 from features.labels import ACTIONS, NUM_CLASSES, frames_to_events
 
-REQUIRED_COLUMNS = ("video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame")
+REQUIRED_COLUMNS = SUBMISSION_COLUMNS[1:]  # every column but row_id
 SOLUTION_EXTRA_COLUMNS = ("lab_id", "behaviors_labeled")
-SUBMISSION_COLUMNS = ("row_id",) + REQUIRED_COLUMNS
-OVERLAP_PROBLEM = "Multiple predictions for the same frame from one agent/target pair"
 
 Counts = dict[tuple[str, str], tuple[int, int, int]]
 
@@ -237,7 +237,8 @@ def _codes(sol_col: pd.Series, sub_col: pd.Series, as_str: bool = True):
     out = []
     for col in (sol_col, sub_col):
         codes, uniques = pd.factorize(col, use_na_sentinel=False)
-        mapping = np.array([ids.setdefault(str(u) if as_str else u, len(ids)) for u in uniques], dtype=np.int64)
+        mapping = np.array([ids.setdefault(str(u) if as_str else u, len(ids)) for u in uniques],
+                           dtype=np.int64)
         out.append(mapping[codes] if codes.size else np.zeros(0, np.int64))
     names = list(ids)
     return out[0], out[1], names
@@ -264,15 +265,15 @@ def _sorted_events(group: np.ndarray, start: np.ndarray, stop: np.ndarray, flag:
 def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.ndarray, n_keys: int):
     """Interval sweep per key: frames covered by labels / predictions (overlaps of one key merge).
 
-    Returns tp, fp, fn per key (int64[n_keys]) and the predicted segments (key, start, stop), disjoint within
-    a key. Each interval becomes a +1 event at start and -1 at stop; events sorted by (key, position); the
+    Returns tp, fp, fn per key (int64[n_keys]). Each interval becomes a +1 event at start and -1 at stop;
+    events sorted by (key, position); the
     running sums say whether the stretch up to the next event is labelled / predicted.
     """
     keep = stop > start
     k, pos, is_start, pred = _sorted_events(key[keep], start[keep], stop[keep], is_pred[keep])
     if k.size == 0:
         zero = np.zeros(n_keys, dtype=np.int64)
-        return zero, zero.copy(), zero.copy(), (k, pos, pos)
+        return zero, zero.copy(), zero.copy()
     step = np.where(is_start, 1, -1)
     covered_l = np.cumsum(np.where(pred, 0, step))[:-1] > 0
     covered_p = np.cumsum(np.where(pred, step, 0))[:-1] > 0
@@ -281,29 +282,11 @@ def _sweep(key: np.ndarray, start: np.ndarray, stop: np.ndarray, is_pred: np.nda
     tp = np.bincount(seg_key, weights=seg_len * (covered_l & covered_p), minlength=n_keys)
     fn = np.bincount(seg_key, weights=seg_len * (covered_l & ~covered_p), minlength=n_keys)
     fp = np.bincount(seg_key, weights=seg_len * (covered_p & ~covered_l), minlength=n_keys)
-    pred_seg = (seg_len > 0) & covered_p
-    segments = (seg_key[pred_seg], pos[:-1][pred_seg], pos[1:][pred_seg])
-    return tp.astype(np.int64), fp.astype(np.int64), fn.astype(np.int64), segments
-
-
-def _check_overlaps(seg_pair: np.ndarray, seg_start: np.ndarray, seg_stop: np.ndarray, pair_names) -> None:
-    """Raise if a frame is predicted for two different actions of one (video, agent, target) pair.
-
-    Segments of one key are disjoint, so a coverage count above 1 within a pair means two different keys.
-    """
-    if seg_pair.size == 0:
-        return
-    p, pos, is_start, _ = _sorted_events(seg_pair, seg_start, seg_stop, np.zeros(seg_pair.size, bool))
-    depth = np.cumsum(np.where(is_start, 1, -1))
-    bad = np.flatnonzero(depth > 1)
-    if bad.size:
-        video, agent, target = pair_names[p[bad[0]]]
-        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {agent}, target {target}, frame {pos[bad[0]]})",
-                            video=video)
+    return tp.astype(np.int64), fp.astype(np.int64), fn.astype(np.int64)
 
 
 def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
-    """Pooled (lab, action) -> (tp, fp, fn) with the official rules (spec/mabe.md §2, steps 1-4d)."""
+    """Pooled (lab, action) -> (tp, fp, fn) with the official rules (docs/mabe.md, Metric)."""
     _check_inputs(solution, submission)
     whitelist, video_lab = _whitelists(solution)
     sub = submission.loc[submission["video_id"].isin(video_lab.keys())]
@@ -321,23 +304,21 @@ def interval_counts(solution: pd.DataFrame, submission: pd.DataFrame) -> Counts:
     ok = np.array([f"{parts[1][2][a]},{parts[2][2][t]},{parts[3][2][x]}" in whitelist[parts[0][2][i]]
                    for i, a, t, x in zip(uv.tolist(), ua.tolist(), ut.tolist(), uact.tolist())], dtype=bool)
     kept = ok[inverse.reshape(-1)] if ok.size else np.zeros(len(sub), dtype=bool)
+    bad = overlaps(sub.loc[kept])  # the official error: two actions on one frame of a whitelisted pair
+    if len(bad):
+        r = bad.iloc[0]
+        raise MabeDataError(f"{OVERLAP_PROBLEM} (agent {r['agent_id']}, target {r['target_id']}, "
+                            f"frame {r['start_frame']})", video=r["video_id"])
 
     all_code = np.concatenate([sol_code, sub_code[kept]])
     keys, key_of_row = np.unique(all_code, return_inverse=True)
     key_of_row = key_of_row.reshape(-1)
     is_pred = np.zeros(all_code.size, dtype=bool)
     is_pred[len(solution):] = True
-    start = np.concatenate([solution["start_frame"].to_numpy(np.int64), sub["start_frame"].to_numpy(np.int64)[kept]])
-    stop = np.concatenate([solution["stop_frame"].to_numpy(np.int64), sub["stop_frame"].to_numpy(np.int64)[kept]])
-    tp, fp, fn, (seg_key, seg_start, seg_stop) = _sweep(key_of_row, start, stop, is_pred, keys.size)
-
+    start, stop = (np.concatenate([solution[c].to_numpy(np.int64), sub[c].to_numpy(np.int64)[kept]])
+                   for c in ("start_frame", "stop_frame"))
+    tp, fp, fn = _sweep(key_of_row, start, stop, is_pred, keys.size)
     v, _, _, act = _unpack_arrays(keys, sizes)
-    pair_code = keys // sizes[3]
-    pairs, pair_of_key = np.unique(pair_code, return_inverse=True)
-    pv, pa, pt, _ = _unpack_arrays(pairs * sizes[3], sizes)
-    pair_names = [(parts[0][2][i], parts[1][2][j], parts[2][2][k]) for i, j, k in zip(pv.tolist(), pa.tolist(),
-                                                                                        pt.tolist())]
-    _check_overlaps(pair_of_key.reshape(-1)[seg_key], seg_start, seg_stop, pair_names)
 
     # pool keys per (lab, action); the official code takes the action as the last "_"-separated token
     video_names, action_names = parts[0][2], parts[3][2]
@@ -372,7 +353,7 @@ def _unpack_arrays(code: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
 
 
 def score(solution: pd.DataFrame, submission: pd.DataFrame, beta: float = 1.0) -> float:
-    """The official MABe F-beta score (spec/mabe.md §2): mean over labs of the mean over actions of F."""
+    """The official MABe F-beta score (docs/mabe.md, Metric): mean over labs of the mean over actions of F."""
     return aggregate(interval_counts(solution, submission), beta)
 
 
@@ -454,7 +435,8 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
         mask[ACTIONS.index(parts[2]) + 1] = True
 
     sub = sub.loc[sub["video_id"].isin(video_lab.keys())]
-    triple = sub["agent_id"].astype(str) + "," + sub["target_id"].astype(str) + "," + sub["action"].astype(str)
+    triple = (sub["agent_id"].astype(str) + "," + sub["target_id"].astype(str) + ","
+              + sub["action"].astype(str))
     sub = sub.loc[[t in whitelist[v] for v, t in zip(sub["video_id"].tolist(), triple.tolist())]]
 
     length: dict[int, int] = {}
@@ -473,7 +455,8 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
                                     video=r.video_id)
             if r.action not in ACTIONS:
                 raise MabeDataError(f"unknown action {r.action!r}", video=r.video_id)
-            yield (r.video_id, agent, target), ACTIONS.index(r.action) + 1, int(r.start_frame), int(r.stop_frame)
+            cls = ACTIONS.index(r.action) + 1
+            yield (r.video_id, agent, target), cls, int(r.start_frame), int(r.stop_frame)
 
     arrays: dict[tuple[int, int, int], list[np.ndarray]] = {}
 
@@ -485,12 +468,14 @@ def dataframes_to_pairs(solution: pd.DataFrame, submission: pd.DataFrame | None 
 
     for key in allowed:
         arr(key, 0)
-    for which, df, problem in ((0, solution, "labels of different actions overlap"), (1, sub, OVERLAP_PROBLEM)):
+    checks = ((0, solution, "labels of different actions overlap"), (1, sub, OVERLAP_PROBLEM))
+    for which, df, problem in checks:
         for key, cls, start, stop in rows(df):
             a = arr(key, which)
             seg = a[start:stop]
             if ((seg != 0) & (seg != cls)).any():
-                raise MabeDataError(f"{problem} (agent {_mouse(key[1])}, target {_target_str(key[1], key[2])})",
+                where = f"agent {_mouse(key[1])}, target {_target_str(key[1], key[2])}"
+                raise MabeDataError(f"{problem} ({where})",
                                     video=key[0])
             seg[:] = cls
 
@@ -517,7 +502,8 @@ def format_table(counts: Counts, beta: float = 1.0) -> str:
             if lb != lab:
                 continue
             tp, fp, fn = counts[(lb, action)]
-            lines.append(f"{lab:<{width}}  {action:<16} {tp:>10} {fp:>10} {fn:>10} {fbeta(tp, fp, fn, beta):>7.4f}")
+            f = fbeta(tp, fp, fn, beta)
+            lines.append(f"{lab:<{width}}  {action:<16} {tp:>10} {fp:>10} {fn:>10} {f:>7.4f}")
         lines.append(f"{lab:<{width}}  {'(lab mean)':<16} {'':>10} {'':>10} {'':>10} {per_lab[lab]:>7.4f}")
     return "\n".join(lines)
 
@@ -532,13 +518,16 @@ def _read_csv(path: str) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(
         prog="python -m ensemble.metric",
-        description="Score a MABe submission with the official metric (spec/mabe.md §2): F-beta per action "
+        description="Score a MABe submission with the official metric (docs/mabe.md, Metric): "
+                    "F-beta per action "
                     "with frames pooled over a lab's videos, averaged over actions, then over labs. Prints "
                     "the score and a per-lab, per-action TP/FP/FN/F table.")
     parser.add_argument("--solution", required=True,
-                        help="ground truth CSV: video_id, agent_id, target_id, action, start_frame, stop_frame, "
+                        help="ground truth CSV: video_id, agent_id, target_id, action, start_frame, "
+                             "stop_frame, "
                              "lab_id, behaviors_labeled (e.g. test_solution.csv from features.synth)")
-    parser.add_argument("--submission", required=True, help="submission CSV (row_id, video_id, ... stop_frame)")
+    parser.add_argument("--submission", required=True,
+                        help="submission CSV (row_id, video_id, ... stop_frame)")
     parser.add_argument("--beta", type=float, default=1.0, help="F-beta's beta (competition: 1.0)")
     args = parser.parse_args(argv)
     solution, submission = _read_csv(args.solution), _read_csv(args.submission)
@@ -547,7 +536,8 @@ def main(argv: list[str] | None = None) -> float:
     except AssertionError as exc:
         raise MabeDataError(str(exc), file=f"{args.solution} / {args.submission}") from None
     except MabeDataError as exc:
-        raise MabeDataError(exc.problem, file=f"{args.solution} / {args.submission}", video=exc.video) from None
+        raise MabeDataError(exc.problem, file=f"{args.solution} / {args.submission}",
+                            video=exc.video) from None
     result = aggregate(counts, args.beta)
     print(format_table(counts, args.beta))
     print(f"\nscore = {result:.6f}  ({len(lab_scores(counts))} labs, {len(counts)} lab-action terms, "

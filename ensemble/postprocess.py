@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ensemble.submission import to_frame
 from features.errors import MabeDataError
 from features.labels import (ACTIONS, BACKGROUND, CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK,
                              runs)
 
-SUBMISSION_COLUMNS = ["row_id", "video_id", "agent_id", "target_id", "action", "start_frame", "stop_frame"]
 
 
 @dataclass
@@ -53,12 +53,14 @@ class PostprocessConfig:
     def __post_init__(self):
         for name in ("smooth_window", "min_duration"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"PostprocessConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+                raise ValueError(f"PostprocessConfig.{name} must be an integer >= 1, "
+                                 f"got {getattr(self, name)!r}")
         if int(self.gap_fill) != self.gap_fill or self.gap_fill < 0:
             raise ValueError(f"PostprocessConfig.gap_fill must be an integer >= 0, got {self.gap_fill!r}")
         self.smooth_window, self.min_duration, self.gap_fill = (
             int(self.smooth_window), int(self.min_duration), int(self.gap_fill))
-        self.thresholds = {str(lab): {a: float(t) for a, t in d.items()} for lab, d in self.thresholds.items()}
+        self.thresholds = {str(lab): {a: float(t) for a, t in d.items()}
+                           for lab, d in self.thresholds.items()}
         self.action_thresholds = {a: float(t) for a, t in self.action_thresholds.items()}
         self.default_threshold = float(self.default_threshold)
         tables = [("action_thresholds", self.action_thresholds)] + [
@@ -200,7 +202,8 @@ def to_original_frames(pred: np.ndarray, to_original: Callable | np.ndarray | No
         out = np.asarray(to_original(pred))
     else:
         idx = np.asarray(to_original)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= pred.size)):
+        out_of_range = idx.size and (idx.min() < 0 or idx.max() >= pred.size)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or out_of_range:
             raise MabeDataError(f"to_original index array must be ints in 0..{pred.size - 1}")
         out = pred[idx]
     if out.ndim != 1:
@@ -256,6 +259,4 @@ def events_to_submission(items: Iterable[tuple[int, int, int, list[tuple[int, in
                          "self" if is_self else f"mouse{int(target)}", ACTIONS[int(cls) - 1], int(start),
                          int(stop)))
     rows.sort(key=lambda r: (r[0], r[1], r[2], r[6]))
-    df = pd.DataFrame([r[:1] + r[3:] for r in rows], columns=SUBMISSION_COLUMNS[1:])
-    df.insert(0, "row_id", np.arange(len(df), dtype=np.int64))
-    return df.astype({"video_id": np.int64, "start_frame": np.int64, "stop_frame": np.int64})
+    return to_frame(r[:1] + r[3:] for r in rows)

@@ -5,8 +5,9 @@
     python -m ensemble.predict --bundle bundle/ --data data/synth --out sub.csv --device cpu --threads 4
 
 Steps: (1) every file listed in the bundle's manifest.json is checked against its sha256 before anything is
-loaded (a changed, missing or truncated file -> refuse, naming the file, exit 2); (2) the members are rebuilt
-from their config and `torch.load(weights_only=True)` weights; (3) test.csv is read and, per video (tqdm bar),
+loaded, and every file predict loads must be listed (a changed, missing, truncated or unlisted file -> refuse,
+naming the file, exit 2; corruption detection, not a signature); (2) the members are rebuilt from their config
+and `torch.load(weights_only=True)` weights; (3) test.csv is read and, per video (tqdm bar if installed),
 its tracking parquet -> features (features.pipeline.video_features, the function the training cache used, once
 per distinct feature setting) -> sliding-window probabilities averaged over the members (and the mirrored
 input with TTA) -> the tuned post-processing (thresholds per (lab, action), fallback per action, smoothing,
@@ -35,20 +36,28 @@ PROG = "python -m ensemble.predict"
 
 
 def verify_bundle(bundle: str | os.PathLike) -> dict:
-    """Check every file of manifest.json against its sha256; returns the manifest or raises MabeDataError."""
-    from ensemble.export import MANIFEST
-    from ensemble.infer import sha256_file
+    """Check every file of manifest.json against its sha256; returns the manifest or raises MabeDataError.
+
+    Corruption detection, not a signature. The Kaggle client's metadata files (export.KAGGLE_METADATA) are not
+    checked even where an old (format 1) manifest lists them: Kaggle drops them and predict never reads them.
+    Files predict loads must also be listed: see `listed_file`."""
+    from ensemble.export import KAGGLE_METADATA, MANIFEST
+    from features.files import sha256_file
 
     bundle = Path(bundle)
     try:
         manifest = json.loads((bundle / MANIFEST).read_text())
         files = manifest["files"]
+        if not isinstance(files, dict) or any(Path(n).name != n for n in files):
+            raise ValueError("'files' is not a {file name: sha256} mapping")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MabeDataError(
             f"bundle has no readable manifest ({exc}); re-run python -m ensemble.export",
             file=bundle / MANIFEST,
         ) from None
     for name, digest in sorted(files.items()):
+        if name in KAGGLE_METADATA:
+            continue
         p = bundle / name
         if not p.is_file():
             raise MabeDataError("bundle file listed in manifest.json is missing", file=p)
@@ -61,37 +70,43 @@ def verify_bundle(bundle: str | os.PathLike) -> dict:
     return manifest
 
 
+def listed_file(bundle: Path, manifest: dict, name: str) -> Path:
+    """bundle/name, if manifest.json lists it (verify_bundle has checked its sha256); else MabeDataError."""
+    p = Path(bundle) / name
+    if name not in manifest.get("files", {}):
+        raise MabeDataError(
+            "bundle file is not listed in manifest.json (every file predict loads must be, with its sha256): "
+            "refusing to use this bundle; re-export it with python -m ensemble.export",
+            file=p,
+        )
+    return p
+
+
 class Ensemble:
     """The verified bundle, loaded: models grouped by feature settings, post-processing, inference."""
 
     def __init__(self, bundle: str | os.PathLike, device: str = "cpu", verify: bool = True):
-        import torch
-
         from ensemble.infer import InferSettings
         from ensemble.postprocess import PostprocessConfig
         from features.pipeline import FeatureSettings
-        from models import build_model
-        from tune.checkpoint import clean_state_dict
-        from tune.config import TrainConfig
+        from models.checkpoint import load_weights, rebuild_model
 
         self.path = Path(bundle)
         self.manifest = verify_bundle(self.path) if verify else {}
-        info = json.loads((self.path / "ensemble.json").read_text())
-        self.post = PostprocessConfig.from_dict(json.loads((self.path / "thresholds.json").read_text()))
+
+        def path(name: str) -> Path:  # with verify, only files the manifest lists (and verify_bundle checked)
+            return listed_file(self.path, self.manifest, name) if verify else self.path / name
+
+        info = json.loads(path("ensemble.json").read_text())
+        self.post = PostprocessConfig.from_dict(json.loads(path("thresholds.json").read_text()))
         self.infer = InferSettings.from_dict(info.get("infer", {}))
         self.device = device
         groups: dict[str, tuple] = {}
         for m in info["members"]:
             i = m["index"]
-            cfg = TrainConfig.from_dict(
-                json.loads((self.path / f"config-{i}.json").read_text()), strict=False
-            )
-            sd = clean_state_dict(
-                torch.load(self.path / f"model-{i}.pt", map_location="cpu", weights_only=True)
-            )
-            model = build_model(cfg.model, int(sd["x_mean"].numel()), len(cfg.classes) or 38)
-            model.load_state_dict(sd)
-            fs = FeatureSettings.from_dict(cfg.features)
+            cfg = json.loads(path(f"config-{i}.json").read_text())
+            model = rebuild_model(cfg, load_weights(path(f"model-{i}.pt")))
+            fs = FeatureSettings.from_dict(cfg.get("features") or {})
             key = json.dumps(fs.to_dict(), sort_keys=True)
             groups.setdefault(key, (fs, []))[1].append(model.to(device).eval())
         self.groups = list(groups.values())  # [(FeatureSettings, [models])]
@@ -120,25 +135,6 @@ class Ensemble:
         return first, total / self.n_models
 
 
-def placeholder_row(meta: pd.DataFrame):  # noqa: F821
-    """One harmless row: a zero-length interval of an action the first video does not whitelist."""
-    import pandas as pd
-
-    from ensemble.postprocess import SUBMISSION_COLUMNS
-    from features.labels import PAIR_ACTIONS
-
-    row = meta.iloc[0]
-    raw = row.get("behaviors_labeled")
-    try:
-        listed = set(json.loads(raw)) if isinstance(raw, str) else set()
-    except ValueError:
-        listed = set()
-    action = next(a for a in PAIR_ACTIONS if f"mouse1,mouse2,{a}" not in listed)
-    return pd.DataFrame(
-        [[0, int(row["video_id"]), "mouse1", "mouse2", action, 0, 0]], columns=SUBMISSION_COLUMNS
-    )
-
-
 def predict(
     bundle: str | os.PathLike,
     data: str | os.PathLike,
@@ -151,7 +147,7 @@ def predict(
     """Write the submission; returns a summary {rows, videos, skipped, seconds, frames, ...}."""
 
     from ensemble.postprocess import events_to_submission, video_events
-    from ensemble.submission import validate
+    from ensemble.submission import placeholder as placeholder_rows, write
     from features.io import kaggle_paths, read_metadata, read_tracking
 
     t0 = time.perf_counter()
@@ -168,9 +164,12 @@ def predict(
     items, skipped, frames = [], [], 0
     it = rows.iterrows()
     if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(rows), desc="predict", unit="video")
+        try:
+            from tqdm import tqdm
+        except ImportError:  # tqdm is optional offline: no bar then
+            pass
+        else:
+            it = tqdm(it, total=len(rows), desc="predict", unit="video")
     for _, row in it:
         video = int(row["video_id"])
         path = None
@@ -196,15 +195,8 @@ def predict(
             "placeholder row (zero-length, not whitelisted: ignored by the metric) so the file is not empty",
             file=sys.stderr,
         )
-        sub = placeholder_row(meta)
-    problems = validate(sub, meta[["video_id"]])
-    if problems:
-        raise MabeDataError("the submission does not validate: " + " | ".join(problems), file=out)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    sub.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+        sub = placeholder_rows(meta)
+    out = write(sub, out, meta[["video_id"]])
     secs = time.perf_counter() - t0
     return {
         "rows": len(sub),
@@ -229,8 +221,8 @@ def parse_args(argv=None):
         "the "
         "file, video and problem; the other videos are still predicted and the summary lists the skipped "
         "ones. The submission is never empty: if nothing is predicted, one placeholder row the metric "
-        "ignores is written, and the exit status is 3 when every video failed. A bundle whose files do "
-        "not match manifest.json is refused (exit 2).",
+        "ignores is written, and the exit status is 3 when every video failed. A bundle is refused (exit 2) "
+        "when a file it loads is missing, not listed in manifest.json or not matching its sha256 there.",
     )
     p.add_argument("--bundle", required=True, help="bundle folder from python -m ensemble.export")
     p.add_argument("--data", required=True, help="Kaggle-layout folder with test.csv and test_tracking/")

@@ -47,7 +47,8 @@ class OOFItem:
         self.labels = np.asarray(self.labels)
         self.allowed_raw = np.asarray(self.allowed_raw, dtype=bool)
         where = f"pair (agent {self.agent}, target {self.target})"
-        if self.probs.ndim != 2 or self.probs.shape != (self.labels.size, NUM_CLASSES) or self.labels.ndim != 1:
+        bad_shape = self.probs.ndim != 2 or self.probs.shape != (self.labels.size, NUM_CLASSES)
+        if bad_shape or self.labels.ndim != 1:
             raise MabeDataError(f"{where}: probs must be float[T, {NUM_CLASSES}] and labels int[T], got "
                                 f"{self.probs.shape} and {self.labels.shape}", video=self.video_id)
         if self.allowed_raw.shape != (NUM_CLASSES,):
@@ -57,7 +58,8 @@ class OOFItem:
         if self.probs.size and (self.probs.min() < 0 or self.probs.max() > 1):
             raise MabeDataError(f"{where}: probs must be probabilities in [0, 1]", video=self.video_id)
         if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= NUM_CLASSES):
-            raise MabeDataError(f"{where}: labels must be class ids 0..{NUM_CLASSES - 1}", video=self.video_id)
+            raise MabeDataError(f"{where}: labels must be class ids 0..{NUM_CLASSES - 1}",
+                                video=self.video_id)
 
 
 @dataclass
@@ -153,7 +155,8 @@ class _Lab:
 def _counts(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """int64[3, 38]: tp, n_pred, n_label per class (class 0 included, ignored later)."""
     tp = np.bincount(labels[pred == labels], minlength=NUM_CLASSES)
-    return np.stack([tp, np.bincount(pred, minlength=NUM_CLASSES), np.bincount(labels, minlength=NUM_CLASSES)])
+    return np.stack([tp, np.bincount(pred, minlength=NUM_CLASSES),
+                     np.bincount(labels, minlength=NUM_CLASSES)])
 
 
 def _counts_dict(lab: str, c: np.ndarray) -> dict:
@@ -218,7 +221,8 @@ def _sweep_scores(L: _Lab, k: int, grid: np.ndarray, beta: float) -> tuple[np.nd
     stolen = other != BACKGROUND
     idx = j[stolen] * NUM_CLASSES + other[stolen]
     hit = labels[stolen] == other[stolen]
-    lost_tp = above(np.bincount(idx, weights=hit, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
+    lost_tp = above(np.bincount(idx, weights=hit, minlength=(G + 1) * NUM_CLASSES)
+                    .reshape(G + 1, NUM_CLASSES))
     lost_pred = above(np.bincount(idx, minlength=(G + 1) * NUM_CLASSES).reshape(G + 1, NUM_CLASSES))
 
     # counts when the action never wins: cached counts with these rows re-decided without it
@@ -280,7 +284,8 @@ def _score(labs: list[_Lab], beta: float, min_duration: int = 1, gap_fill: int =
     """Exact score of the current thresholds (equals `evaluate` of the corresponding config)."""
     counts = {}
     for L in labs:
-        c = L.counts if min_duration <= 1 and gap_fill <= 0 else _counts(L.labels, _post(L, min_duration, gap_fill))
+        plain = min_duration <= 1 and gap_fill <= 0
+        c = L.counts if plain else _counts(L.labels, _post(L, min_duration, gap_fill))
         counts.update(_counts_dict(L.lab, c))
     return aggregate(counts, beta)
 
@@ -294,7 +299,8 @@ def _config(labs: list[_Lab], start: PostprocessConfig, **changes) -> Postproces
                 per_action.setdefault(a, []).append(t)
     fallback = dict(start.action_thresholds)
     fallback.update({a: float(np.median(v)) for a, v in per_action.items()})
-    return replace(start, thresholds={**start.thresholds, **thresholds}, action_thresholds=fallback, **changes)
+    return replace(start, thresholds={**start.thresholds, **thresholds}, action_thresholds=fallback,
+                   **changes)
 
 
 def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: TuneGrid | None = None,

@@ -28,9 +28,10 @@ class MabeDataError(ValueError):
 
 @contextmanager
 def cli_guard(prog: str):
-    """Turn a MabeDataError into one line on stderr and exit code 2 (for `python -m ...` entry points)."""
+    """Turn a MabeDataError, or an OSError (a folder that cannot be written, a full disk, a file-size limit),
+    into one line on stderr and exit code 2 (for `python -m ...` entry points)."""
     try:
         yield
-    except MabeDataError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+    except (MabeDataError, OSError) as exc:
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, always
         raise SystemExit(2) from None

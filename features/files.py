@@ -10,6 +10,7 @@
   `recover_dir(dst, is_complete)` puts a `.old` folder back when a kill hit between the two renames, and
   deletes stale temp folders (under the same lock: no pid guessing).
 - `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
+- `sha256_file(path)`: the hex sha256 of a file, read in chunks (bundle manifests, checkpoint identity).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
 No torch, ray or pandas here: the offline predictor uses this module.
@@ -17,6 +18,7 @@ No torch, ray or pandas here: the offline predictor uses this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -137,16 +139,46 @@ def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locke
 def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False
                ) -> Iterator[Path]:
     """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably.
-    `locked=True`: the caller already holds `lock(dst)` (e.g. to check and fill `dst` in one turn)."""
+    `locked=True`: the caller already holds `lock(dst)` (e.g. to check and fill `dst` in one turn).
+
+    A write that fails (read-only folder, disk full, file-size limit: any OSError in the block or the swap)
+    leaves `dst` as it was and is raised as one `MabeDataError` naming `dst` (a CLI prints one line, exit 2).
+    """
+    from features.errors import MabeDataError
+
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.nullcontext() if locked else lock(dst):
-        recover_dir(dst, is_complete, locked=True)
-        tmp = _unique(dst, "tmp")
-        tmp.mkdir()
-        try:
-            yield tmp
-            swap_dir(tmp, dst)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.nullcontext() if locked else lock(dst):
+            recover_dir(dst, is_complete, locked=True)
+            tmp = _unique(dst, "tmp")
+            tmp.mkdir()
+            try:
+                yield tmp
+                swap_dir(tmp, dst)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise MabeDataError(f"not written, the previous version is left as it was: {_describe(exc)}",
+                            file=dst) from exc
+
+
+def _describe(exc: OSError) -> str:
+    """An OSError in words: numpy's short writes carry no errno ("N requested and M written")."""
+    text = str(exc)
+    if exc.errno is None and "requested and" in text:
+        text += " (short write: disk full or file-size limit)"
+    return text
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read `chunk` bytes at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()

@@ -27,7 +27,8 @@ class ModelConfig:
     kernel_size: int = field(default=5, metadata={"help": "temporal kernel of the Conv1D layers (odd)"})
     rnn_layers: int = field(default=1, metadata={"help": "stacked bidirectional LSTM/GRU layers"})
     tcn_layers: int = field(default=6, metadata={"help": "dilated residual layers (dilation 1, 2, 4, ...)"})
-    stage: str = field(default="gru", metadata={"help": "hybrid's second stage: 'gru', 'lstm' or 'attention'"})
+    stage: str = field(default="gru",
+                       metadata={"help": "hybrid's second stage: 'gru', 'lstm' or 'attention'"})
     heads: int = field(default=4, metadata={"help": "attention heads (hybrid with stage='attention')"})
     dropout: float = field(default=0.1, metadata={"help": "dropout probability inside the network"})
 
@@ -56,7 +57,8 @@ class ModelConfig:
 
 
 def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
-    """The registered architecture `cfg.name`, wrapped with input standardisation: forward(x, mask) -> logits."""
+    """The registered architecture `cfg.name`, wrapped with input standardisation:
+    forward(x, mask) -> logits."""
     from models.common import FrameClassifier  # torch only when a model is actually built
 
     if cfg.name == "conv_bilstm":

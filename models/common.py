@@ -21,11 +21,13 @@ def lengths_of(mask: torch.Tensor) -> torch.Tensor:
 
 
 class ConvBlock(nn.Module):
-    """Masked Conv1D -> LayerNorm -> GELU -> dropout, channels-last in and out: (B, T, Cin) -> (B, T, Cout)."""
+    """Masked Conv1D -> LayerNorm -> GELU -> dropout, channels-last in and out:
+    (B, T, Cin) -> (B, T, Cout)."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, dropout: float, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation)
         self.norm = nn.LayerNorm(c_out)
         self.drop = nn.Dropout(dropout)
 

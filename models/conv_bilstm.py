@@ -37,7 +37,8 @@ class ConvBiLSTM(nn.Module):
         super().__init__()
         self.cfg = cfg
         chans = [in_features] + [cfg.hidden] * cfg.conv_layers
-        self.convs = nn.ModuleList(ConvBlock(a, b, cfg.kernel_size, cfg.dropout) for a, b in zip(chans, chans[1:]))
+        self.convs = nn.ModuleList(ConvBlock(a, b, cfg.kernel_size, cfg.dropout)
+                                   for a, b in zip(chans, chans[1:]))
         self.lstm = nn.LSTM(chans[-1], cfg.hidden, num_layers=cfg.rnn_layers, batch_first=True,
                             bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)

@@ -31,16 +31,18 @@ class Hybrid(nn.Module):
         super().__init__()
         self.cfg = cfg
         chans = [in_features] + [cfg.hidden] * max(cfg.conv_layers, 1)
-        self.convs = nn.ModuleList(ConvBlock(a, b, cfg.kernel_size, cfg.dropout) for a, b in zip(chans, chans[1:]))
-        self.tcn = nn.ModuleList(DilatedResidual(cfg.hidden, 2 ** i, cfg.dropout) for i in range(cfg.tcn_layers))
+        self.convs = nn.ModuleList(ConvBlock(a, b, cfg.kernel_size, cfg.dropout)
+                                   for a, b in zip(chans, chans[1:]))
+        self.tcn = nn.ModuleList(DilatedResidual(cfg.hidden, 2 ** i, cfg.dropout)
+                                 for i in range(cfg.tcn_layers))
         if cfg.stage == "attention":
             self.attn = nn.MultiheadAttention(cfg.hidden, cfg.heads, dropout=cfg.dropout, batch_first=True)
             self.norm = nn.LayerNorm(cfg.hidden)
             out = cfg.hidden
         else:
             rnn = nn.GRU if cfg.stage == "gru" else nn.LSTM
-            self.rnn = rnn(cfg.hidden, cfg.hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True,
-                           dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
+            self.rnn = rnn(cfg.hidden, cfg.hidden, num_layers=cfg.rnn_layers, batch_first=True,
+                           bidirectional=True, dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
             out = 2 * cfg.hidden
         self.head = nn.Linear(out, num_classes)
 

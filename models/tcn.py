@@ -25,7 +25,8 @@ class TCN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.inp = nn.Linear(in_features, cfg.hidden)  # frame-wise, same as a 1x1 conv
-        self.layers = nn.ModuleList(DilatedResidual(cfg.hidden, 2 ** i, cfg.dropout) for i in range(cfg.tcn_layers))
+        self.layers = nn.ModuleList(DilatedResidual(cfg.hidden, 2 ** i, cfg.dropout)
+                                    for i in range(cfg.tcn_layers))
         self.head = nn.Linear(cfg.hidden, num_classes)
 
     def receptive_field(self) -> int:

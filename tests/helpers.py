@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +99,7 @@ def make_checkpoint(
     from features.cache import FeatureCache
     from features.labels import ACTIONS
     from models import build_model
-    from tune.checkpoint import save_checkpoint
+    from models.checkpoint import save_checkpoint
     from tune.config import TrainConfig
 
     fc = FeatureCache(cache)
@@ -127,3 +130,37 @@ def kill_under(tmpdir: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# The offline (Kaggle-like) environment: only these, no Ray/Optuna/Modal/tqdm; the project wheel comes from
+# the bundle (pip install --no-index --no-deps). torch's own dependencies (filelock, fsspec, ...) come too.
+PREDICT_VENV_PACKAGES = ("torch==2.13.0", "numpy", "pandas", "pyarrow")
+
+
+def predict_venv(request) -> Path:
+    """A venv with only PREDICT_VENV_PACKAGES, built once and kept in the pytest cache
+    (`.pytest_cache/d/mabe-predict-venv`); returns its python. Any mabe-tune a previous run installed is
+    removed, so the caller installs the wheel it means to test."""
+    root = Path(request.config.cache.mkdir("mabe-predict-venv"))
+    py = root / "venv" / "bin" / "python"
+    marker = root / "ready.json"
+    ready = marker.is_file() and json.loads(marker.read_text()) == list(PREDICT_VENV_PACKAGES)
+    if not (py.is_file() and ready):
+        shutil.rmtree(root / "venv", ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", *PREDICT_VENV_PACKAGES],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        marker.write_text(json.dumps(list(PREDICT_VENV_PACKAGES)))
+    subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "mabe-tune"], capture_output=True,
+                   env=venv_env(), check=False)
+    return py
+
+
+def venv_env(**extra) -> dict:
+    """This process's environment less PYTHONPATH/VIRTUAL_ENV (the checkout must not leak into the venv)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TQDM_DISABLE"] = "1"
+    env.update(extra)
+    return env

@@ -2,51 +2,22 @@
 ensemble.predict in a SEPARATE virtual environment without Ray, Optuna or Modal -> a valid submission that
 scores at least as well as the best single checkpoint with untuned (default) post-processing.
 
-The venv (torch==2.13.0 CPU, numpy, pandas, pyarrow, tqdm from the local wheel cache) is built once and kept
-in the pytest cache (`.pytest_cache/d/mabe-predict-venv`); only the bundle's wheel is reinstalled per run.
+The venv (tests/helpers.py predict_venv: torch==2.13.0 CPU, numpy, pandas, pyarrow) is built once and kept in
+the pytest cache (`.pytest_cache/d/mabe-predict-venv`); only the bundle's wheel is reinstalled per run.
 
     python -m pytest -q -m slow tests/test_e2e.py
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import predict_venv, venv_env
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_PACKAGES = ("torch==2.13.0", "numpy", "pandas", "pyarrow", "tqdm")
-
-
-def _predict_venv(request) -> Path:
-    """A venv with only the offline dependencies (cached); returns its python."""
-    root = Path(request.config.cache.mkdir("mabe-predict-venv"))
-    py = root / "venv" / "bin" / "python"
-    marker = root / "ready.json"
-    if not (py.is_file() and marker.is_file() and json.loads(marker.read_text()) == list(VENV_PACKAGES)):
-        shutil.rmtree(root / "venv", ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-        r = subprocess.run(
-            check=False,
-            args=[str(py), "-m", "pip", "install", "-q", *VENV_PACKAGES],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
-        marker.write_text(json.dumps(list(VENV_PACKAGES)))
-    return py
-
-
-def _venv_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["TQDM_DISABLE"] = "1"
-    return env
 
 
 @pytest.mark.slow
@@ -111,10 +82,9 @@ def test_search_build_export_predict_offline(ray_local, synth_set, tmp_path, req
     wheel = next(bundle.glob("mabe_tune-*.whl"))
 
     # 5. the bundle's notebook script in a clean venv (no Ray/Optuna/Modal), on a Kaggle-like input folder: it
-    #    installs the wheel with pip --no-index --find-links <bundle> and writes the submission
-    py = _predict_venv(request)
-    env = _venv_env()
-    subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "mabe-tune"], check=False, env=env)
+    #    checks the wheel against the manifest, installs it (pip --no-index --no-deps), writes the submission
+    py = predict_venv(request)
+    env = venv_env()
     kaggle_input = tmp_path / "input"
     kaggle_input.mkdir()
     (kaggle_input / "mabe-tune-bundle").symlink_to(bundle)
@@ -131,7 +101,7 @@ def test_search_build_export_predict_offline(ray_local, synth_set, tmp_path, req
         check=False,
     )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "finished with status 0" in r.stdout and nb_out.is_file()
+    assert "submission written" in r.stdout and nb_out.is_file()
     probe = subprocess.run(
         check=False,
         args=[

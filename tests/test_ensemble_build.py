@@ -1,7 +1,7 @@
 """ensemble.infer and ensemble.build: windows, flip TTA, checkpoint discovery/selection, OOF cache, tuning.
 
 Real parts only: models from the registry (untrained where training is not the point), checkpoint folders
-written by tune.checkpoint.save_checkpoint, a tiny synthetic Kaggle set and its feature cache.
+written by models.checkpoint.save_checkpoint, a tiny synthetic Kaggle set and its feature cache.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ensemble import build as B
+from ensemble import experiment as E
 from ensemble.infer import (
     InferSettings,
     flip_pair_features,
@@ -178,7 +179,7 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     (exp / "results.csv").write_text(
         "trial,trial_id,best_score,status\n1,aaaa1111,0.4,TERMINATED\n2,bbbb2222,0.35,ERROR\n"
     )
-    cands = B.discover([exp])
+    cands = E.discover([exp])
     assert [c.status for c in cands] == ["TERMINATED", "ERROR", "TERMINATED"]  # Ray's results, when present
     assert [(c.trial, c.score) for c in cands] == [
         ("train-aaaa1111", 0.40),
@@ -189,12 +190,12 @@ def test_discover_ranks_dedupes_and_names_trials(tiny_cache, tmp_path):
     # a plain run folder of python -m tune.train: the trial is the run's name
     run = tmp_path / "runs" / "v6"
     make_checkpoint(run / "best", cache, 0.2)
-    (c,) = B.discover([run / "best"])
+    (c,) = E.discover([run / "best"])
     assert c.trial == "v6" and c.score == 0.2
 
 
 def _cand(trial, score, model="tcn", fold=0):
-    return B.Candidate(
+    return E.Candidate(
         path=Path(f"/x/{trial}/{score}"),
         trial=trial,
         score=score,

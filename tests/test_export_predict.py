@@ -1,7 +1,7 @@
 """ensemble.export and ensemble.predict: bundle contents and checksums, offline predict on the synthetic test
 split, tampering refused, bad videos skipped, never an empty submission, no Ray/Optuna/Modal on the path.
 
-Real parts: registry models saved by tune.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
+Real parts: registry models saved by models.checkpoint, a tiny synthetic Kaggle set, the real wheel build.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ def bundle(tmp_path_factory, synth_small):
 
 
 def test_bundle_contents_and_manifest(bundle):
-    from ensemble.infer import sha256_file
+    from features.files import sha256_file
 
     b, _ = bundle
     manifest = json.loads((b / "manifest.json").read_text())
     on_disk = {p.name for p in b.iterdir()} - {"manifest.json"}
-    assert set(manifest["files"]) == on_disk  # every file is checksummed, the bundle is flat
+    # every file Kaggle keeps is checksummed (the bundle is flat); the client's metadata file stays outside
+    assert set(manifest["files"]) == on_disk - {"dataset-metadata.json"}
     for name, digest in manifest["files"].items():
         assert sha256_file(b / name) == digest
     assert {
@@ -80,13 +81,15 @@ def test_bundle_contents_and_manifest(bundle):
     (wheel,) = [n for n in on_disk if n.endswith(".whl")]
     assert manifest["wheel"] == wheel and wheel.startswith("mabe_tune-")
     names = zipfile.ZipFile(b / wheel).namelist()
-    assert {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "tune/checkpoint.py"} <= set(
+    needed = {"ensemble/predict.py", "ensemble/infer.py", "features/pipeline.py", "models/checkpoint.py"}
+    assert needed <= set(
         names
     )
     assert any(n.startswith("features/data/") for n in names)  # the packaged real metadata travels too
     nb = (b / "notebook_predict.py").read_text()
     compile(nb, "notebook_predict.py", "exec")
-    assert "--no-index" in nb and "--find-links" in nb and "/kaggle/working/submission.csv" in nb
+    assert "--no-index" in nb and "--no-deps" in nb and "/kaggle/working/submission.csv" in nb
+    assert "SubmissionFailed" in nb and "PLACEHOLDER" in nb
 
 
 def test_predict_writes_a_valid_submission(bundle, tmp_path):
@@ -144,6 +147,31 @@ def test_tampered_bundle_is_refused_naming_the_file(bundle, tmp_path):
     (bad / "model-1.pt").unlink()
     with pytest.raises(MabeDataError, match=r"model-1\.pt.*missing"):
         verify_bundle(bad)
+
+
+def test_dataset_id_edit_is_safe_and_unlisted_files_are_refused(bundle, tmp_path):
+    """dataset-metadata.json is outside the manifest: edited or dropped (as the Kaggle upload does), the
+    bundle still verifies. A file predict loads that the manifest does not list: one line naming it, exit 2.
+    """
+    from ensemble.predict import verify_bundle
+
+    b, data = bundle
+    bad = tmp_path / "bundle"
+    shutil.copytree(b, bad)
+    meta = json.loads((bad / "dataset-metadata.json").read_text())
+    (bad / "dataset-metadata.json").write_text(json.dumps({**meta, "id": "other/renamed"}))
+    verify_bundle(bad)
+    (bad / "dataset-metadata.json").unlink()
+    verify_bundle(bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    out = tmp_path / "submission.csv"
+    for name in ("model-1.pt", "ensemble.json"):
+        files = {k: v for k, v in manifest["files"].items() if k != name}
+        (bad / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+        r = _run(["--bundle", bad, "--data", data, "--out", out, "--no-progress"])
+        assert r.returncode == 2, r.stderr
+        assert name in r.stderr and "not listed" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_bad_video_is_skipped_with_a_warning(bundle, tmp_path, capsys):
@@ -236,7 +264,7 @@ def test_export_refuses_a_broken_member(bundle, tmp_path):
     ens = b.parent / "ens"
     broken = tmp_path / "ens"
     shutil.copytree(ens, broken)
-    member = sorted((broken / "members").iterdir())[0]
+    member = sorted(p for p in (broken / "members").iterdir() if p.is_dir())[0]  # (not the .lock files)
     torch.save({"x_mean": torch.zeros(3)}, member / "model.pt")  # wrong shapes: cannot rebuild
     with pytest.raises(MabeDataError, match="does not load"):
         export(broken, tmp_path / "bundle", wheel=False, log=lambda *a: None)

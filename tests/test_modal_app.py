@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ensemble.experiment import best_trial
 from features.errors import MabeDataError
 
 pytest.importorskip("modal")
@@ -170,7 +171,7 @@ def test_from_experiment_takes_the_best_trial(modal_app, tmp_path):
         {"trial": 3, "trial_id": "a_00002", "best_score": "nan", "best_checkpoint": "", "status": "ERROR"},
         {"trial": 4, "trial_id": "a_00003", "best_score": "0.90", "best_checkpoint": ""},  # none kept
     ])
-    config, row = modal_app.best_config_from_experiment(exp)
+    config, row = best_trial(exp)
     assert row["trial"] == "2" and config["optim"]["lr"] == 7e-4  # relative path taken inside the experiment
 
     # what the search set for its trials: not what a standalone 100-epoch run wants
@@ -196,11 +197,11 @@ def test_from_experiment_reads_a_checkpoint_on_uri_storage(modal_app, tmp_path):
     uri = (exp / "t1" / "best").as_uri()
     assert uri.startswith("file:///")
     _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": uri}])
-    config, _ = modal_app.best_config_from_experiment(exp)
+    config, _ = best_trial(exp)
     assert config["optim"]["lr"] == 2e-4
     _write_experiment(exp, [{"trial": 1, "best_score": "0.5", "best_checkpoint": uri + "-gone"}])
     with pytest.raises(MabeDataError, match="no readable config.json"):
-        modal_app.best_config_from_experiment(exp)
+        best_trial(exp)
 
 
 @pytest.mark.parametrize("problem", ["no_results", "no_config", "no_scores"])
@@ -218,7 +219,7 @@ def test_from_experiment_errors_name_the_file(modal_app, tmp_path, problem):
         _write_experiment(exp, [{"trial": 1, "best_score": "", "best_checkpoint": "t1/best"}])
         match = "no trial with a finite best_score"
     with pytest.raises(MabeDataError, match=match) as err:
-        modal_app.best_config_from_experiment(exp)
+        best_trial(exp)
     assert str(exp) in str(err.value)
 
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from ensemble.metric import PairFrames, pairs_to_solution, score
 from ensemble.postprocess import (
-    SUBMISSION_COLUMNS,
     PostprocessConfig,
     decide_frames,
     drop_short,
@@ -21,6 +20,7 @@ from ensemble.postprocess import (
     smooth,
     video_events,
 )
+from ensemble.submission import COLUMNS as SUBMISSION_COLUMNS
 from features.errors import MabeDataError
 from features.labels import CLASS_OF, NUM_CLASSES, PAIR_CLASS_MASK, SELF_CLASS_MASK
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tune.checkpoint import load_model, load_metrics
-from tune.config import TrainConfig
+from models.checkpoint import load_model, load_metrics
+from tune.config import TrainConfig, load_train_config
 
 pytest.importorskip("ray")
 
@@ -32,7 +32,8 @@ def test_two_worker_ddp_run_checkpoint_loads(ray_local, cache_dir, tmp_path):
     best = res.get_best_checkpoint("val/score", "max")
     assert len(res.best_checkpoints) == 1  # num_to_keep
     with best.as_directory() as d:
-        model, saved = load_model(d)
+        model, _ = load_model(d)
+        saved = load_train_config(d)
         assert isinstance(saved, TrainConfig) and saved.model.name == "conv_bilstm"
         assert load_metrics(d)["val/score"] == res.metrics["val/best_score"]
     # rank 0's local run folder has the per-epoch summary

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from features.labels import NUM_CLASSES
-from tune.checkpoint import load_model, load_state, save_checkpoint
-from tune.config import TrainConfig
+from models.checkpoint import load_model, load_state, save_checkpoint
+from tune.config import TrainConfig, load_train_config
 from tune.data import (
     IGNORE,
     class_weights,
@@ -125,11 +125,12 @@ def test_checkpoint_is_atomic_and_recovers(tmp_path):
     d = tmp_path / "last"
     save_checkpoint(d, m, cfg, {"epoch": 1}, {"epoch": 1})
     # simulate a kill between the two renames: the folder moved to .old, the new one never arrived
-    d.rename(tmp_path / "last.old-999999")
-    (tmp_path / "last.tmp-999999").mkdir()
-    model, cfg2 = load_model(d)
+    d.rename(tmp_path / ".last.old-999999-1")
+    (tmp_path / ".last.tmp-999999-1").mkdir()
+    model, _ = load_model(d)
+    cfg2 = load_train_config(d)
     assert cfg2.model.hidden == 8 and load_state(d)["epoch"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["last"]
     # weights round-trip exactly and load with weights_only
     sd = torch.load(d / "model.pt", weights_only=True)
     for k, v in m.state_dict().items():
@@ -155,7 +156,8 @@ def test_train_writes_checkpoints_and_resumes(cache_dir, tmp_path):
     assert m["val/best_score"] == max(r["val/score"] for r, _ in reports)
     assert len(pd.read_csv(run / "summary.csv")) == 2
     # the checkpoint rebuilds the model alone, with the cache's feature settings and the class list
-    model, saved = load_model(run / "best")
+    model, _ = load_model(run / "best")
+    saved = load_train_config(run / "best")
     assert saved.features == {"feature_set": "pair", "target_fps": 30.0} and len(saved.classes) == 38
     assert model(torch.zeros(1, 10, 8), torch.ones(1, 10, dtype=torch.bool)).shape == (1, 10, 38)
     assert out["epochs_run"] == 2 and out["best_score"] == m["val/best_score"]
@@ -220,7 +222,8 @@ def test_smoke_cli_on_synthetic_kaggle_layout(tmp_path, capsys):
     assert out["epochs_run"] == 2 and (tmp_path / "data" / "train.csv").is_file()
     last = {p.name for p in (tmp_path / "run/last").iterdir()}
     assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= last
-    model, cfg = load_model(tmp_path / "run" / "best")
+    model, _ = load_model(tmp_path / "run" / "best")
+    cfg = load_train_config(tmp_path / "run" / "best")
     assert cfg.features["feature_set"] == "pair" and cfg.model.hidden == 16
     printed = capsys.readouterr().out
     assert "parameters" in printed and "next:" in printed

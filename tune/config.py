@@ -25,6 +25,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from models import ModelConfig
+from models.checkpoint import read_config
 
 
 def help_field(default, help: str, **kw):
@@ -301,6 +302,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             flat.update({f"{section}.{k}": v for k, v in body.items()})
         base = apply_overrides(base, flat).to_dict()
     return apply_overrides(base, overrides or {})
+
+
+def load_train_config(ckpt_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in a checkpoint folder (models.checkpoint); keys added since it was written take
+    their defaults, unknown ones are ignored."""
+    return TrainConfig.from_dict(read_config(ckpt_dir), strict=False)
 
 
 def config_help() -> str:

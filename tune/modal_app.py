@@ -28,9 +28,7 @@ Cost (estimate, Modal's H100 list price ~ $3.95/h when written): 100 epochs ~ 1.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import re
 import shlex
@@ -40,6 +38,7 @@ from pathlib import Path
 
 import modal
 
+from ensemble.experiment import best_trial
 from features.errors import MabeDataError, cli_guard
 from tune.presets import modal_smoke_overrides
 
@@ -203,7 +202,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, str]:
         if args.smoke_test:
             overrides = {**modal_smoke_overrides(), **overrides}
         if args.from_experiment:
-            base, _ = best_config_from_experiment(args.from_experiment)
+            base, _ = best_trial(args.from_experiment)
             cfg = _apply(from_trial(base), overrides)
         else:
             cfg = load_config(args.config, overrides)
@@ -233,61 +232,6 @@ def from_trial(config: dict) -> dict:
     return out
 
 
-def best_config_from_experiment(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(config dict, results row) of the best trial of a finished `python -m tune.search` experiment."""
-    exp = Path(path).expanduser()
-    results = exp / "results.csv"
-    if not results.is_file():
-        raise MabeDataError("no results.csv: not a finished `python -m tune.search` experiment folder",
-                            file=exp)
-    with open(results, newline="") as f:
-        rows = list(csv.DictReader(f))
-    header = list(rows[0]) if rows else []
-    score_col = next((c for c in ("best_score", "val/best_score", "val/score") if c in header), None)
-    ckpt_col = next((c for c in ("best_checkpoint", "checkpoint") if c in header), None)
-    if score_col is None or ckpt_col is None:
-        raise MabeDataError(f"results.csv needs a best score and a best checkpoint column, has "
-                            f"{header or 'no rows'}", file=results)
-
-    def score(row: dict) -> float:
-        try:
-            v = float(row[score_col])
-        except (TypeError, ValueError):
-            return -math.inf
-        return v if math.isfinite(v) else -math.inf
-
-    scored = [r for r in rows if score(r) > -math.inf and r.get(ckpt_col)]
-    if not scored:
-        raise MabeDataError(f"no trial with a finite {score_col} and a checkpoint", file=results)
-    best = max(scored, key=score)
-    ckpt = best[ckpt_col]
-    if "://" in ckpt:  # remote Ray storage (s3://, gs://): results.csv is mirrored here, checkpoints are not
-        cfg_file = ckpt.rstrip("/") + "/config.json"
-        text = _read_uri(cfg_file)
-    else:
-        path = Path(ckpt).expanduser()
-        cfg_file = str(path if path.is_absolute() else exp / path) + "/config.json"
-        text = Path(cfg_file).read_text() if Path(cfg_file).is_file() else None
-    if text is None:
-        raise MabeDataError(f"best trial's checkpoint has no readable config.json "
-                            f"({score_col}={best[score_col]})", file=cfg_file)
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise MabeDataError(f"config.json is not JSON: {exc}", file=cfg_file) from None
-    return config, best
-
-
-def _read_uri(uri: str) -> str | None:
-    """Text of a file on s3://, gs:// or file:// storage via pyarrow.fs; None if unreadable."""
-    import pyarrow.fs
-
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        with fs.open_input_stream(path) as f:
-            return f.read().decode()
-    except (OSError, ValueError, pyarrow.ArrowException):
-        return None
 
 
 def volume_has(path: str) -> bool | None:

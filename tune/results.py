@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from ensemble.experiment import best_checkpoint
 from features import files, storage
 from tune.keys import BEST_CKPT, OBJECTIVE, SCORE
 from tune.search_config import SearchConfig
@@ -72,15 +73,7 @@ def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
             return storage.as_uri(best.path, run_dir) if best is not None else ""
         except Exception:  # noqa: BLE001 - no snapshot yet (killed early) or a storage hiccup: no path
             return ""
-    best, best_score = "", -math.inf
-    for d in sorted(Path(run_dir).glob("checkpoint_*")):
-        try:
-            score = float(json.loads((d / "metrics.json").read_text()).get(SCORE, -math.inf))
-        except (OSError, ValueError):
-            continue
-        if score > best_score:
-            best, best_score = str(d), score
-    return best
+    return best_checkpoint(run_dir)
 
 
 def collect(grid, scfg: SearchConfig) -> pd.DataFrame:

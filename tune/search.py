@@ -85,6 +85,11 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
                   f"({sum(steps is not None for _, _, steps in warm)} of them stopped early)")
         tuner = build_tuner(scfg, trainable, base, warm)
     grid = tuner.fit()
+    left = unfinished_trials(grid, scfg)
+    if left:  # Tune stops on the first Ctrl-C (SIGINT) and returns normally: not a finished search
+        raise Interrupted(f"interrupted with {left} trial(s) unfinished; Tune saved the state: continue "
+                          f"with --name {scfg.name} --storage {scfg.storage} --resume (finished trials are "
+                          "not run again)")
     wall = time.time() - t0
     table = results.collect(grid, scfg)
     summary = results.write_all(table, grid, scfg, wall_s=wall)
@@ -113,6 +118,24 @@ def _warm_source(scfg: SearchConfig) -> str:
     dst = scfg.local_dir().parent / ".warm-start" / name
     storage.download_file(storage.join(src, "optuna.db"), dst / "optuna.db")
     return str(dst)
+
+
+class Interrupted(Exception):
+    """The search was stopped (Ctrl-C) before every trial finished; nothing was written as results."""
+
+
+def unfinished_trials(grid, scfg: SearchConfig) -> int:
+    """Trials an interrupted `Tuner.fit` left unfinished, as Tune saved them for a restore (the live objects
+    say TERMINATED after Tune's clean-up, the saved state keeps PENDING/RUNNING), plus those never started
+    (only without a time budget, which ends a search on purpose, and not on --resume, whose flags need not
+    repeat --num-samples)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(scfg.experiment_path()).trials
+    left = sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    if not scfg.time_budget and not scfg.resume:
+        left = max(left, scfg.num_samples - len(grid))
+    return left
 
 
 def check_experiment(scfg: SearchConfig) -> None:
@@ -179,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         base = base_config(scfg, *search_data_paths(scfg))
         base = prepare_search_data(scfg, base)   # bad input stops here (exit 2), before Ray starts
         init_ray(scfg.address)
-        summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+        try:
+            summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+        except Interrupted as exc:
+            print(f"python -m tune.search: {exc}", file=sys.stderr)
+            return 130  # the shell's code for Ctrl-C
         print(summary["report"])
         if summary["data_errors"]:   # every trial failed on bad input: say it in one line, exit 2
             raise MabeDataError(summary["data_errors"][0])

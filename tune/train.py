@@ -11,14 +11,7 @@ Commands:
     python -m tune.train --smoke-test --workers 2          # the same through Ray Train (DDP, gloo on CPU)
     python -m tune.train --help                            # every config field and its meaning
 
-What one epoch does: windows of `data.window` frames sampled from the training folds (optionally biased
-towards behaviour), class-weighted cross-entropy with the pair's whitelist masked out of the softmax
-(background always allowed), AdamW with linear warm-up then cosine decay, gradient clipping; then the
-competition metric on the held-out fold's full sequences (`val/score`), per-action F1, losses. A checkpoint
-folder `last/` is written every `run.checkpoint_every` epochs and on every new best (then copied to
-`best/`); `summary.csv` gets one row per epoch; `report(metrics, checkpoint_dir)` is called once per epoch.
-With `run.resume` (default) a run whose `last/` exists continues from its epoch with the saved model,
-optimizer, scheduler and RNG states.
+What one epoch does, checkpoints, summary.csv and resume: see tune/trainer.py.
 """
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ from features import files
 from features.errors import MabeDataError
 from features.labels import ACTIONS, NUM_CLASSES
 from models import build_model, count_parameters
-from tune.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
-                             save_checkpoint)
+from models.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
+                               save_checkpoint)
 from tune.config import TrainConfig
 from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats, load_pairs,
                        open_cache, select_rows)
