@@ -249,8 +249,8 @@ def test_trial_data_error_fails_once_without_retries(synth_small, tmp_path):
          "--set", "features.clip=5.0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     out = done.stdout + done.stderr
     assert done.returncode == 2, out[-4000:]
-    assert done.stderr.strip().splitlines()[-1].startswith("python -m tune.search: error: ")
-    assert "differ from the cache's settings" in done.stderr.strip().splitlines()[-1]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("python -m tune.search: error: ")]
+    assert len(errors) == 1 and "differ from the cache's settings" in errors[0], out[-4000:]
     assert out.count("(not retried)") == 2, out[-4000:]                 # one failure per trial, no Tune retry
     assert out.count("data error: ") == 2, out[-4000:]                  # one worker attempt per trial
     table = pd.read_csv(tmp_path / "exp" / "bad" / "results.csv")
