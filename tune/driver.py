@@ -198,9 +198,10 @@ def init_ray(address: str = "") -> None:
 
     if ray.is_initialized():
         return
-    if address and JOB_ENV not in os.environ:
+    if address and JOB_ENV not in os.environ and (PROJECT_ROOT / "pyproject.toml").is_file():
         # `--address HOST:PORT` from any folder = the same command under `ray job submit --working-dir .`: the
-        # project's code travels to every worker as the job's working_dir (.gitignore'd folders stay behind)
+        # project's code travels to every worker as the job's working_dir (.gitignore'd folders stay behind;
+        # an installed, non-checkout copy relies on the nodes' own install)
         ray.init(address=address, runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": [".git/"]})
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
