@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from features.cache import build_cache
-from features.cli import NONE, HelpFormatter, add_flags, given
+from features.cli import NONE, ArgumentParser, HelpFormatter, add_flags, check_range, given
 from features.errors import cli_guard
 from features.pipeline import FeatureSettings
 
@@ -32,7 +32,7 @@ def _fps(value: str):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m features.build",
         description="Turn tracking + annotation parquet files into a memory-mappable feature cache: one "
         "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
@@ -62,7 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N videos (quick looks)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    return p.parse_args(argv)
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is not a feature cache this command wrote (never --data)")
+    args = p.parse_args(argv)
+    check_range(p, args, {"--workers": 1, "--folds": 1, "--limit": 1, "--max-gap": 0})
+    if args.target_fps is not None and args.target_fps is not NONE and not args.target_fps > 0:
+        p.error(f"argument --target-fps: must be > 0 or none (got {args.target_fps})")
+    return args
 
 
 def main(argv=None) -> dict:
@@ -82,6 +88,7 @@ def main(argv=None) -> dict:
         split=args.split,
         progress=not args.no_progress,
         limit=args.limit,
+        force=args.force,
     )
     if s["skipped"]:
         print(
