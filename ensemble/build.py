@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble.experiment import Candidate, discover
+from ensemble.experiment import Candidate, discover, fetch_experiment
 from ensemble.infer import InferSettings, oof_probs
-from features import files
+from features import files, storage
 from features.cli import ArgumentParser, check_range
 from features.errors import MabeDataError, cli_guard
 from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint
@@ -343,6 +343,9 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     inputs = ([args.experiment] if args.experiment else []) + list(args.checkpoints)
+    names = [str(x).rstrip("/").rsplit("/", 1)[-1] if storage.is_remote(x) else Path(x).resolve().name
+             for x in inputs]
+    inputs = [fetch_experiment(x) if storage.is_remote(x) else x for x in inputs]
     if not inputs:
         raise MabeDataError("give --experiment PATH or --checkpoints DIR ...")
     if args.threads:
@@ -357,7 +360,7 @@ def main(argv=None) -> dict:
         settings = InferSettings(window=args.window, stride=args.stride, trim=args.trim, tta=args.tta)
     except ValueError as exc:
         raise MabeDataError(str(exc)) from None
-    out = args.out or str(Path("ensembles") / Path(inputs[0]).resolve().name)
+    out = args.out or str(Path("ensembles") / names[0])
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
     o = s["oof"]
     print(

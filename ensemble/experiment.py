@@ -13,6 +13,7 @@ checkpoint folder is a `models.checkpoint` folder (model.pt, config.json, metric
     best_checkpoint(run_dir)   -> the `checkpoint_*` folder of one trial with the best val/score ("" if none)
     discover(paths)            -> every checkpoint folder below paths as a Candidate, best val/score first
     trial_status(root)         -> {"train-<trial_id>": status} from results.csv
+    fetch_experiment(uri)      -> a local copy of an s3:// or gs:// experiment (results + checkpoint files)
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from features import storage
 from features.errors import MabeDataError
 from features.files import sha256_file
-from models.checkpoint import is_complete, load_metrics
+from models.checkpoint import FILES, is_complete, load_metrics
 
 SCORE_KEY = "val/score"
 RESULTS = "results.csv"
@@ -223,3 +225,24 @@ def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
             if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
                 found[c.sha256] = c
     return sorted(found.values(), key=lambda c: (-c.score, c.trial, -c.epoch))
+
+
+# --------------------------------------------------------------------------------------------------------
+# a remote experiment, copied to this machine
+# --------------------------------------------------------------------------------------------------------
+
+
+def _needed(rel: str) -> bool:
+    """Files of a search experiment that building an ensemble reads: the results table and checkpoints."""
+    parts = rel.split("/")
+    return rel in (RESULTS, "search.json") or (
+        parts[-1] in FILES and any(p.startswith("checkpoint_") for p in parts[:-1]))
+
+
+def fetch_experiment(uri: str) -> Path:
+    """A local copy of the s3:// or gs:// experiment `uri`: results.csv, search.json and every checkpoint
+    folder's files, downloaded once per content into `features.storage.stage_root()/exp-<listing hash>`
+    (`features.storage.stage`, under a lock)."""
+    local = storage.stage(uri, "exp-" + storage.listing_key(uri), include=_needed)
+    print(f"[ensemble] {uri} -> {local}")
+    return local

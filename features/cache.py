@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import MabeDataError
+from features import storage
 from features.files import check_not_inside, check_replaceable, claim, staged_dir, waiting_lock
 from features.io import kaggle_paths, metadata_path, read_metadata
 from features.labels import NUM_CLASSES
@@ -45,10 +46,10 @@ KIND = "feature-cache"  # ownership marker kind (features.files.claim)
 
 # ------------------------------------------------------------------------------------------------ reading
 class FeatureCache:
-    """Read access to a built cache folder."""
+    """Read access to a built cache folder (a remote `s3://`/`gs://` cache is staged first: `stage_cache`)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = stage_cache(path) if storage.is_remote(path) else Path(path)
         meta_file, index_file = self.path / "meta.json", self.path / "index.parquet"
         if not meta_file.is_file() or not index_file.is_file():
             raise MabeDataError(
@@ -112,6 +113,45 @@ class FeatureCache:
             f"FeatureCache({str(self.path)!r}: {len(self._by_video)} videos, {len(self.index)} pairs, "
             f"F={self.num_features})"
         )
+
+
+# ------------------------------------------------------------------------------------------------ storage
+def remote_meta(uri: str) -> dict:
+    """The meta.json of the cache published at `uri` (MabeDataError when it is missing or unreadable)."""
+    try:
+        meta = json.loads(storage.read_text(storage.join(uri, "meta.json")))
+    except MabeDataError:
+        raise MabeDataError("no feature cache here (no meta.json)", file=uri) from None
+    except ValueError as exc:
+        raise MabeDataError(f"unreadable cache metadata ({exc})", file=uri) from None
+    if not meta.get("fingerprint"):
+        raise MabeDataError("cache metadata has no fingerprint", file=uri)
+    return meta
+
+
+def stage_cache(uri: str, root=None) -> Path:
+    """A node-local copy of the cache published at `uri`, keyed by its fingerprint and downloaded once per
+    node (`features.storage.stage`); the copy's fingerprint is checked against the remote one."""
+    fp = str(remote_meta(uri)["fingerprint"])
+    local = storage.stage(uri, f"cache-{fp}", root)
+    try:
+        got = json.loads((local / "meta.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        got = None
+    if got != fp:
+        raise MabeDataError(f"staged cache fingerprint {got} differs from the published {fp}", file=local)
+    return local
+
+
+def publish_cache(local: str | Path, storage_uri: str) -> str:
+    """Upload the built cache `local` to `<storage_uri>/caches/<fingerprint>` unless it is there already
+    (meta.json goes last: a cache with a meta.json is complete); returns that URI."""
+    fp = json.loads((Path(local) / "meta.json").read_text())["fingerprint"]
+    uri = storage.join(storage_uri, "caches", fp)
+    if not storage.exists(storage.join(uri, "meta.json")):
+        n = storage.upload_dir(local, uri, last=("meta.json",))
+        print(f"published feature cache {local} -> {uri} ({n} bytes)")
+    return uri
 
 
 # ------------------------------------------------------------------------------------------------ folds

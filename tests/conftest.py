@@ -2,6 +2,8 @@
 
 - `ray_local`: one private local Ray per session (cluster start is seconds). Every test that uses it, or that
   starts Ray in any other way, carries the `ray` marker (checked at collection for `ray_local` users).
+- `s3_server`: a real S3 endpoint on 127.0.0.1 (moto's ThreadedMotoServer) with one bucket, for the whole
+  session; the standard AWS variables point this process and its subprocesses (Ray nodes too) at it.
 - `synth_set`: a session-wide factory of synthetic Kaggle-layout datasets (features.synth) with their feature
   cache, built once per distinct set of arguments; `synth_small` is the small set most modules share.
   The folders are shared: treat them as read-only (copy a folder before changing or corrupting it).
@@ -45,6 +47,43 @@ def ray_local():
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 endpoint: `endpoint` (http://127.0.0.1:PORT), `bucket`, `env` (the AWS variables set
+    for the session); `uri("a", "b")` = `s3://<bucket>/a/b`."""
+
+    endpoint: str
+    bucket: str
+    env: dict
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (a free port) with the bucket `mabe-test`; AWS_ENDPOINT_URL and dummy
+    credentials are set in os.environ for the session (inherited by subprocesses), restored at the end."""
+    moto_server = pytest.importorskip("moto.server")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)   # no line per request in the captured logs
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        import boto3  # the dev extra; honours AWS_ENDPOINT_URL like pyarrow.fs.FileSystem.from_uri
+
+        boto3.client("s3").create_bucket(Bucket="mabe-test")
+        yield S3Server(env["AWS_ENDPOINT_URL"], "mabe-test", env)
+    server.stop()
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,29 @@ def test_cluster_yaml_content():
     assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1 and gpu["resources"]["GPU"] == 8
     start = " ".join(cfg["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start and "RAY_AUTH_MODE=token" in start
-    assert any("pip install" in c and "[tune]" in c for c in cfg["setup_commands"])
-    assert "/home/ray/mabe-tune" in cfg["file_mounts"] and "data/" in cfg["rsync_exclude"]
+    assert "/home/ray/mabe-tune" in cfg["file_mounts"]
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_same_torch_build_everywhere_and_light_sync(name):
+    """One pinned torch build (CUDA variant named, checked after install) for every node, the project with its
+    tune and postgres extras, heavy folders and whatever .gitignore ignores kept out of the sync, and the
+    documented command reads data from the bucket."""
+    cfg, text = _load(name), (ROOT / name).read_text()
+    setup = cfg["setup_commands"]
+    assert not any(k in cfg.get(f"{t}_setup_commands", []) for t in ("head", "worker") for k in ("torch",))
+    torch_lines = [c for c in setup if "pip install" in c and "torch" in c]
+    assert len(torch_lines) == 1 and re.search(r'"torch==\d+\.\d+\.\d+"', torch_lines[0])
+    variant = re.search(r"download\.pytorch\.org/whl/(cu\d+)", torch_lines[0]).group(1)
+    version = re.search(r"torch==([\d.]+)", torch_lines[0]).group(1)
+    assert any(f"{version}+{variant}" in c and "assert" in c for c in setup)
+    assert any("pip install" in c and "[tune,postgres]" in c for c in setup)
+    heavy = [line.strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()
+             if line.startswith("/") and line.strip().endswith("/")]  # the project's top-level output folders
+    assert cfg["rsync_filter"] == [".gitignore"]
+    assert {f"{d}/" for d in heavy} <= set(cfg["rsync_exclude"])  # also without the filter file
+    scheme = "s3" if cfg["provider"]["type"] == "aws" else "gs"
+    assert f"--data {scheme}://YOUR-BUCKET/mabe --storage {scheme}://YOUR-BUCKET/experiments" in text
 
 
 KEY = re.compile(r"^\s*(?:- )?[A-Za-z_/][\w./-]*:(?:\s|$)")

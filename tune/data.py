@@ -59,9 +59,13 @@ class PairTable:
 
 
 def open_cache(path):
-    """features.cache.FeatureCache at `path`, or a MabeDataError telling how to build it."""
+    """features.cache.FeatureCache at `path` (an s3:// or gs:// cache is staged node-locally once), or a
+    MabeDataError telling how to build it."""
+    from features import storage
     from features.cache import FeatureCache
 
+    if storage.is_remote(path):
+        return FeatureCache(path)
     p = Path(path)
     if not (p / "index.parquet").is_file():
         raise MabeDataError("no feature cache here; build it with `python -m features.build` "

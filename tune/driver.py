@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+from features import storage
+from features.errors import MabeDataError
 from tune import space as space_mod
-from tune.keys import BEST_CKPT, FIRST_KEYS, OBJECTIVE, SCORE
+from tune.keys import BEST_CKPT, DATA_ERROR, FIRST_KEYS, OBJECTIVE, SCORE
 from tune.optuna_ext import optuna_search, tpe_sampler
 from tune.search_config import SearchConfig
 
@@ -31,10 +34,15 @@ def train_driver(config: dict, setup: dict) -> None:
         max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[_objective_first_callback()],
         resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
     result = trainer.fit()
-    best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last = dict(result.metrics or {})
+    if result.metrics is None and not result.best_checkpoints:
+        # the workers stopped on bad input: the callback below already told Tune (NoRetryOnDataError)
+        raise MabeDataError(f"{run_name}: the Train workers stopped on bad input (its last result has the "
+                            "message)")
+    best = result.get_best_checkpoint(SCORE, "max") if result.best_checkpoints else None
     last.pop("checkpoint_path", None)
-    ray.tune.report(_objective_first({**last, BEST_CKPT: best.path if best is not None else ""}))
+    best_uri = storage.as_uri(best.path, setup["experiment_path"]) if best is not None else ""
+    ray.tune.report(_objective_first({**last, BEST_CKPT: best_uri}))
 
 
 def _objective_first(metrics: dict) -> dict:
@@ -48,6 +56,10 @@ def _objective_first_callback():
 
     class ObjectiveFirst(TuneReportCallback):
         def after_report(self, run_context, metrics, checkpoint):
+            errors = [m[DATA_ERROR] for m in metrics if m.get(DATA_ERROR)]
+            if errors:  # a worker met bad input (tune.ray_train): tell Tune; the trial fails without retry
+                bad = {OBJECTIVE: float("nan"), DATA_ERROR: errors[0]}
+                return super().after_report(run_context, [bad], None)
             super().after_report(run_context, [_objective_first(m) for m in metrics], checkpoint)
 
     return ObjectiveFirst()
@@ -116,6 +128,40 @@ def make_trainable(trainable: Callable, setup: dict):
     return ray.tune.with_resources(ray.tune.with_parameters(trainable, setup=setup), res)
 
 
+def search_callbacks(scfg: SearchConfig) -> list:
+    """Tune callbacks of the search: no retry of a trial that failed on bad input, and (remote storage with
+    the default sqlite study) the study uploaded next to the results after every trial."""
+    from ray.tune import Callback
+
+    class NoRetryOnDataError(Callback):
+        """A trial whose Train workers reported DATA_ERROR fails at once: Tune's retries are for crashes, and
+        bad input fails the same way every time (the trial's last result keeps the one-line error)."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get(DATA_ERROR):
+                trial.max_failures = 0
+                print(f"trial {trial.trial_id}: data error (not retried): {result[DATA_ERROR]}", flush=True)
+
+    class UploadStudy(Callback):
+        """Copy the local optuna.db to `<experiment>/optuna.db` after every finished or failed trial."""
+
+        def _upload(self):
+            db = scfg.local_dir() / "optuna.db"
+            if db.is_file():
+                storage.upload_file(db, storage.join(scfg.experiment_path(), "optuna.db"))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._upload()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._upload()
+
+    out = [NoRetryOnDataError()]
+    if scfg.is_remote_storage() and not scfg.optuna_url_given():
+        out.append(UploadStudy())
+    return out
+
+
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
     import ray.tune
 
@@ -129,6 +175,7 @@ def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
         run_config=ray.tune.RunConfig(
             name=scfg.name, storage_path=scfg.storage_path(),
             failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
+            callbacks=search_callbacks(scfg),
             verbose=1),  # Tune's own progress table (trial status, objective) stays on screen
     )
 
@@ -142,10 +189,20 @@ def restore_tuner(scfg: SearchConfig, trainable: Callable, base: dict):
                                   resume_unfinished=True, resume_errored=True)
 
 
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"   # set by Ray for a `ray job submit` entrypoint (runtime env inside)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
 def init_ray(address: str = "") -> None:
     import ray
 
     if ray.is_initialized():
+        return
+    if address and JOB_ENV not in os.environ and (PROJECT_ROOT / "pyproject.toml").is_file():
+        # `--address HOST:PORT` from any folder = the same command under `ray job submit --working-dir .`: the
+        # project's code travels to every worker as the job's working_dir (.gitignore'd folders stay behind;
+        # an installed, non-checkout copy relies on the nodes' own install)
+        ray.init(address=address, runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": [".git/"]})
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:

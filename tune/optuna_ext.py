@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tune import ray_compat
 from tune import space as space_mod
-from tune.keys import BEST_CKPT
+from tune.keys import BEST_CKPT, DATA_ERROR
 from tune.search_config import SearchConfig
 
 
@@ -65,6 +65,8 @@ def optuna_search(**kwargs):
             self._reported: set[tuple[str, int]] = set()    # (trial id, step) told to Optuna
 
         def on_trial_result(self, trial_id: str, result: dict):
+            if result.get(DATA_ERROR):  # the driver's bad-input report: no score (the trial fails next)
+                return
             super().on_trial_result(trial_id, result)
             self._reported.add((trial_id, result.get("training_iteration")))
 

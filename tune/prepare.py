@@ -1,7 +1,8 @@
 """Data preparation before training: the synthetic Kaggle twin and the feature cache, built once and reused.
 
-- `search_data_paths(scfg)`: (data root, cache) of a search, absolute, without touching the disk.
-- `prepare_search_data(scfg, cfg)`: generate the synthetic data (no --data) and build the cache if missing.
+- `search_data_paths(scfg)`: (data root, cache) of a search, absolute (or URIs), without touching the disk.
+- `prepare_search_data(scfg, cfg)`: generate the synthetic data (no --data), build the cache if missing
+  (staging a remote --data first), publish it to a remote --storage; returns cfg pointing at the cache.
 - `smoke_data(root, cache, ...)`: the tiny synthetic set + cache of every --smoke-test.
 - `ensure_cache(cfg)`: build `data.cache` from `data.root` when it does not exist yet (tune.train, Modal).
 Sizes of the synthetic sets: tune/presets.py.
@@ -9,8 +10,10 @@ Sizes of the synthetic sets: tune/presets.py.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from features import storage
 from features.errors import MabeDataError
 from tune.config import TrainConfig
 from tune.presets import SYNTH_SIZES
@@ -18,36 +21,66 @@ from tune.search_config import SearchConfig
 
 
 def search_data_paths(scfg: SearchConfig) -> tuple[str, str]:
-    """(data root, feature cache), both absolute: --data and --cache, else ./data/synth(-smoke)[/cache]."""
+    """(data root, feature cache), local ones absolute, s3:// and gs:// URIs as given: --data and --cache,
+    else ./data/synth(-smoke)[/cache]; remote --data without --cache: a node-local build folder
+    (`features.storage.stage_root()/build/<data name>`), published to --storage by `prepare_search_data`."""
+    if storage.is_remote(scfg.data):
+        name = scfg.data.rstrip("/").rsplit("/", 1)[-1]
+        return scfg.data, scfg.cache or str(storage.stage_root() / "build" / name)
     if scfg.data:
         root = Path(scfg.data).resolve()
-        cache = Path(scfg.cache or Path("data/cache") / root.name).resolve()
+        cache = scfg.cache or Path("data/cache") / root.name
     else:
         root = Path("data/synth-smoke" if scfg.smoke_test else "data/synth").resolve()
-        cache = Path(scfg.cache or root / "cache").resolve()
-    return str(root), str(cache)
+        cache = scfg.cache or root / "cache"
+    return str(root), (cache if storage.is_remote(cache) else str(Path(cache).resolve()))
 
 
-def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> None:
-    """Check --data, or generate the synthetic Kaggle twin once (at cfg.data.root); build the cache at
-    cfg.data.cache with cfg's feature settings if it does not exist; later runs reuse both."""
-    root, cache = Path(cfg.data.root), Path(cfg.data.cache)
+def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> TrainConfig:
+    """Make sure the search's feature cache exists once; returns `cfg` with `data.cache` where every Train
+    worker can read it.
+
+    - `--cache s3://...` (or gs://): used as it is, after checking its meta.json (fingerprint present,
+      feature settings the ones asked); workers stage it node-locally (`features.cache.stage_cache`).
+    - otherwise the cache is built here (on the head) from `--data` (a remote --data is staged first, with
+      its modification times, so the fingerprint is stable), or from the synthetic twin generated once; a
+      remote `--storage` then gets it at `<storage>/caches/<fingerprint>` (uploaded once) and `data.cache`
+      points there.
+    A MabeDataError (bad input) stops the search here, before Ray starts."""
+    from features.cache import publish_cache, remote_meta
+
+    root, cache = cfg.data.root, cfg.data.cache
+    if storage.is_remote(cache):
+        meta = remote_meta(cache)
+        asked, built = cfg.feature_settings().to_dict(), dict(meta.get("settings") or {})
+        clash = {k: (asked[k], built.get(k)) for k in cfg.features if asked.get(k) != built.get(k)}
+        if clash:
+            raise MabeDataError(f"features {clash} (asked, cached) differ from the cache's settings",
+                                file=cache)
+        print(f"feature cache {cache} (fingerprint {meta['fingerprint']})")
+        return cfg
+    if storage.is_remote(root):
+        root = str(storage.stage(root, "data-" + storage.listing_key(root)))
+    root_p, cache_p = Path(root), Path(cache)
     if scfg.data:
-        if not (root / "train.csv").exists():
+        if not (root_p / "train.csv").exists():
             raise MabeDataError("no train.csv: --data must be a Kaggle-layout folder",
-                                file=root / "train.csv")
-    elif not (root / "train.csv").exists():
+                                file=storage.join(cfg.data.root, "train.csv"))
+    elif not (root_p / "train.csv").exists():
         from features.synth import generate
 
         n_videos, n_frames = SYNTH_SIZES["smoke" if scfg.smoke_test else "search"]
-        print(f"generating synthetic data: {n_videos} videos x {n_frames} frames -> {root}")
-        generate(root, n_videos=n_videos, n_frames=n_frames, seed=0)
-    if not (cache / "index.parquet").exists():
+        print(f"generating synthetic data: {n_videos} videos x {n_frames} frames -> {root_p}")
+        generate(root_p, n_videos=n_videos, n_frames=n_frames, seed=0)
+    if storage.is_remote(cfg.data.root) or not (cache_p / "index.parquet").exists():
         from features.cache import build_cache
 
-        print(f"building feature cache -> {cache}")
-        build_cache(root, cache, cfg.feature_settings(), workers=max(1, (os.cpu_count() or 1)), n_folds=5,
-                    seed=0)
+        print(f"feature cache -> {cache_p}")
+        build_cache(root_p, cache_p, cfg.feature_settings(), workers=max(1, (os.cpu_count() or 1)), n_folds=5,
+                    seed=0, progress=False)
+    if scfg.is_remote_storage():
+        return replace(cfg, data=replace(cfg.data, cache=publish_cache(cache_p, scfg.storage_path())))
+    return cfg
 
 
 def smoke_data(root: str, cache: str, n_videos: int = SYNTH_SIZES["smoke"][0],

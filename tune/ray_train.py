@@ -24,8 +24,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from features.errors import MabeDataError
 from tune import ray_compat
 from tune.config import TrainConfig
+from tune.keys import DATA_ERROR
 from tune.trainer import train
 
 
@@ -58,11 +60,18 @@ def train_loop_per_worker(config_dict: dict) -> None:
     device = ray.train.torch.get_device()
     kw = dict(device=device, wrap_model=ray.train.torch.prepare_model if ctx.get_world_size() > 1 else None)
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        train(cfg, report, **kw)
-    else:
-        with checkpoint.as_directory() as d:
-            train(cfg, report, resume_from=d, **kw)
+    try:
+        if checkpoint is None:
+            train(cfg, report, **kw)
+        else:
+            with checkpoint.as_directory() as d:
+                train(cfg, report, resume_from=d, **kw)
+    except MabeDataError as exc:
+        # Bad input fails the same way on every attempt: report it (every rank reads the same data, so every
+        # rank gets here) instead of raising, so Ray Train does not restart the worker group; the Tune
+        # driver turns the report into the trial's one-line error (tune.driver).
+        print(f"data error: {exc}", flush=True)
+        ray.train.report({DATA_ERROR: str(exc)})
 
 
 def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,

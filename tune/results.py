@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ensemble.experiment import best_checkpoint
-from features import files
+from features import files, storage
 from features.errors import MabeDataError
 from tune.keys import BEST_CKPT, OBJECTIVE, SCORE
 from tune.search_config import SearchConfig
@@ -70,7 +70,7 @@ def best_checkpoint_of(experiment_path: str, trial_id: str) -> str:
 
             res = ray.train.Result.from_path(run_dir)
             best = res.get_best_checkpoint(SCORE, "max") if res.best_checkpoints else None
-            return best.path if best is not None else ""
+            return storage.as_uri(best.path, run_dir) if best is not None else ""
         except Exception:  # noqa: BLE001 - no snapshot yet (killed early) or a storage hiccup: no path
             return ""
     return best_checkpoint(run_dir)
@@ -259,13 +259,10 @@ def write_all(table: pd.DataFrame, grid, scfg: SearchConfig, wall_s: float | Non
 
 
 def _upload(local: Path, remote: str) -> None:
-    """Copy results.csv and the plots next to the remote experiment (pyarrow filesystems: s3://, gs://)."""
-    import pyarrow.fs as pafs
-
-    fs, base = pafs.FileSystem.from_uri(remote)
-    for f in local.iterdir():
+    """Copy results.csv and the plots next to the remote experiment (features.storage: s3://, gs://)."""
+    for f in sorted(local.iterdir()):
         if f.suffix in (".csv", ".png", ".json"):
-            pafs.copy_files(str(f), f"{base}/{f.name}", destination_filesystem=fs)
+            storage.upload_file(f, storage.join(remote, f.name))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,12 +19,15 @@ On a cluster (see README "Cluster"):
 
     ray up cluster.yaml
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
-        python -m tune.search --data /mnt/mabe --storage s3://BUCKET/mabe --gpus-per-trial 1 \\
-        --optuna-storage postgresql://USER:PASS@HOST/optuna
+        python -m tune.search --data s3://BUCKET/mabe --storage s3://BUCKET/experiments --gpus-per-trial 1
+    # the same from any folder of a machine that can reach the head: --address HEAD:6379
+    # Postgres study: OPTUNA_STORAGE=postgresql://USER:PASS@HOST/optuna in the job's environment
 
 Outputs, in `<storage>/<name>/` (results files are mirrored locally in ./experiments/<name>/ when the storage
 is remote): Tune trial folders, `train-<trial_id>/checkpoint_*` (model.pt, config.json, metrics.json),
-`optuna.db` (open with `optuna-dashboard sqlite:///.../optuna.db`), `results.csv`, `search.json`, PNG plots.
+`optuna.db` (open with `optuna-dashboard sqlite:///.../optuna.db`; uploaded after every trial), `results.csv`,
+`search.json`, PNG plots. A remote --storage also gets the feature cache once, at
+`<storage>/caches/<fingerprint>/`, which every Train worker stages node-locally.
 Next step: `python -m ensemble.build --experiment <storage>/<name>`.
 """
 from __future__ import annotations
@@ -35,16 +38,16 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from filelock import Timeout
 
-from features import cli, files
+from features import cli, files, storage
 from features.errors import MabeDataError
 from tune import results
 from tune import space as space_mod
 from tune.config import TrainConfig, load_config, parse_set_args
+from tune.keys import DATA_ERROR
 from tune.driver import build_tuner, init_ray, restore_tuner, train_driver
 from tune.optuna_ext import warm_start_trials
 from tune.prepare import prepare_search_data, search_data_paths
@@ -88,9 +91,10 @@ def _run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: di
         files.claim(local, EXPERIMENT)
     if scfg.resume:
         print(f"resuming {exp}")
+        _fetch_study(exp, local)
         tuner = restore_tuner(scfg, trainable, base)
     else:
-        warm = warm_start_trials(scfg.warm_start, scfg.search_space()) if scfg.warm_start else []
+        warm = warm_start_trials(_warm_source(scfg), scfg.search_space()) if scfg.warm_start else []
         if warm:
             print(f"warm start: {len(warm)} trials from {scfg.warm_start} "
                   f"({sum(steps is not None for _, _, steps in warm)} of them stopped early)")
@@ -104,9 +108,31 @@ def _run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: di
     wall = time.time() - t0
     table = results.collect(grid, scfg)
     summary = results.write_all(table, grid, scfg, wall_s=wall)
-    files.write_text(local / "search.json", json.dumps({"search": asdict(scfg), "summary": summary}, indent=2,
-                                                       default=str))
+    summary["data_errors"] = [str(r.metrics[DATA_ERROR]) for r in grid if (r.metrics or {}).get(DATA_ERROR)]
+    files.write_text(local / "search.json", json.dumps({"search": scfg.public(), "summary": summary},
+                                                       indent=2, default=str))
+    if scfg.is_remote_storage():
+        storage.upload_file(local / "search.json", storage.join(exp, "search.json"))
+        if (local / "optuna.db").is_file() and not scfg.optuna_url_given():
+            storage.upload_file(local / "optuna.db", storage.join(exp, "optuna.db"))
     return summary
+
+
+def _fetch_study(exp: str, local) -> None:
+    """--resume of a remote experiment: its optuna.db (uploaded after every trial) into the local folder."""
+    if storage.is_remote(exp) and storage.exists(storage.join(exp, "optuna.db")):
+        storage.download_file(storage.join(exp, "optuna.db"), local / "optuna.db")
+
+
+def _warm_source(scfg: SearchConfig) -> str:
+    """--warm-start as warm_start_trials takes it: a remote experiment's optuna.db is downloaded first."""
+    src = scfg.warm_start
+    if not storage.is_remote(src):
+        return src
+    name = src.rstrip("/").rsplit("/", 1)[-1]
+    dst = scfg.local_dir().parent / ".warm-start" / name
+    storage.download_file(storage.join(src, "optuna.db"), dst / "optuna.db")
+    return str(dst)
 
 
 EXPERIMENT = "experiment"  # ownership marker kind of an experiment folder (features.files.claim)
@@ -216,13 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as exc:
             raise MabeDataError(str(exc)) from None
         check_warm_start(scfg)
-        if scfg.data and not (Path(scfg.data) / "train.csv").is_file():
+        if scfg.data and not storage.is_remote(scfg.data) and not (Path(scfg.data) / "train.csv").is_file():
             raise MabeDataError(f"--data {scfg.data}: no train.csv there (not a Kaggle-layout folder)")
         with experiment_lock(scfg):
             check_experiment(scfg)
-            print("search:", json.dumps({k: v for k, v in asdict(scfg).items()}, default=str))
+            print("search:", json.dumps(scfg.public(), default=str))
             print("space:\n" + space_mod.describe(scfg.search_space()))
-            prepare_search_data(scfg, base)
+            base = prepare_search_data(scfg, base)   # bad input stops here (exit 2), before Ray starts
             init_ray(scfg.address)
             try:
                 summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
@@ -230,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"python -m tune.search: {exc}", file=sys.stderr)
                 return 130  # the shell's code for Ctrl-C
         print(summary["report"])
+        if summary["data_errors"]:   # every trial failed on bad input: say it in one line, exit 2
+            raise MabeDataError(summary["data_errors"][0])
         print(f"\nnext: python -m ensemble.build --experiment {scfg.experiment_path()}")
     return 0
 

@@ -5,13 +5,17 @@ only. Printed at start and saved as `search.json` (which `python -m tune.results
 """
 from __future__ import annotations
 
+import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from features.storage import mask_url
 from tune import space as space_mod
 from tune.config import help_field as _h
 from tune.keys import DEFAULT_GPU_HOUR_COST
+
+OPTUNA_ENV = "OPTUNA_STORAGE"   # the Optuna database URL from the environment (keeps a password off the CLI)
 
 
 @dataclass
@@ -40,8 +44,9 @@ class SearchConfig:
     seed: int = _h(0, "TPE sampler seed")
     gpu_hour_cost: float = _h(DEFAULT_GPU_HOUR_COST, "USD per GPU-hour for the cost column (the seed's Modal "
                                                      "H100: $8.40 for 1.4 h)")
-    optuna_storage: str = _h("", "Optuna database URL (\"\" = sqlite:///<experiment>/optuna.db; a cluster: "
-                                 "postgresql://...)")
+    optuna_storage: str = _h("", "Optuna database URL (\"\" = $OPTUNA_STORAGE, else sqlite:///<experiment>/"
+                                 "optuna.db, uploaded to a remote --storage after every trial); the password "
+                                 "is better given by $OPTUNA_STORAGE or $PGPASSWORD: URLs are printed masked")
     warm_start: str = _h("", "previous experiment folder or Optuna URL: seed TPE with its trials "
                              "(early-stopped ones as pruned)")
     address: str = _h("", "Ray cluster address (\"\" = $RAY_ADDRESS, else a private local Ray)")
@@ -109,8 +114,19 @@ class SearchConfig:
             return str(Path(tempfile.gettempdir()) / "mabe-tune" / self.name)
         return str(self.local_dir() / "runs")
 
+    def optuna_url_given(self) -> str:
+        """--optuna-storage, else $OPTUNA_STORAGE, else "" (the study is the experiment's optuna.db)."""
+        return self.optuna_storage or os.environ.get(OPTUNA_ENV, "")
+
     def optuna_url(self) -> str:
-        return self.optuna_storage or f"sqlite:///{self.local_dir() / 'optuna.db'}"
+        return self.optuna_url_given() or f"sqlite:///{self.local_dir() / 'optuna.db'}"
+
+    def public(self) -> dict:
+        """The fields as a dict for prints and search.json: database URLs with their password masked."""
+        d = asdict(self)
+        d["optuna_storage"] = mask_url(self.optuna_storage)
+        d["warm_start"] = mask_url(self.warm_start)
+        return d
 
     def gpus_per_worker(self) -> float:
         return self.gpus_per_trial / self.workers_per_trial
