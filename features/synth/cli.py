@@ -34,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="test videos (test.csv, test_tracking/, test_solution.csv)")
     p.add_argument("--fps-quirk", action="store_true", default=_DEFAULTS["fps_quirk"],
                    help="reproduce the real 25-fps AdaptableSnail label/tracking frame-axis defect "
-                        "(written label frames = true x 25/30; the known fix multiplies by 30/25)")
+                        "(written label frames = round(true x 30/25), the 30-fps label axis; "
+                        "features.quirks maps them back)")
     return p.parse_args(argv)
 
 

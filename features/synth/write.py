@@ -212,8 +212,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
-    The same arguments always write the same data. fps_quirk: see `make_video` (off by default: it makes the
-    25-fps AdaptableSnail labels lag the pose, as in the real data).
+    The same arguments always write the same data. fps_quirk: see `make_video` (off by default: it puts the
+    25-fps AdaptableSnail labels on a 30-fps frame axis, as in the real data; features.quirks undoes it).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
