@@ -23,7 +23,8 @@ from features.pipeline import FeatureSettings
 from features.quirks import KNOWN_BAD_LABELS
 
 
-_SETTINGS = ["feature_set", "motion_points", "target_fps", "max_gap_s"]  # FeatureSettings fields with a flag
+# FeatureSettings fields with a flag
+_SETTINGS = ["feature_set", "motion_points", "target_fps", "max_gap_s", "fix_label_fps"]
 
 
 def _fps(value: str):

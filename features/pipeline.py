@@ -117,6 +117,10 @@ class FeatureSettings:
         "motion set only: 'raw' = the lab's own points sorted by name, padded to 18 slots (the seed's exact "
         "4 x 18 -> 288 layout), or 'canonical' = the 9 canonical points + slot/is_self flags")})
     clip: float = field(default=10.0, metadata={"help": "after scaling, values are clipped to [-clip, clip]"})
+    fix_label_fps: bool = field(default=True, metadata={"help": (
+        "map the labels of videos annotated on another frame axis (features/quirks.py: the 25-fps "
+        "AdaptableSnail videos labelled at 30 fps) onto the tracking axis, and predictions back; off = the "
+        "labels as written (the pre-issue-14 behaviour, for comparisons)")})
 
     def __post_init__(self):
         if self.feature_set not in ("pair", "motion"):
@@ -136,6 +140,7 @@ class FeatureSettings:
         if not self.clip > 0:
             raise ValueError("clip must be > 0")
         self.clip = float(self.clip)
+        self.fix_label_fps = bool(self.fix_label_fps)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,9 +195,18 @@ class VideoFeatures:
     )  # overlap_frames, overlap_pairs, dropped_events, clipped_frames, label_events, unlisted_pairs,
     #    untracked_pairs, untracked_mice (list), remapped_events (fps quirk)
 
+    label_fps: float | None = None  # the lab's label axis where labels were mapped from it (fix_label_fps)
+
     @property
     def n_frames(self) -> int:
         return self.x.shape[1]
+
+    def to_label_axis(self, events: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Intervals [(start, stop, cls)] in the video's own (tracking) frames -> the frame numbers its labels
+        and the metric's solution use (features.quirks; unchanged for almost every video)."""
+        if self.label_fps is None or self.label_fps == self.fps:
+            return list(events)
+        return quirks.events_to_label_axis(events, self.lab_id, self.fps)
 
     def to_original(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
         """Time on `axis` from resampled frames (T') to the video's own frames (n_frames_orig), exactly:
@@ -389,16 +403,17 @@ def _allowed(pairs, beh, strict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frame_labels(annotations: pd.DataFrame, pairs, allowed, n_orig: int, plan: ResamplePlan,
-                  counts: dict, lab: str = "") -> np.ndarray:
+                  counts: dict, lab: str | None = None) -> np.ndarray:
     """int8 [P, T'] labels of the whitelisted annotated events (overlap policy: module docstring), their
     frames first mapped onto the tracking axis (features.quirks); updates `counts` (dropped, clipped,
-    overlapping, remapped)."""
+    overlapping, remapped). lab None: frame numbers taken as written."""
     row = {pr: i for i, pr in enumerate(pairs)}
     labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
     by_pair: dict[tuple[int, int], list] = {}
-    starts = quirks.label_to_tracking(annotations["start_frame"].to_numpy(), lab, plan.fps)
-    stops = quirks.label_to_tracking(annotations["stop_frame"].to_numpy(), lab, plan.fps)
-    if quirks.label_fps(lab, plan.fps) != plan.fps:
+    starts, stops = annotations["start_frame"].to_numpy(), annotations["stop_frame"].to_numpy()
+    if lab is not None and quirks.label_fps(lab, plan.fps) != plan.fps:
+        starts = quirks.label_to_tracking(starts, lab, plan.fps)
+        stops = quirks.label_to_tracking(stops, lab, plan.fps)
         counts["remapped_events"] += len(annotations)
     for ag, tg, act, s, e in zip(
         annotations["agent_id"],
@@ -468,7 +483,8 @@ def video_features(
     }
     labels = None
     if annotations is not None:
-        labels = _frame_labels(annotations, pairs, allowed, n_orig, plan, counts, lab)
+        labels = _frame_labels(annotations, pairs, allowed, n_orig, plan, counts,
+                               lab if settings.fix_label_fps else None)
     return VideoFeatures(
         video_id=video,
         lab_id=lab,
@@ -481,6 +497,7 @@ def video_features(
         fps=fps,
         plan=plan,
         counts=counts,
+        label_fps=quirks.label_fps(lab, fps) if settings.fix_label_fps else None,
     )
 
 

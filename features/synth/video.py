@@ -62,7 +62,7 @@ def _positive_frames(events, pairs: list[tuple[int, int]], n_frames: int) -> int
 
 
 def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Generator,
-               idle: tuple[float, float] = (1.5, 5.0), fps_quirk: bool = False) -> VideoResult:
+               idle: tuple[float, float] = (1.5, 5.0), fps_quirk: bool = True) -> VideoResult:
     """Simulate, render, degrade and annotate one video of a metadata row (its lab, fps, parts, whitelist).
 
     fps_quirk: reproduce the real 25-fps AdaptableSnail defect (tracked at 25 fps, labels on a 30-fps frame
