@@ -194,7 +194,6 @@ class VideoFeatures:
         default_factory=dict
     )  # overlap_frames, overlap_pairs, dropped_events, clipped_frames, label_events, unlisted_pairs,
     #    untracked_pairs, untracked_mice (list), remapped_events (fps quirk)
-
     label_fps: float | None = None  # the lab's label axis where labels were mapped from it (fix_label_fps)
 
     @property
