@@ -47,6 +47,7 @@ import numpy as np
 from ensemble.experiment import Candidate, discover
 from ensemble.infer import InferSettings, oof_probs
 from features import files
+from features.cli import ArgumentParser, check_range
 from features.errors import MabeDataError, cli_guard
 from models.checkpoint import FILES as CKPT_FILES, copy_checkpoint
 
@@ -243,10 +244,17 @@ def build(
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json)."""
+    """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json).
+    `out` must be new, empty or an ensemble folder this function wrote (marker `.mabe-tune.json`, or an
+    older one with ensemble.json), and contain none of the inputs (MabeDataError otherwise); the folder's lock
+    is held while it is written (a second build of the same folder says it waits)."""
     from features.cache import FeatureCache
 
     t0 = time.perf_counter()
+    out = Path(out)
+    for src in inputs:
+        files.check_not_inside(out, src, data_flag="input")
+    files.check_replaceable(out, KIND, legacy=_is_old_ensemble, force_flag=None)
     settings = settings or InferSettings()
     cands = discover(inputs)
     if not cands:
@@ -259,32 +267,42 @@ def build(
     log(format_table(cands, chosen))
 
     cache = FeatureCache(cache_path or _default_cache(chosen))
-    out = Path(out)
-    # assembled beside `out` and swapped in at the end, under a lock: a kill or a failure leaves the previous
-    # ensemble (or none), never members of one with the thresholds of another
-    with files.staged_dir(out, lambda p: (p / "ensemble.json").is_file()) as tmp:
-        if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
-            shutil.copytree(out / "oof", tmp / "oof")
-        (tmp / "members").mkdir()
-        per_member = oof_members(chosen, cache, settings, tmp, progress)
-        cfg, oof = score_oof(cache, per_member, tune_post, log)
-        summary = {
-            "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
-            "strategy": strategy,
-            "top_k": top_k,
-            "infer": settings.to_dict(),
-            "cache": str(cache.path),
-            "cache_fingerprint": cache.meta.get("fingerprint"),
-            "oof": oof,
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        files.write_json(tmp / "thresholds.json", cfg.to_dict())
-        files.write_json(tmp / "ensemble.json", summary)
+    with files.waiting_lock(out, f"another ensemble.build of {out}"):
+        files.check_replaceable(out, KIND, legacy=_is_old_ensemble, force_flag=None)  # again, under the lock
+        # assembled beside `out` and swapped in at the end, under the lock: a kill or a failure leaves the
+        # previous ensemble (or none), never members of one with the thresholds of another
+        with files.staged_dir(out, lambda p: (p / "ensemble.json").is_file(), locked=True) as tmp:
+            files.claim(tmp, KIND)
+            if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
+                shutil.copytree(out / "oof", tmp / "oof")
+            (tmp / "members").mkdir()
+            per_member = oof_members(chosen, cache, settings, tmp, progress)
+            cfg, oof = score_oof(cache, per_member, tune_post, log)
+            summary = {
+                "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
+                "strategy": strategy,
+                "top_k": top_k,
+                "infer": settings.to_dict(),
+                "cache": str(cache.path),
+                "cache_fingerprint": cache.meta.get("fingerprint"),
+                "oof": oof,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            files.write_json(tmp / "thresholds.json", cfg.to_dict())
+            files.write_json(tmp / "ensemble.json", summary)
     return summary
 
 
+KIND = "ensemble"  # ownership marker kind (features.files.claim)
+
+
+def _is_old_ensemble(out: Path) -> bool:
+    """An ensemble folder written before ownership markers."""
+    return (out / "ensemble.json").is_file() or ((out / "members").is_dir() and (out / "oof").is_dir())
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m ensemble.build",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Rank the checkpoints of a search / run folder, pick the top K, compute out-of-fold "
@@ -317,14 +335,16 @@ def parse_args(argv=None):
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_range(p, args, {"--top-k": 1, "--window": 1, "--stride": 1, "--trim": 0, "--threads": 0})
+    return args
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     inputs = ([args.experiment] if args.experiment else []) + list(args.checkpoints)
     if not inputs:
-        raise SystemExit("python -m ensemble.build: error: give --experiment PATH or --checkpoints DIR ...")
+        raise MabeDataError("give --experiment PATH or --checkpoints DIR ...")
     if args.threads:
         import torch
 
@@ -336,7 +356,7 @@ def main(argv=None) -> dict:
     try:
         settings = InferSettings(window=args.window, stride=args.stride, trim=args.trim, tta=args.tta)
     except ValueError as exc:
-        raise SystemExit(f"python -m ensemble.build: error: {exc}") from None
+        raise MabeDataError(str(exc)) from None
     out = args.out or str(Path("ensembles") / Path(inputs[0]).resolve().name)
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
     o = s["oof"]

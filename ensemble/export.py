@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -191,21 +192,27 @@ def export(
     title: str = "MABe Tune ensemble bundle",
     wheel: bool = True,
     log=print,
+    force: bool = False,
 ) -> dict:
     """Write the bundle `out` from an ensemble folder of `python -m ensemble.build`; returns the manifest.
-    The bundle is assembled in a staged folder swapped into place at the end (features.files.staged_dir)."""
+    The bundle is assembled in a staged folder swapped into place at the end (features.files.staged_dir),
+    under the lock of `out` for the whole export. `out` must be new, empty or a bundle (its manifest.json is
+    the marker: no extra file in a Kaggle bundle), else MabeDataError unless `force`; never the ensemble."""
     from ensemble.postprocess import PostprocessConfig
 
-    ens = Path(ensemble_dir)
+    ens, out = Path(ensemble_dir), Path(out)
+    files.check_not_inside(out, ens, data_flag="--ensemble")
+    files.check_replaceable(out, "bundle", force=force, legacy=_is_bundle)
     try:
         info = json.loads((ens / "ensemble.json").read_text())
         post = json.loads((ens / "thresholds.json").read_text())
     except (OSError, ValueError) as exc:
         raise MabeDataError(f"not an ensemble folder of python -m ensemble.build ({exc})", file=ens) from None
     PostprocessConfig.from_dict(post)  # refuse a broken config now, not on Kaggle
-    out = Path(out)
-    with files.staged_dir(out) as tmp:
-        manifest = write_bundle(tmp, ens, info, post, dataset_id, title, wheel)
+    with files.waiting_lock(out, f"another ensemble.export to {out}"):
+        files.check_replaceable(out, "bundle", force=force, legacy=_is_bundle)
+        with files.staged_dir(out, locked=True) as tmp:
+            manifest = write_bundle(tmp, ens, info, post, dataset_id, title, wheel)
     size = sum(p.stat().st_size for p in out.iterdir())
     log(
         f"[ensemble.export] {manifest['members']} members, {len(manifest['files']) + 1} files, "
@@ -217,8 +224,19 @@ def export(
     return manifest
 
 
+def _is_bundle(out: Path) -> bool:
+    """A bundle this module wrote: manifest.json with its format and checksums."""
+    try:
+        m = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "format" in m and isinstance(m.get("files"), dict)
+
+
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
+    from features.cli import ArgumentParser
+
+    p = ArgumentParser(
         prog="python -m ensemble.export",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write a flat, checksummed Kaggle dataset bundle from an ensemble "
@@ -238,8 +256,13 @@ def main(argv=None) -> dict:
         action="store_true",
         help="skip the project wheel (the notebook then needs it from elsewhere)",
     )
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is not a bundle this command wrote (never --ensemble)")
     args = p.parse_args(argv)
-    manifest = export(args.ensemble, args.out, args.dataset_id, args.title, wheel=not args.no_wheel)
+    if args.dataset_id and not re.fullmatch(r"[^/\s]+/[^/\s]+", args.dataset_id):
+        p.error(f"argument --dataset-id: {args.dataset_id!r} is not <kaggle user>/<slug>")
+    manifest = export(args.ensemble, args.out, args.dataset_id, args.title, wheel=not args.no_wheel,
+                      force=args.force)
     oof = manifest.get("oof", {})
     if oof:
         print(

@@ -19,7 +19,6 @@ Imports numpy, pandas, features and ensemble.submission only (runs in the offlin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -516,7 +515,9 @@ def _read_csv(path: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(
+    from features.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="python -m ensemble.metric",
         description="Score a MABe submission with the official metric (docs/mabe.md, Metric): "
                     "F-beta per action "
@@ -530,6 +531,8 @@ def main(argv: list[str] | None = None) -> float:
                         help="submission CSV (row_id, video_id, ... stop_frame)")
     parser.add_argument("--beta", type=float, default=1.0, help="F-beta's beta (competition: 1.0)")
     args = parser.parse_args(argv)
+    if not (args.beta > 0 and math.isfinite(args.beta)):
+        parser.error(f"argument --beta: must be > 0 (got {args.beta})")
     solution, submission = _read_csv(args.solution), _read_csv(args.submission)
     try:
         counts = interval_counts(solution, submission)

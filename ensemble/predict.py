@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -220,7 +221,9 @@ def predict(
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    from features.cli import ArgumentParser, check_range
+
+    p = ArgumentParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Offline prediction (no Ray/Optuna/Modal): verify the bundle's checksums, read test.csv "
@@ -240,13 +243,34 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of test.csv (a dry run)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_range(p, args, {"--limit": 1, "--threads": 0})
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        p.error(f"argument --device: {args.device!r}: use auto, cpu, cuda or cuda:N")
+    return args
+
+
+def check_paths(bundle: str, data: str, out: str) -> None:
+    """Cheap checks before any model is loaded: the bundle and test.csv exist, and --out is a file path
+    that overwrites neither the bundle nor the input data."""
+    b, d, o = Path(bundle), Path(data), Path(out)
+    if not b.is_dir():
+        raise MabeDataError(f"--bundle {bundle}: no such folder (write one with python -m ensemble.export)")
+    if not (d / "test.csv").is_file():
+        raise MabeDataError(f"--data {data}: no test.csv there (a Kaggle-layout folder is needed)",
+                            file=d / "test.csv")
+    if o.is_dir():
+        raise MabeDataError(f"--out {out} is a folder: give the submission CSV's file path")
+    if b.resolve() in o.resolve().parents or (o.exists() and o.resolve().parent == d.resolve()
+                                             and o.name in ("test.csv", "train.csv")):
+        raise MabeDataError(f"--out {out} would overwrite an input file (inside --bundle or --data)")
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    check_paths(args.bundle, args.data, args.out)  # user errors before torch is even imported
     import torch
 
-    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from features.cache import build_cache
-from features.cli import NONE, HelpFormatter, add_flags, given
+from features.cli import NONE, ArgumentParser, HelpFormatter, add_flags, check_range, given
 from features.errors import MabeDataError, cli_guard
 from features.pipeline import FeatureSettings
 from features.quirks import KNOWN_BAD_LABELS
@@ -46,7 +46,7 @@ def _video_ids(value: str) -> tuple[int, ...]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m features.build",
         description="Turn tracking + annotation parquet files into a memory-mappable feature cache: one "
         "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
@@ -90,7 +90,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(skipped videos are listed in meta.json 'skipped_videos')",
     )
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    return p.parse_args(argv)
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is not a feature cache this command wrote (never --data)")
+    args = p.parse_args(argv)
+    check_range(p, args, {"--workers": 1, "--folds": 1, "--limit": 1, "--max-gap-s": 0})
+    if args.target_fps is not None and args.target_fps is not NONE and not args.target_fps > 0:
+        p.error(f"argument --target-fps: must be > 0 or none (got {args.target_fps})")
+    return args
 
 
 def main(argv=None) -> dict:
@@ -114,6 +120,7 @@ def main(argv=None) -> dict:
         split=args.split,
         progress=not args.no_progress,
         limit=args.limit,
+        force=args.force,
         exclude_videos=args.exclude_videos,
         strict=args.strict,
     )

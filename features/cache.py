@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import MabeDataError
-from features.files import staged_dir
+from features.files import check_not_inside, check_replaceable, claim, staged_dir, waiting_lock
 from features.io import kaggle_paths, metadata_path, read_metadata
 from features.labels import NUM_CLASSES
 from features.pipeline import FEATURE_VERSION, FeatureSettings, load_video
@@ -50,6 +50,7 @@ from features.quirks import KNOWN_BAD_LABELS
 _BAD_VIDEO = (MabeDataError, OSError, ValueError, KeyError, IndexError)  # what skips a video (not strict)
 
 CACHE_FORMAT = 1
+KIND = "feature-cache"  # ownership marker kind (features.files.claim)
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -249,6 +250,7 @@ def build_cache(
     split: str = "train",
     progress: bool = True,
     limit: int | None = None,
+    force: bool = False,
     exclude_videos=None,
     strict: bool = False,
 ) -> dict:
@@ -259,11 +261,20 @@ def build_cache(
     skipped_videos [{video_id, reason}], excluded_videos.
     exclude_videos: video ids left out of a TRAINING cache (None: features.quirks.KNOWN_BAD_LABELS; ignored
     for split "test"). strict: a bad video aborts the build (MabeDataError) instead of being skipped.
+
+    `out` must be new, empty or a cache this function wrote (its `.mabe-tune.json` marker, or an older
+    cache's meta.json + index.parquet); anything else is refused (MabeDataError) unless `force`. An `out`
+    that is `data_root` or contains it is always refused. The whole build holds the lock on `out`: a second
+    build of the same cache says it waits, then finds it up to date.
     """
     settings = settings or FeatureSettings()
     data_root, out = Path(data_root), Path(out)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if n_folds < 1:
+        raise MabeDataError(f"--folds must be >= 1 (got {n_folds})")
+    check_not_inside(out, data_root)
+    check_replaceable(out, KIND, force=force, legacy=_is_old_cache)
     meta_csv = metadata_path(data_root, split)
     meta = read_metadata(meta_csv)
     videos = select_videos(meta, split)
@@ -285,6 +296,15 @@ def build_cache(
                 "video is listed in the metadata but has no tracking file", file=tr, video=int(vid)
             )
     fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
+    with waiting_lock(out, f"another build of {out}"):
+        check_replaceable(out, KIND, force=force, legacy=_is_old_cache)  # it may have changed while we waited
+        return _build_locked(out, fp, data_root, split, settings, videos, n_folds, seed, workers, progress,
+                             strict=strict, exclude=exclude, excluded=excluded)
+
+
+def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: FeatureSettings,
+                  videos: pd.DataFrame, n_folds: int, seed: int, workers: int, progress: bool, *,
+                  strict: bool = True, exclude: list = (), excluded: list = ()) -> dict:
     if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
         try:
             old = json.loads((out / "meta.json").read_text())
@@ -296,11 +316,12 @@ def build_cache(
             return summary
 
     t0 = time.perf_counter()
-    with staged_dir(out, is_complete=_is_complete) as tmp:
+    with staged_dir(out, is_complete=_is_complete, locked=True) as tmp:
+        claim(tmp, KIND)
         (tmp / "videos").mkdir()
         summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0,
                               strict)
-        summary.update(out=str(out), fingerprint=fp, excluded_videos=excluded)
+        summary.update(out=str(out), fingerprint=fp, excluded_videos=list(excluded))
         meta_out = {
             "format": CACHE_FORMAT,
             "feature_version": FEATURE_VERSION,
@@ -314,8 +335,8 @@ def build_cache(
             "fingerprint": fp,
             "summary": summary,
             "skipped_videos": summary["skipped_videos"],
-            "exclude_videos": exclude,
-            "excluded_videos": excluded,
+            "exclude_videos": list(exclude),
+            "excluded_videos": list(excluded),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "meta.json").write_text(json.dumps(meta_out, indent=1))
@@ -324,6 +345,17 @@ def build_cache(
 
 def _is_complete(out: Path) -> bool:
     return (out / "meta.json").is_file() and (out / "index.parquet").is_file()
+
+
+def _is_old_cache(out: Path) -> bool:
+    """A cache built before ownership markers: meta.json with a fingerprint, index.parquet, videos/ only."""
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    return isinstance(meta, dict) and "fingerprint" in meta and names <= {"meta.json", "index.parquet",
+                                                                           "videos"}
 
 
 def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSettings, videos: pd.DataFrame,

@@ -12,6 +12,8 @@ source.
 `types={name: converter}` overrides a field's converter (e.g. one that reads "none" for an optional field: it
 returns `NONE`, which `given()` turns into an explicit None), `choices={name: (...)}` limits its values, and
 `HelpFormatter` shows argparse defaults except None (the derived flags already say their default).
+`ArgumentParser` is argparse's with one change: a usage error is ONE line on stderr (`prog: error: ...`,
+exit 2), like every other user error of this project (docs/contracts.md); `check_range` checks lower bounds.
 """
 from __future__ import annotations
 
@@ -30,6 +32,22 @@ class _ExplicitNone:
 
 
 NONE = _ExplicitNone()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse.ArgumentParser whose usage errors are one line (exit 2) instead of the usage block + line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def check_range(parser: argparse.ArgumentParser, args: argparse.Namespace, low: dict[str, float]) -> None:
+    """`parser.error` (one line, exit 2) for the first flag whose value is below its bound:
+    `low={"--workers": 1, "--max-gap-s": 0}` (values None = not given are skipped)."""
+    for flag, bound in low.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value is not NONE and value < bound:
+            parser.error(f"argument {flag}: must be >= {bound} (got {value})")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -9,7 +9,12 @@
   lock on `dst` so two writers of one folder take turns. `recover_dir(dst, is_complete)` puts a `.old` folder
   back when a kill hit between the two renames, and deletes stale temp folders (under the same lock: no pid
   guessing).
-- `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch).
+- `lock(path)`: a `filelock.FileLock` on `<parent>/.<name>.lock` (filelock comes with torch);
+  `waiting_lock(path, what)` takes it, printing one line first when another process holds it.
+- Ownership: `claim(folder, kind)` writes the marker `.mabe-tune.json` ({"kind", "version"}) into a folder a
+  command made; `check_replaceable(folder, kind)` raises MabeDataError (one line: the folder and what is in
+  it) unless the folder carries that marker, is empty, or does not exist (`force=True` skips it);
+  `check_not_inside(out, data)` refuses an output folder equal to or containing an input folder.
 - `sha256_file(path)`: the hex sha256 of a file, read in chunks (bundle manifests, checkpoint identity).
 
 Names: temp files and folders are `.<name>.tmp-<pid>-<n>`, old folders `.<name>.old-<pid>-<n>`, both hidden.
@@ -22,11 +27,17 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+from features.errors import MabeDataError
+
+MARKER = ".mabe-tune.json"  # ownership marker: {"kind": ..., "version": MARKER_VERSION}
+MARKER_VERSION = 1
 
 
 def _unique(p: Path, kind: str) -> Path:
@@ -90,6 +101,21 @@ def lock(path, timeout: float = -1) -> FileLock:
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=timeout)
 
 
+@contextlib.contextmanager
+def waiting_lock(path, what: str = "another process") -> Iterator[FileLock]:
+    """Hold `lock(path)`; when another process holds it, say so on stderr (one line) and wait for it."""
+    lk = lock(path)
+    try:
+        lk.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting: {what} holds {lk.lock_file} ...", file=sys.stderr, flush=True)
+        lk.acquire()
+    try:
+        yield lk
+    finally:
+        lk.release()
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for name in files:
@@ -136,8 +162,10 @@ def recover_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locke
 
 
 @contextlib.contextmanager
-def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir) -> Iterator[Path]:
+def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir, *, locked: bool = False
+               ) -> Iterator[Path]:
     """Yield an empty temp folder beside `dst`; on a clean exit it replaces `dst` atomically and durably.
+    `locked=True`: the caller already holds `lock(dst)` (e.g. for a whole build).
 
     A write that fails (read-only folder, disk full, file-size limit: any OSError in the block or the swap)
     leaves `dst` as it was and is raised as one `MabeDataError` naming `dst` (a CLI prints one line, exit 2).
@@ -147,7 +175,7 @@ def staged_dir(dst, is_complete: Callable[[Path], bool] = Path.is_dir) -> Iterat
     dst = Path(dst)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with lock(dst):
+        with contextlib.nullcontext() if locked else lock(dst):
             recover_dir(dst, is_complete, locked=True)
             tmp = _unique(dst, "tmp")
             tmp.mkdir()
@@ -168,6 +196,66 @@ def _describe(exc: OSError) -> str:
     if exc.errno is None and "requested and" in text:
         text += " (short write: disk full or file-size limit)"
     return text
+
+
+# ------------------------------------------------------------------------------------------------ ownership
+def claim(folder, kind: str) -> Path:
+    """Mark `folder` (made by a command of this project) as its `kind` of output; returns the marker path."""
+    return write_json(Path(folder) / MARKER, {"kind": kind, "version": MARKER_VERSION})
+
+
+def owner(folder) -> str | None:
+    """The kind in `folder`'s marker, or None (no marker or an unreadable one)."""
+    try:
+        d = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return d.get("kind") if isinstance(d, dict) and isinstance(d.get("kind"), str) else None
+
+
+def _listing(folder: Path, n: int = 4) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:n]) + (f", ... ({len(names)} entries)" if len(names) > n else "")
+    return shown
+
+
+def _ours(folder: Path) -> bool:
+    """Only our own hidden leftovers (lock files, temp/old folders, the marker) in `folder`."""
+    return all(p.name.startswith(".") and (p.name == MARKER or ".lock" in p.name or ".tmp-" in p.name
+                                           or ".old-" in p.name) for p in folder.iterdir())
+
+
+def check_replaceable(folder, kind: str, *, force: bool = False, flag: str = "--out",
+                      legacy: Callable[[Path], bool] | None = None,
+                      force_flag: str | None = "--force") -> None:
+    """Raise MabeDataError unless `folder` may be replaced by a `kind` writer: it does not exist, is empty
+    (our own lock/temp files aside), or carries a `kind` marker (or `legacy(folder)` recognises an output of
+    ours from before markers). `force=True` allows any folder (never a file); `force_flag` is named in the
+    message (None: the command has no such flag)."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise MabeDataError(f"{flag} {folder} is a file, not a folder: choose a folder path")
+    if force or _ours(folder):
+        return
+    found = owner(folder)
+    if found == kind or (found is None and legacy is not None and legacy(folder)):
+        return
+    what = f"a {found} folder ({MARKER})" if found else f"files it did not write: {_listing(folder)}"
+    hint = f"; pass {force_flag} to replace it anyway" if force_flag else ""
+    article = "an" if kind[:1] in "aeiou" else "a"
+    raise MabeDataError(f"{flag} {folder} holds {what}; refusing to write {article} {kind} there: choose a "
+                        f"new or empty folder{hint}")
+
+
+def check_not_inside(out, data, *, out_flag: str = "--out", data_flag: str = "--data") -> None:
+    """Refuse an output folder that is an input folder or contains it (replacing it deletes the input)."""
+    o, d = Path(out).resolve(), Path(data).resolve()
+    if o == d or o in d.parents:
+        rel = "is" if o == d else "contains"
+        raise MabeDataError(f"{out_flag} {out} {rel} {data_flag} {data}: writing there would delete the "
+                            f"input; choose another {out_flag}")
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

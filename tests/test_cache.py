@@ -327,3 +327,43 @@ def test_overlap_policy_shorter_wins_and_count(events):
         shortest = min(length for length, _ in covering)
         assert labels[f] == max(c for length, c in covering if length == shortest)
     assert n_over == sum(len({c for s, e, c in events if s <= f < e}) > 1 for f in range(40))
+
+
+def test_second_build_of_one_cache_says_it_waits_then_finds_it_built(dataset, tmp_path):
+    """A build holds the cache folder's lock for its whole run: a second build (a real process) prints one
+    line that it waits, and once the first is done finds the cache up to date (no race on the rename)."""
+    import subprocess
+    import sys
+
+    root, _ = dataset
+    out = tmp_path / "cache"
+    repo = Path(__file__).resolve().parents[1]
+    build_cache(root, out, progress=False)
+    holder = subprocess.Popen(  # stands in for a build still running: holds the lock until told to stop
+        [sys.executable, "-c", f"import sys; from features.files import lock\nwith lock({str(out)!r}):\n"
+         " print('built', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo)
+    assert holder.stdout.readline().strip() == "built"
+    second = subprocess.Popen([sys.executable, "-m", "features.build", "--data", str(root), "--out", str(out),
+                               "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=repo)
+    line = second.stderr.readline()
+    assert line.startswith("waiting: another build of") and str(out) in line
+    holder.communicate("go\n")
+    text, err = second.communicate()
+    assert second.returncode == 0 and holder.returncode == 0, err
+    assert "is up to date" in text and "Traceback" not in err
+
+
+def test_out_not_ours_is_refused_and_kept(dataset, tmp_path):
+    root, _ = dataset
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my only copy")
+    with pytest.raises(MabeDataError, match=r"--out .*mine holds files it did not write: notes.txt"):
+        build_cache(root, out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    with pytest.raises(MabeDataError, match="is --data"):
+        build_cache(root, root, progress=False, force=True)
+    build_cache(root, out, progress=False, force=True)  # --force: the user asked for it
+    assert not (out / "notes.txt").exists() and FeatureCache(out).video_ids

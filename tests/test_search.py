@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from helpers import kill_under
+
+from features.errors import MabeDataError
 from tune import keys, optuna_ext, search
 from tune import space as sp
 
@@ -208,7 +210,7 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     rows2, _ = _study_trials(tmp_path / "exp" / "trivial-warm" / "optuna.db", "trivial-warm")
     assert len(rows2) == 4 + 2   # 4 added from the old study, then V6 and one TPE trial
     # an existing experiment is never silently overwritten
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(MabeDataError, match="--resume"):
         search.run_search(scfg2, _make_trivial(), base)
 
 
@@ -331,7 +333,7 @@ def test_kill_and_resume(tiny_data, tmp_path):
 
 def test_resume_without_experiment_is_an_error(tmp_path):
     scfg = _scfg(tmp_path, "nothing-here", resume=True)
-    with pytest.raises(SystemExit, match="no experiment to resume"):
+    with pytest.raises(MabeDataError, match="no experiment to resume"):
         search.run_search(scfg, _make_trivial(), {"optim": {"epochs": 1}})
 
 

@@ -278,6 +278,29 @@ def parse_set_args(items: list[str] | None) -> dict:
     return out
 
 
+def _read_config_file(p: Path):
+    """The parsed YAML/JSON file; a read or syntax error becomes one ValueError line naming the file."""
+    try:
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                return yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ValueError(f"config file {p}: not valid YAML{where}: {problem}") from None
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"config file {p}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config file {p}: cannot be read ({exc.__class__.__name__}: "
+                         f"{getattr(exc, 'strerror', None) or exc})") from None
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> TrainConfig:
     """Defaults < file (YAML/JSON, nested sections) < overrides (dotted keys)."""
     base = TrainConfig().to_dict()
@@ -285,13 +308,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"config file {p} does not exist")
-        text = p.read_text()
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            loaded = yaml.safe_load(text) or {}
-        else:
-            loaded = json.loads(text)
+        loaded = _read_config_file(p)
         _check(isinstance(loaded, dict), f"{p}: top level must be a mapping of sections")
         flat = {}
         for section, body in loaded.items():

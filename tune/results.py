@@ -13,7 +13,6 @@ Plots: optimization_history.png, parallel_coordinates.png, per_action_f1.png (be
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -24,6 +23,7 @@ import pandas as pd
 
 from ensemble.experiment import best_checkpoint
 from features import files
+from features.errors import MabeDataError
 from tune.keys import BEST_CKPT, OBJECTIVE, SCORE
 from tune.search_config import SearchConfig
 
@@ -269,16 +269,28 @@ def _upload(local: Path, remote: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tune.results", description="Rewrite results.csv and plots "
+    from features.cli import ArgumentParser, check_range
+
+    p = ArgumentParser(prog="python -m tune.results", description="Rewrite results.csv and plots "
                                 "of a finished (or interrupted) search from its experiment folder.")
     p.add_argument("--experiment", required=True, help="experiment folder (<storage>/<name>)")
     p.add_argument("--gpu-hour-cost", type=float, default=None,
                    help="USD per GPU-hour (default: the search's)")
     a = p.parse_args(argv)
+    check_range(p, a, {"--gpu-hour-cost": 0})
+    exp = Path(a.experiment).resolve()
+    if not exp.is_dir():
+        raise MabeDataError(f"--experiment {a.experiment}: no such folder")
+    if not list(exp.glob("experiment_state-*.json")):
+        raise MabeDataError(f"--experiment {a.experiment}: not a tune.search experiment folder (no "
+                            f"experiment_state-*.json: give <storage>/<name>)")
+    try:
+        sj = exp / "search.json"
+        saved = json.loads(sj.read_text())["search"] if sj.exists() else {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MabeDataError(f"unreadable search.json ({exc})", file=exp / "search.json") from None
     from ray.tune import ExperimentAnalysis, ResultGrid
 
-    exp = Path(a.experiment).resolve()
-    saved = json.loads((exp / "search.json").read_text())["search"] if (exp / "search.json").exists() else {}
     saved.update(storage=str(exp.parent), name=exp.name)
     if a.gpu_hour_cost is not None:
         saved["gpu_hour_cost"] = a.gpu_hour_cost
@@ -293,4 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from features.errors import cli_guard
+
+    with cli_guard("python -m tune.results"):
+        sys.exit(main())

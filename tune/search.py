@@ -34,9 +34,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
+
+from filelock import Timeout
 
 from features import cli, files
+from features.errors import MabeDataError
 from tune import results
 from tune import space as space_mod
 from tune.config import TrainConfig, load_config, parse_set_args
@@ -60,16 +65,27 @@ def base_config(scfg: SearchConfig, data_root: str, cache: str) -> TrainConfig:
 
 def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dict | None = None, *,
                checked: bool = False) -> dict:
+    """Run (or resume) the search under the experiment's lock; see `_run_search`."""
+    if checked:
+        return _run_search(scfg, trainable, base, checked=True)
+    with experiment_lock(scfg):
+        return _run_search(scfg, trainable, base)
+
+
+def _run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dict | None = None, *,
+                checked: bool = False) -> dict:
     """Run (or resume) the search and write its results; returns the summary dict (also `search.json`).
     `base`: the resolved TrainConfig dict every trial starts from (`base_config`); `checked`: the caller has
     already run `check_experiment` (main does, before data preparation)."""
     exp = scfg.experiment_path()
     local = scfg.local_dir()
-    local.mkdir(parents=True, exist_ok=True)
     base = base or {}
     t0 = time.time()
     if not checked:
         check_experiment(scfg)
+    local.mkdir(parents=True, exist_ok=True)
+    if files.owner(local) is None:
+        files.claim(local, EXPERIMENT)
     if scfg.resume:
         print(f"resuming {exp}")
         tuner = restore_tuner(scfg, trainable, base)
@@ -93,6 +109,9 @@ def run_search(scfg: SearchConfig, trainable: Callable = train_driver, base: dic
     return summary
 
 
+EXPERIMENT = "experiment"  # ownership marker kind of an experiment folder (features.files.claim)
+
+
 class Interrupted(Exception):
     """The search was stopped (Ctrl-C) before every trial finished; nothing was written as results."""
 
@@ -112,16 +131,43 @@ def unfinished_trials(grid, scfg: SearchConfig) -> int:
 
 
 def check_experiment(scfg: SearchConfig) -> None:
-    """A fresh search needs a new name (Ray would silently resume an old one); --resume needs an old one."""
+    """A fresh search needs a new name (Ray would silently resume an old one); --resume needs an old one;
+    a local folder of that name that is not an experiment of ours is never written into (MabeDataError)."""
     import ray.tune
 
     exists = ray.tune.Tuner.can_restore(scfg.experiment_path())
     if scfg.resume and not exists:
-        raise SystemExit(f"python -m tune.search: error: --resume: no experiment to resume at "
-                         f"{scfg.experiment_path()}")
+        raise MabeDataError(f"--resume: no experiment to resume at {scfg.experiment_path()} (check --name "
+                            f"{scfg.name} and --storage)")
     if exists and not scfg.resume:
-        raise SystemExit(f"python -m tune.search: error: experiment {scfg.experiment_path()} exists: add "
-                         "--resume, or pick a new --name")
+        raise MabeDataError(f"experiment {scfg.experiment_path()} exists: add --resume, or pick a new --name")
+    if not exists:
+        files.check_replaceable(scfg.local_dir(), EXPERIMENT, flag=f"--name {scfg.name}: folder",
+                                force_flag=None)
+
+
+def check_warm_start(scfg: SearchConfig) -> None:
+    """--warm-start: an Optuna URL, or an experiment folder with its optuna.db (checked before Ray starts)."""
+    src = scfg.warm_start
+    if src and "://" not in src and not (Path(src) / "optuna.db").is_file():
+        what = "has no optuna.db (not a tune.search experiment)" if Path(src).exists() else "does not exist"
+        raise MabeDataError(f"--warm-start {src} {what}; give a previous experiment folder or an Optuna URL")
+
+
+@contextmanager
+def experiment_lock(scfg: SearchConfig):
+    """One search per experiment name at a time: a second one stops with one line (MabeDataError)."""
+    lk = files.lock(scfg.local_dir())
+    try:
+        lk.acquire(timeout=0)
+    except Timeout:
+        raise MabeDataError(f"--name {scfg.name}: another tune.search is running experiment "
+                            f"{scfg.experiment_path()} (lock {lk.lock_file}); wait for it or pick a new "
+                            f"--name") from None
+    try:
+        yield
+    finally:
+        lk.release()
 
 
 
@@ -135,7 +181,7 @@ FLAGS = ["data", "cache", "name", "storage", "resume", "num_samples", "max_concu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m tune.search", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic "
                     "data, local Ray, a ~10 minute CPU search. Objective: val/best_score (validation "
@@ -164,22 +210,25 @@ def main(argv: list[str] | None = None) -> int:
     from features.errors import cli_guard
 
     with cli_guard("python -m tune.search"):
-        try:
+        try:  # every user error before minutes of data preparation and Ray start
             scfg = parse_args(argv)
-        except ValueError as exc:
-            print(f"python -m tune.search: error: {exc}", file=sys.stderr)
-            return 2
-        print("search:", json.dumps({k: v for k, v in asdict(scfg).items()}, default=str))
-        print("space:\n" + space_mod.describe(scfg.search_space()))
-        check_experiment(scfg)  # before minutes of data preparation and Ray start
-        base = base_config(scfg, *search_data_paths(scfg))
-        prepare_search_data(scfg, base)
-        init_ray(scfg.address)
-        try:
-            summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
-        except Interrupted as exc:
-            print(f"python -m tune.search: {exc}", file=sys.stderr)
-            return 130  # the shell's code for Ctrl-C
+            base = base_config(scfg, *search_data_paths(scfg))
+        except (ValueError, FileNotFoundError) as exc:
+            raise MabeDataError(str(exc)) from None
+        check_warm_start(scfg)
+        if scfg.data and not (Path(scfg.data) / "train.csv").is_file():
+            raise MabeDataError(f"--data {scfg.data}: no train.csv there (not a Kaggle-layout folder)")
+        with experiment_lock(scfg):
+            check_experiment(scfg)
+            print("search:", json.dumps({k: v for k, v in asdict(scfg).items()}, default=str))
+            print("space:\n" + space_mod.describe(scfg.search_space()))
+            prepare_search_data(scfg, base)
+            init_ray(scfg.address)
+            try:
+                summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+            except Interrupted as exc:
+                print(f"python -m tune.search: {exc}", file=sys.stderr)
+                return 130  # the shell's code for Ctrl-C
         print(summary["report"])
         print(f"\nnext: python -m ensemble.build --experiment {scfg.experiment_path()}")
     return 0

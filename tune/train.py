@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 
+from features.cli import ArgumentParser, check_range
 from features.errors import cli_guard
 from tune.config import config_help, load_config, parse_set_args
 from tune.losses import hard_targets, lr_lambda, masked_loss
@@ -32,7 +33,7 @@ __all__ = ["CLASS_NAMES", "SUMMARY_COLUMNS", "evaluate", "hard_targets", "lr_lam
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m tune.train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train one frame-level behaviour model on a feature cache (see the module docstring).",
         epilog=config_help())
@@ -46,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpu", action="store_true", help="with --workers: one GPU per worker (NCCL)")
     p.add_argument("--name", default=None, help="with --workers: Ray run name (same name = resume)")
     p.add_argument("--storage", default="runs/ray", help="with --workers: Ray storage_path")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_range(p, args, {"--workers": 0})
+    return args
 
 
 def main(argv=None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 
+from features.cli import ArgumentParser, check_range
 from features.errors import cli_guard
 from features.synth.meta import DEFAULT_LABS
 from features.synth.write import generate
@@ -12,7 +13,7 @@ _DEFAULTS = {k: p.default for k, p in inspect.signature(generate).parameters.ite
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m features.synth",
         description="Write a synthetic MABe dataset in the exact Kaggle layout (train.csv, test.csv, "
                     "train_tracking/, train_annotation/, test_tracking/, sample_submission.csv) plus "
@@ -37,7 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(written label frames = round(true x 30/25), the 30-fps label axis; "
                         "features/quirks.py maps them back); --no-fps-quirk: labels on the tracking axis, "
                         "as before issue 14 (build its cache with --no-fix-label-fps)")
-    return p.parse_args(argv)
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it holds Kaggle-layout files features.synth did not write")
+    args = p.parse_args(argv)
+    check_range(p, args, {"--videos": 1, "--test-videos": 0, "--frames": 100})
+    return args
 
 
 def format_summary(s: dict) -> str:
@@ -66,7 +71,8 @@ def main(argv=None) -> int:
     with cli_guard("python -m features.synth"):
         labs = [x.strip() for x in args.labs.split(",") if x.strip()]
         summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
-                           test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk)
+                           test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk,
+                           force=args.force)
         print(format_summary(summary))
     return 0
 

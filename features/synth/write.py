@@ -91,8 +91,8 @@ def _check_args(meta: pd.DataFrame, labs, n_videos: int, test_videos: int, n_fra
     labs = list(DEFAULT_LABS if labs is None else labs)
     bad = [lab for lab in labs if lab not in known]
     if bad or not labs:
-        raise MabeDataError(f"unknown or unannotated lab(s) {bad or labs}; choose from {', '.join(known)}",
-                            file=META_GZ)
+        raise MabeDataError(f"--labs: unknown or unannotated lab(s) {bad or labs}; choose from "
+                            f"{', '.join(known)}", file=META_GZ)
     if n_videos < 1 or test_videos < 0 or n_frames < 100:
         raise MabeDataError(f"need videos >= 1, test videos >= 0, frames >= 100 (got {n_videos}, "
                             f"{test_videos}, {n_frames})")
@@ -190,38 +190,43 @@ def _summary(out: Path, seed: int, stats: dict, t0: float) -> dict:
     }
 
 
-def _prepare(out: Path) -> None:
-    """Make out ready: refuse a folder with Kaggle files but no marker (real data?); in a folder we wrote
-    before, drop our parquet folders so no stale videos of an earlier run stay behind (a cache folder or
-    anything else in it is left alone)."""
-    if (out / MARKER).is_file():
-        (out / MARKER).unlink()
+def _prepare(out: Path, force: bool = False) -> None:
+    """Make out ready: refuse a file, and a folder with Kaggle files but no marker (real data?) unless
+    `force`; in a folder we wrote before (or a forced one), drop our parquet folders so no stale videos of an
+    earlier run stay behind (a cache folder or anything else in it is left alone)."""
+    if out.exists() and not out.is_dir():
+        raise MabeDataError(f"--out {out} is a file, not a folder: choose a folder path")
+    if (out / MARKER).is_file() or force:
+        (out / MARKER).unlink(missing_ok=True)
         for name in _OWN_DIRS:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
     elif any((out / n).exists() for n in ("train.csv", "test.csv") + _OWN_DIRS):
         raise MabeDataError(f"refusing to overwrite: the folder holds Kaggle-layout files but no {MARKER}, "
-                            f"so it was not written by features.synth (real data?); choose an empty --out",
+                            f"so it was not written by features.synth (real data?); choose an empty --out "
+                            f"(or pass --force)",
                             file=out)
     out.mkdir(parents=True, exist_ok=True)
 
 
 def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES,
              seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
-             test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = True) -> dict:
+             test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = True,
+             force: bool = False) -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
     The same arguments always write the same data. fps_quirk: see `make_video` (on by default, as in the real
     data: the 25-fps AdaptableSnail labels are written on a 30-fps frame axis, which the feature pipeline
     maps back, features/quirks.py; off = their labels on their own axis, the generator before issue 14, whose
-    caches need `features.build --no-fix-label-fps`).
+    caches need `features.build --no-fix-label-fps`). force: write into a folder with Kaggle-layout files
+    but no synth.json marker (otherwise refused).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
     meta = real_metadata()
     labs = _check_args(meta, labs, n_videos, test_videos, n_frames)
-    _prepare(out)
+    _prepare(out, force)
     plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed)
     stats = _write_videos(out, meta, plan, progress, fps_quirk)
     _write_tables(out, meta, stats)
