@@ -11,14 +11,16 @@ and `torch.load(weights_only=True)` weights; (3) test.csv is read and, per video
 its tracking parquet -> features (features.pipeline.video_features, the function the training cache used, once
 per distinct feature setting) -> sliding-window probabilities averaged over the members (and the mirrored
 input with TTA) -> the tuned post-processing (thresholds per (lab, action), fallback per action, smoothing,
-minimum duration) on the resampled frames -> intervals in the video's own frame numbers; (4) the rows are
-checked with ensemble.submission.validate and written atomically.
+minimum duration) on the resampled frames -> intervals in the video's own frame numbers, mapped onto the
+frame axis of the lab's labels where it differs (features.quirks: 25-fps AdaptableSnail videos are scored
+on a 30-fps axis); (4) the rows are checked with ensemble.submission.validate and written atomically.
 
 Bad-video policy: a video whose files are missing or malformed is SKIPPED with a one-line warning naming the
 file, the video and the problem, and the others are still predicted; the summary lists the skipped videos.
-The submission is never empty: if nothing at all is predicted, one harmless placeholder row is written (a
-zero-length interval of an action the video does not whitelist, which the metric ignores) and the exit
-status is 3 when every video failed.
+A whitelisted mouse without any tracked point drops only its own pairs (a warning names it); the video's
+other pairs are still predicted. The submission is never empty: if nothing at all is predicted, one
+harmless placeholder row is written (a zero-length interval of an action the video does not whitelist, which
+the metric ignores) and the exit status is 3 when every video failed.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Ensemble:
 
         first, total = None, None
         for fs, models in self.groups:
-            vf = video_features(meta_row, tracking, fs, source=source)
+            vf = video_features(meta_row, tracking, fs, source=source, untracked="drop")
             if first is None:
                 first = vf
             elif vf.pairs != first.pairs or vf.x.shape[1] != first.x.shape[1]:
@@ -179,8 +181,15 @@ def predict(
             if not path.is_file():
                 raise MabeDataError("tracking file of a test.csv video is missing", file=path, video=video)
             vf, probs = ens.video_probs(row, read_tracking(path, video), source=path)
+            if vf.counts.get("untracked_pairs"):
+                print(f"{PROG}: warning: video {video}: whitelisted mouse {vf.counts['untracked_mice']} has "
+                      f"no tracked point: its {vf.counts['untracked_pairs']} pair(s) are not predicted",
+                      file=sys.stderr)
             items.extend(
-                video_events(video, vf.pairs, probs, vf.allowed_raw, ens.post, vf.lab_id, vf.to_original)
+                (v, a, t, vf.to_label_axis(ev))
+                for v, a, t, ev in video_events(
+                    video, vf.pairs, probs, vf.allowed_raw, ens.post, vf.lab_id, vf.to_original
+                )
             )
             frames += vf.n_frames_orig
         except (MabeDataError, OSError, ValueError, KeyError, IndexError) as exc:

@@ -18,17 +18,31 @@ import sys
 
 from features.cache import build_cache
 from features.cli import NONE, ArgumentParser, HelpFormatter, add_flags, check_range, given
-from features.errors import cli_guard
+from features.errors import MabeDataError, cli_guard
 from features.pipeline import FeatureSettings
+from features.quirks import KNOWN_BAD_LABELS
 
 
-_SETTINGS = ["feature_set", "motion_points", "target_fps", "max_gap"]  # FeatureSettings fields with a flag
+# FeatureSettings fields with a flag
+_SETTINGS = ["feature_set", "motion_points", "target_fps", "max_gap_s", "fix_label_fps"]
 
 
 def _fps(value: str):
     if value.lower() in ("none", "native", "0"):
         return NONE
     return float(value)
+
+
+def _video_ids(value: str) -> tuple[int, ...]:
+    """'1,2,3' -> (1, 2, 3); 'none' or '' -> ()."""
+    if value.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated video ids or 'none', got {value!r}"
+        ) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,11 +75,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="which half of the layout to cache (test: no labels, fold -1)",
     )
     p.add_argument("--limit", type=int, default=None, help="only the first N videos (quick looks)")
+    p.add_argument(
+        "--exclude-videos",
+        type=_video_ids,
+        default=None,
+        help="training caches only: comma-separated video ids to leave out, or 'none' (default: "
+        f"{','.join(map(str, KNOWN_BAD_LABELS))}, known bad labels; features/quirks.py); "
+        "recorded in meta.json",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="abort on the first bad video (missing/corrupt file) instead of skipping it with a warning "
+        "(skipped videos are listed in meta.json 'skipped_videos')",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--force", action="store_true",
                    help="replace --out even if it is not a feature cache this command wrote (never --data)")
     args = p.parse_args(argv)
-    check_range(p, args, {"--workers": 1, "--folds": 1, "--limit": 1, "--max-gap": 0})
+    check_range(p, args, {"--workers": 1, "--folds": 1, "--limit": 1, "--max-gap-s": 0})
     if args.target_fps is not None and args.target_fps is not NONE and not args.target_fps > 0:
         p.error(f"argument --target-fps: must be > 0 or none (got {args.target_fps})")
     return args
@@ -73,6 +101,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.exclude_videos is not None and args.split != "train":
+        raise MabeDataError(
+            "--exclude-videos applies to training caches only (every test video is predicted)"
+        )
     settings = FeatureSettings(**given(args, FeatureSettings, _SETTINGS))
     print(
         f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
@@ -89,6 +121,8 @@ def main(argv=None) -> dict:
         progress=not args.no_progress,
         limit=args.limit,
         force=args.force,
+        exclude_videos=args.exclude_videos,
+        strict=args.strict,
     )
     if s["skipped"]:
         print(
@@ -103,6 +137,11 @@ def main(argv=None) -> dict:
             f"{s['dropped_events']} non-whitelisted events dropped; {s['seconds']:.1f} s, "
             f"{s['rows_per_s']:,.0f} pair-frames/s"
         )
+    if s.get("excluded_videos"):
+        print(f"excluded (--exclude-videos): {', '.join(map(str, s['excluded_videos']))}")
+    if s.get("skipped_videos"):
+        print(f"skipped {len(s['skipped_videos'])} bad video(s), listed in meta.json 'skipped_videos': "
+              f"{', '.join(str(v['video_id']) for v in s['skipped_videos'])} (--strict aborts instead)")
     if args.split == "train":
         print(f"next: python -m tune.train --set data.cache={args.out}")
     else:

@@ -5,7 +5,8 @@ Layout of a cache folder (docs/contracts.md):
     index.parquet          one row per (video, pair): video_id, lab_id, agent, target, pair, n_frames,
                            n_frames_orig, fps, fold, split, file, allowed list<bool>[38],
                            allowed_raw list<bool>[38]
-    meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary
+    meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary,
+                           skipped_videos [{video_id, reason}], exclude_videos, excluded_videos
     videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
 
@@ -17,6 +18,11 @@ seed, split, feature version, and the size + mtime of every input file) matches 
 nothing. Folds are grouped by video and stratified by lab: within each lab the videos are shuffled with the
 seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0.
 
+Bad videos: a video whose tracking or annotation file is missing, unreadable or malformed is skipped with a
+one-line warning and listed in meta.json `skipped_videos` with the reason; `strict=True` (`--strict`) aborts
+the build instead, as before. Training caches leave out `exclude_videos` (default
+features.quirks.KNOWN_BAD_LABELS: videos with known wrong labels), recorded in meta.json.
+
 CLI: `python -m features.build --help` (features/build.py).
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -39,6 +46,9 @@ from features.files import check_not_inside, check_replaceable, claim, staged_di
 from features.io import kaggle_paths, metadata_path, read_metadata
 from features.labels import NUM_CLASSES
 from features.pipeline import FEATURE_VERSION, FeatureSettings, load_video
+from features.quirks import KNOWN_BAD_LABELS
+
+_BAD_VIDEO = (MabeDataError, OSError, ValueError, KeyError, IndexError)  # what skips a video (not strict)
 
 CACHE_FORMAT = 1
 KIND = "feature-cache"  # ownership marker kind (features.files.claim)
@@ -203,10 +213,18 @@ def fingerprint(
     return h.hexdigest()[:20]
 
 
-def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir: str) -> dict:
-    """Worker: features of one video written to out_dir/videos; returns its index rows and counts."""
+def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir: str,
+               strict: bool = True) -> dict:
+    """Worker: features of one video written to out_dir/videos; returns its index rows and counts, or
+    (not strict) {"video_id", "skipped": one-line reason} for a bad video."""
     settings = FeatureSettings.from_dict(settings_d)
-    vf = load_video(data_root, split, row, settings)
+    try:
+        vf = load_video(data_root, split, row, settings)
+    except _BAD_VIDEO as exc:
+        if strict:
+            raise
+        reason = str(exc) if isinstance(exc, MabeDataError) else f"{type(exc).__name__}: {exc}"
+        return {"video_id": int(row["video_id"]), "skipped": " ".join(reason.split())}
     stem = f"videos/{vf.video_id}"
     x_path, y_path = Path(out_dir) / f"{stem}.x.npy", Path(out_dir) / f"{stem}.y.npy"
     labels = vf.labels if vf.labels is not None else np.zeros(vf.x.shape[:2], dtype=np.int8)
@@ -273,11 +291,16 @@ def build_cache(
     progress: bool = True,
     limit: int | None = None,
     force: bool = False,
+    exclude_videos=None,
+    strict: bool = False,
 ) -> dict:
     """Build (or find up to date) the feature cache of `data_root` in `out`; returns a summary dict.
 
     summary: skipped, videos, pairs, frames (cached pair-frames), frames_orig, overlap_frames, overlap_pairs,
-    dropped_events, clipped_frames, seconds, rows_per_s (pair-frames per second), out, fingerprint.
+    dropped_events, clipped_frames, seconds, rows_per_s (pair-frames per second), out, fingerprint,
+    skipped_videos [{video_id, reason}], excluded_videos.
+    exclude_videos: video ids left out of a TRAINING cache (None: features.quirks.KNOWN_BAD_LABELS; ignored
+    for split "test"). strict: a bad video aborts the build (MabeDataError) instead of being skipped.
 
     `out` must be new, empty or a cache this function wrote (its `.mabe-tune.json` marker, or an older
     cache's meta.json + index.parquet); anything else is refused (MabeDataError) unless `force`. An `out`
@@ -295,32 +318,39 @@ def build_cache(
     meta_csv = metadata_path(data_root, split)
     meta = read_metadata(meta_csv)
     videos = select_videos(meta, split)
+    exclude = sorted({int(v) for v in (KNOWN_BAD_LABELS if exclude_videos is None else exclude_videos)})
+    if split != "train":
+        exclude = []  # training-only: every test video is predicted
+    excluded = sorted(int(v) for v in videos["video_id"] if int(v) in set(exclude))
+    videos = videos[~videos["video_id"].isin(exclude)].reset_index(drop=True)
     if limit is not None:
         videos = videos.iloc[:limit]
     if len(videos) == 0:
         raise MabeDataError(
             f"no {split} video has a behaviors_labeled whitelist: nothing to cache", file=meta_csv
         )
-    for vid, lab in zip(videos["video_id"], videos["lab_id"]):  # fail before any work
+    for vid, lab in zip(videos["video_id"], videos["lab_id"]):  # strict: fail before any work
         tr, _ = kaggle_paths(data_root, split, lab, vid)
-        if not tr.is_file():
+        if strict and not tr.is_file():
             raise MabeDataError(
                 "video is listed in the metadata but has no tracking file", file=tr, video=int(vid)
             )
     fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
     with waiting_lock(out, f"another build of {out}"):
         check_replaceable(out, KIND, force=force, legacy=_is_old_cache)  # it may have changed while we waited
-        return _build_locked(out, fp, data_root, split, settings, videos, n_folds, seed, workers, progress)
+        return _build_locked(out, fp, data_root, split, settings, videos, n_folds, seed, workers, progress,
+                             strict=strict, exclude=exclude, excluded=excluded)
 
 
 def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: FeatureSettings,
-                  videos: pd.DataFrame, n_folds: int, seed: int, workers: int, progress: bool) -> dict:
+                  videos: pd.DataFrame, n_folds: int, seed: int, workers: int, progress: bool, *,
+                  strict: bool = True, exclude: list = (), excluded: list = ()) -> dict:
     if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
         try:
             old = json.loads((out / "meta.json").read_text())
         except ValueError:
             old = {}
-        if old.get("fingerprint") == fp:
+        if old.get("fingerprint") == fp and not (strict and old.get("skipped_videos")):
             summary = dict(old.get("summary", {}))
             summary.update(skipped=True, out=str(out), fingerprint=fp, seconds=0.0)
             return summary
@@ -329,8 +359,9 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
     with staged_dir(out, is_complete=_is_complete, locked=True) as tmp:
         claim(tmp, KIND)
         (tmp / "videos").mkdir()
-        summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0)
-        summary.update(out=str(out), fingerprint=fp)
+        summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0,
+                              strict)
+        summary.update(out=str(out), fingerprint=fp, excluded_videos=list(excluded))
         meta_out = {
             "format": CACHE_FORMAT,
             "feature_version": FEATURE_VERSION,
@@ -343,6 +374,9 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
             "data_root": str(data_root),
             "fingerprint": fp,
             "summary": summary,
+            "skipped_videos": summary["skipped_videos"],
+            "exclude_videos": list(exclude),
+            "excluded_videos": list(excluded),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "meta.json").write_text(json.dumps(meta_out, indent=1))
@@ -365,7 +399,8 @@ def _is_old_cache(out: Path) -> bool:
 
 
 def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSettings, videos: pd.DataFrame,
-                n_folds: int, seed: int, workers: int, progress: bool, t0: float) -> dict:
+                n_folds: int, seed: int, workers: int, progress: bool, t0: float,
+                strict: bool = True) -> dict:
     """Compute every video into tmp/videos and write tmp/index.parquet; returns the summary (no out/fp)."""
     folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
     columns = [c for c in videos.columns]
@@ -374,14 +409,14 @@ def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSetting
     bar = _bar(len(jobs), progress, f"features {split}")
     if workers <= 1:
         for job in jobs:
-            results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp)))
+            results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp), strict))
             bar.update(1)
     else:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futs = [
-                pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp))
+                pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp), strict)
                 for job in jobs
             ]
             for f in as_completed(futs):
@@ -389,6 +424,12 @@ def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSetting
                 bar.update(1)
     bar.close()
     results.sort(key=lambda r: r["video_id"])
+    skipped = [{"video_id": r["video_id"], "reason": r["skipped"]} for r in results if "skipped" in r]
+    for s in skipped:
+        print(f"features.build: warning: skipping video {s['video_id']}: {s['reason']}", file=sys.stderr)
+    results = [r for r in results if "skipped" not in r]
+    if not results:
+        raise MabeDataError(f"every one of the {len(skipped)} videos failed (first: {skipped[0]['reason']})")
     rows = [dict(r, fold=folds.get(r["video_id"], -1)) for res in results for r in res["rows"]]
     table = pa.Table.from_pylist(rows, schema=_INDEX_SCHEMA) if rows else _INDEX_SCHEMA.empty_table()
     pq.write_table(table, tmp / "index.parquet")
@@ -402,6 +443,8 @@ def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSetting
             "clipped_frames",
             "label_events",
             "unlisted_pairs",
+            "untracked_pairs",
+            "remapped_events",
         )
     }
     frames = int(sum(r["frames"] for r in results))
@@ -414,6 +457,7 @@ def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSetting
         **counts,
         "seconds": round(seconds, 3),
         "rows_per_s": round(frames / max(seconds, 1e-9), 1),
+        "skipped_videos": skipped,
     }
 
 

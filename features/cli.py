@@ -43,7 +43,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def check_range(parser: argparse.ArgumentParser, args: argparse.Namespace, low: dict[str, float]) -> None:
     """`parser.error` (one line, exit 2) for the first flag whose value is below its bound:
-    `low={"--workers": 1, "--max-gap": 0}` (values None = not given are skipped)."""
+    `low={"--workers": 1, "--max-gap-s": 0}` (values None = not given are skipped)."""
     for flag, bound in low.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None and value is not NONE and value < bound:

@@ -2,15 +2,22 @@
 
 `video_features` is the single function used by the cache build (features.build) and by offline predict,
 so training and inference see identical features. Steps: canonical skeleton with gap filling
-(features.skeleton) -> pixels to cm (pix_per_cm_approx) -> pair or motion features at the video's own fps
-(features.motion; speeds in cm/s) -> optional resampling to `target_fps` (features.resample) -> fixed
-per-feature scaling and clipping so every value is finite and O(1).
+(features.skeleton; gaps up to `max_gap_s` seconds interpolated) -> pixels to cm (pix_per_cm_approx) ->
+POSITIONS resampled to `target_fps` (features.resample.resample_positions: low-passed first when
+decimating, e.g. 120 -> 30 fps) -> pair or motion features at the target rate (features.motion; speeds in
+cm/s): velocities, accelerations and angles are computed after resampling, so tracker jitter at 120 fps is
+not differentiated at 120 fps, and no angle is ever interpolated (a heading going 179 -> -179 deg passes
+through 180, not 0) -> fixed per-feature scaling and clipping so every value is finite and O(1).
+
+Labels: annotation frame numbers are first mapped onto the tracking axis where the lab records them on
+another frame axis (features.quirks: the 25-fps AdaptableSnail videos labelled at 30 fps), then painted.
 
 Pairs: every ordered (agent, target) of the video's normalised whitelist (`behaviors`), self pairs as
 (a, a); only pairs with at least one whitelisted action. A whitelisted mouse that the metadata lists but
 that has no valid tracked point is bad input (MabeDataError). Exception, a real quirk: four 3-mouse
 AdaptableSnail videos whitelist a `mouse4` the metadata does not list and nobody tracked; pairs with such a
-mouse are dropped and counted (`counts["unlisted_pairs"]`).
+mouse are dropped and counted (`counts["unlisted_pairs"]`). With `untracked="drop"` (offline predict) a
+whitelisted mouse without any valid point drops only its own pairs, counted in `counts["untracked_pairs"]`.
 
 Overlap policy (labels): the metric allows one action per (pair, frame), but annotations sometimes overlap
 with different actions for the same pair. Where they do, the SHORTER interval wins on the overlap (it is
@@ -31,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features import motion
+from features import motion, quirks
 from features.errors import MabeDataError
 from features.io import (
     Tracking,
@@ -42,10 +49,19 @@ from features.io import (
     read_tracking,
 )
 from features.labels import CLASS_OF, NUM_CLASSES, events_to_frames
-from features.resample import ResamplePlan, make_plan, resample_linear, resample_nearest, to_original
+from features.resample import (
+    ResamplePlan,
+    make_plan,
+    resample_linear,
+    resample_nearest,
+    resample_positions,
+    to_original,
+)
 from features.skeleton import CANONICAL, C, fill_gaps, to_canonical
 
-FEATURE_VERSION = 1  # bump when the feature math changes: invalidates caches
+FEATURE_VERSION = 2  # bump when the feature math changes: invalidates caches
+# 2: positions resampled (low-passed when decimating) before kinematics; max_gap in seconds; labels of the
+#    25-fps AdaptableSnail videos mapped from their 30-fps axis (features.quirks)
 RAW_POINTS = 18  # point slots of the seed's motion layout (the most points any lab tracks)
 
 # Fixed divisors that bring each feature group to O(1) (applied after computing in physical units).
@@ -92,14 +108,19 @@ class FeatureSettings:
         "acceleration of all mice (4 mice x 18 points -> 288 values)")})
     target_fps: float | None = field(default=30.0, metadata={"help": (
         "resample every video to this frame rate ('none' keeps each video's own fps)")})
-    max_gap: int = field(default=10, metadata={"help": (
-        "missing runs up to this many (original) frames are linearly interpolated (longer: held)")})
+    max_gap_s: float = field(default=10 / 30, metadata={"help": (
+        "missing runs up to this many seconds (rounded to the video's own frames: 10 frames at 30 fps, 40 at "
+        "120, 3 at 10) are linearly interpolated (longer: held)")})
     max_mice: int = field(default=4, metadata={"help": (
         "mouse slots of the motion set (agent, target, others, zero padded)")})
     motion_points: str = field(default="raw", metadata={"help": (
         "motion set only: 'raw' = the lab's own points sorted by name, padded to 18 slots (the seed's exact "
         "4 x 18 -> 288 layout), or 'canonical' = the 9 canonical points + slot/is_self flags")})
     clip: float = field(default=10.0, metadata={"help": "after scaling, values are clipped to [-clip, clip]"})
+    fix_label_fps: bool = field(default=True, metadata={"help": (
+        "map the labels of videos annotated on another frame axis (features/quirks.py: the 25-fps "
+        "AdaptableSnail videos labelled at 30 fps) onto the tracking axis, and predictions back; off = the "
+        "labels as written (the pre-issue-14 behaviour, for comparisons)")})
 
     def __post_init__(self):
         if self.feature_set not in ("pair", "motion"):
@@ -108,9 +129,9 @@ class FeatureSettings:
             self.target_fps = float(self.target_fps)
             if not self.target_fps > 0:
                 raise ValueError(f"target_fps must be > 0 or None, got {self.target_fps}")
-        self.max_gap = int(self.max_gap)
-        if self.max_gap < 0:
-            raise ValueError("max_gap must be >= 0")
+        self.max_gap_s = float(self.max_gap_s)
+        if not self.max_gap_s >= 0:
+            raise ValueError(f"max_gap_s must be >= 0, got {self.max_gap_s}")
         if self.motion_points not in ("raw", "canonical"):
             raise ValueError(f"motion_points must be 'raw' or 'canonical', got {self.motion_points!r}")
         if not 1 <= int(self.max_mice) <= 8:
@@ -119,14 +140,24 @@ class FeatureSettings:
         if not self.clip > 0:
             raise ValueError("clip must be > 0")
         self.clip = float(self.clip)
+        self.fix_label_fps = bool(self.fix_label_fps)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSettings":
-        known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
+        """Settings from a dict; unknown keys ignored. Old caches/checkpoints (feature version 1) stored
+        `max_gap` in frames: it reads as seconds at 30 fps (10 frames -> 1/3 s)."""
+        d = dict(d or {})
+        if "max_gap" in d and "max_gap_s" not in d:
+            d["max_gap_s"] = int(d["max_gap"]) / 30.0
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    def gap_frames(self, fps: float) -> int:
+        """`max_gap_s` in frames of a video at `fps`, rounded half up (1/3 s: 10 at 30 fps, 40 at 120)."""
+        return int(np.floor(self.max_gap_s * float(fps) + 0.5 + 1e-9))
 
     def feature_names(self) -> list[str]:
         if self.feature_set == "pair":
@@ -161,11 +192,20 @@ class VideoFeatures:
     plan: ResamplePlan
     counts: dict = field(
         default_factory=dict
-    )  # overlap_frames, overlap_pairs, dropped_events, clipped_frames
+    )  # overlap_frames, overlap_pairs, dropped_events, clipped_frames, label_events, unlisted_pairs,
+    #    untracked_pairs, untracked_mice (list), remapped_events (fps quirk)
+    label_fps: float | None = None  # the lab's label axis where labels were mapped from it (fix_label_fps)
 
     @property
     def n_frames(self) -> int:
         return self.x.shape[1]
+
+    def to_label_axis(self, events: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Intervals [(start, stop, cls)] in the video's own (tracking) frames -> the frame numbers its labels
+        and the metric's solution use (features.quirks; unchanged for almost every video)."""
+        if self.label_fps is None or self.label_fps == self.fps:
+            return list(events)
+        return quirks.events_to_label_axis(events, self.lab_id, self.fps)
 
     def to_original(self, arr: np.ndarray, axis: int = 0) -> np.ndarray:
         """Time on `axis` from resampled frames (T') to the video's own frames (n_frames_orig), exactly:
@@ -243,12 +283,13 @@ def _check_row(meta_row, source) -> tuple[int, str, float, float]:
     return video, lab, fps, ppc
 
 
-def _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video):
+def _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video, untracked: str = "error"):
     """Drop pairs with a whitelisted mouse the metadata does not list and nobody tracked (a real quirk);
-    any other whitelisted mouse without a valid point is an error. Returns (pairs, beh, n dropped pairs)."""
+    any other whitelisted mouse without a valid point is an error, or with untracked="drop" drops its own
+    pairs. Returns (pairs, beh, n unlisted pairs dropped, [untracked mice], n untracked pairs dropped)."""
     needed = sorted({m for p in pairs for m in p})
     listed = _listed_mice(meta_row)
-    unlisted = set()
+    unlisted, untracked_mice = set(), set()
     for m in needed:
         if m not in mouse_pos or np.isnan(canon[:, mouse_pos[m], :, 0]).all():
             if listed is not None and m not in listed and m not in mouse_pos:
@@ -256,26 +297,33 @@ def _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video):
                     m
                 )  # real quirk: 3-mouse AdaptableSnail videos whitelist a mouse4 that does not exist
                 continue
+            if untracked == "drop":
+                untracked_mice.add(m)
+                continue
             raise MabeDataError(
                 f"mouse {m} is whitelisted but has no valid tracked point (all coordinates missing)",
                 file=source,
                 video=video,
             )
     n_unlisted_pairs = sum(1 for p in pairs if set(p) & unlisted)
-    if unlisted:
-        pairs = [p for p in pairs if not set(p) & unlisted]
-        beh = [b for b in beh if not {b[0], b[1]} & unlisted]
-    return pairs, beh, n_unlisted_pairs
+    n_untracked_pairs = sum(1 for p in pairs if set(p) & untracked_mice and not set(p) & unlisted)
+    gone = unlisted | untracked_mice
+    if gone:
+        pairs = [p for p in pairs if not set(p) & gone]
+        beh = [b for b in beh if not {b[0], b[1]} & gone]
+    return pairs, beh, n_unlisted_pairs, sorted(untracked_mice), n_untracked_pairs
 
 
-def _per_mouse_motion(tracking: Tracking, canon, cm, mouse_pos, fps, ppc, settings: FeatureSettings):
-    """Motion set: (features [T, 4 * width] of every mouse with a valid point, those mice, point width)."""
+def _per_mouse_motion(tracking: Tracking, canon, cm, mouse_pos, fps, ppc, plan: ResamplePlan,
+                      settings: FeatureSettings):
+    """Motion set: (features [T', 4 * width] of every mouse with a valid point, those mice, point width).
+    `cm`: canonical positions already resampled to the plan's rate; raw points are resampled here."""
     valid_mice = [m for m in tracking.mouse_ids if not np.isnan(canon[:, mouse_pos[m], :, 0]).all()]
     if settings.motion_points == "raw":
         # the lab's own points, gaps filled like the canonical ones, never-seen points at 0, 18 slots
         order = np.argsort(np.asarray(tracking.bodyparts))[:RAW_POINTS]  # sorted by name
-        raw = fill_gaps(tracking.xy[:, :, order], settings.max_gap) / np.float32(ppc)
-        raw = np.nan_to_num(raw, nan=0.0)
+        raw = fill_gaps(tracking.xy[:, :, order], settings.gap_frames(fps)) / np.float32(ppc)
+        raw = resample_positions(np.nan_to_num(raw, nan=0.0), plan)
         pad = RAW_POINTS - raw.shape[2]
         if pad > 0:
             raw = np.concatenate([raw, np.zeros(raw.shape[:2] + (pad, 2), dtype=raw.dtype)], axis=2)
@@ -283,15 +331,15 @@ def _per_mouse_motion(tracking: Tracking, canon, cm, mouse_pos, fps, ppc, settin
     else:
         src, width = cm, C
     per_mouse = {
-        m: motion.motion_features(src[:, [mouse_pos[m]]], fps) for m in valid_mice
-    }  # [T, 4 * width]
+        m: motion.motion_features(src[:, [mouse_pos[m]]], plan.target_fps) for m in valid_mice
+    }  # [T', 4 * width]
     return per_mouse, valid_mice, width
 
 
-def _motion_pair(a, t, per_mouse, valid_mice, width, n_orig, settings: FeatureSettings) -> np.ndarray:
+def _motion_pair(a, t, per_mouse, valid_mice, width, n_new, settings: FeatureSettings) -> np.ndarray:
     """Motion-set features of one pair: agent, target, other mice in their slots (zeros where empty)."""
     slots = _mouse_order(a, t, valid_mice, settings.max_mice)
-    zeros = np.zeros((n_orig, 4 * width))
+    zeros = np.zeros((n_new, 4 * width))
     blocks = [per_mouse[m] if m is not None else zeros for m in slots]
     # regroup so the layout is all coords, then all speeds, then all accels (as motion_feature_names)
     coords = [b[:, : 2 * width] for b in blocks]
@@ -300,33 +348,37 @@ def _motion_pair(a, t, per_mouse, valid_mice, width, n_orig, settings: FeatureSe
     extra = []
     if settings.motion_points == "canonical":
         present = np.array([m is not None for m in slots], dtype=np.float64)
-        extra = [np.broadcast_to(present, (n_orig, len(slots))), np.full((n_orig, 1), float(a == t))]
+        extra = [np.broadcast_to(present, (n_new, len(slots))), np.full((n_new, 1), float(a == t))]
     return np.concatenate(coords + speeds + accels + extra, axis=1)
 
 
 def _pair_matrix(pairs, tracking: Tracking, canon, missing, mouse_pos, fps, ppc, plan: ResamplePlan,
                  settings: FeatureSettings) -> np.ndarray:
-    """float32 [P, T', F]: every pair's features, resampled, scaled and clipped to [-clip, clip]."""
-    n_orig = tracking.n_frames
-    cm = canon / np.float32(ppc)
+    """float32 [P, T', F]: every pair's features from positions resampled to the plan's rate (kinematics at
+    that rate), scaled and clipped to [-clip, clip]."""
+    cm = resample_positions(canon / np.float32(ppc), plan)  # [T', M, C, 2], low-passed when decimating
+    miss = resample_linear(missing.astype(np.float32), plan)  # share of filled neighbours, 0..1
     scales = settings.scales()
     x = np.empty((len(pairs), plan.n_new, settings.num_features), dtype=np.float32)
+    if not pairs:
+        return x
     if settings.feature_set == "motion":
-        per_mouse, valid_mice, width = _per_mouse_motion(tracking, canon, cm, mouse_pos, fps, ppc, settings)
+        per_mouse, valid_mice, width = _per_mouse_motion(tracking, canon, cm, mouse_pos, fps, ppc, plan,
+                                                         settings)
     for p, (a, t) in enumerate(pairs):
         if settings.feature_set == "pair":
             ia, it = mouse_pos[a], mouse_pos[t]
             f = motion.pair_features(
                 cm[:, ia],
                 cm[:, it],
-                fps,
-                agent_missing=missing[:, ia],
-                target_missing=missing[:, it],
+                plan.target_fps,
+                agent_missing=miss[:, ia],
+                target_missing=miss[:, it],
                 is_self=(a == t),
             )
         else:
-            f = _motion_pair(a, t, per_mouse, valid_mice, width, n_orig, settings)
-        f = resample_linear(f, plan) / scales
+            f = _motion_pair(a, t, per_mouse, valid_mice, width, plan.n_new, settings)
+        f = f / scales
         x[p] = np.clip(
             np.nan_to_num(f, nan=0.0, posinf=settings.clip, neginf=-settings.clip),
             -settings.clip,
@@ -350,18 +402,24 @@ def _allowed(pairs, beh, strict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frame_labels(annotations: pd.DataFrame, pairs, allowed, n_orig: int, plan: ResamplePlan,
-                  counts: dict) -> np.ndarray:
-    """int8 [P, T'] labels of the whitelisted annotated events (overlap policy: module docstring);
-    updates `counts` (dropped, clipped, overlapping)."""
+                  counts: dict, lab: str | None = None) -> np.ndarray:
+    """int8 [P, T'] labels of the whitelisted annotated events (overlap policy: module docstring), their
+    frames first mapped onto the tracking axis (features.quirks); updates `counts` (dropped, clipped,
+    overlapping, remapped). lab None: frame numbers taken as written."""
     row = {pr: i for i, pr in enumerate(pairs)}
     labels = np.zeros((len(pairs), plan.n_new), dtype=np.int8)
     by_pair: dict[tuple[int, int], list] = {}
+    starts, stops = annotations["start_frame"].to_numpy(), annotations["stop_frame"].to_numpy()
+    if lab is not None and quirks.label_fps(lab, plan.fps) != plan.fps:
+        starts = quirks.label_to_tracking(starts, lab, plan.fps)
+        stops = quirks.label_to_tracking(stops, lab, plan.fps)
+        counts["remapped_events"] += len(annotations)
     for ag, tg, act, s, e in zip(
         annotations["agent_id"],
         annotations["target_id"],
         annotations["action"],
-        annotations["start_frame"],
-        annotations["stop_frame"],
+        starts,
+        stops,
     ):
         key = (int(ag), int(tg))
         if key not in row or not allowed[row[key], CLASS_OF[act]]:
@@ -386,12 +444,17 @@ def video_features(
     *,
     source: str | Path | None = None,
     annotation_source: str | Path | None = None,
+    untracked: str = "error",
 ) -> VideoFeatures:
     """Features, labels and masks of every whitelisted pair of one video (see module docstring).
 
     meta_row: a row of `features.io.read_metadata` (a raw CSV row also works: the whitelist is parsed).
     source / annotation_source: file names used in error messages (tracking / annotation parquet).
+    untracked: a whitelisted, listed mouse without any valid point: "error" (MabeDataError, the cache
+    build) or "drop" (its pairs are dropped and counted; offline predict).
     """
+    if untracked not in ("error", "drop"):
+        raise ValueError(f"untracked must be 'error' or 'drop', got {untracked!r}")
     video, lab, fps, ppc = _check_row(meta_row, source)
     beh, strict = _whitelists(meta_row, source, video)
     pairs = sorted({(a, t) for a, t, _ in beh})
@@ -399,9 +462,11 @@ def video_features(
 
     n_orig = tracking.n_frames
     plan = make_plan(n_orig, fps, settings.target_fps)
-    canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.max_gap)
+    canon, missing = to_canonical(tracking.xy, tracking.bodyparts, settings.gap_frames(fps))
     mouse_pos = {m: i for i, m in enumerate(tracking.mouse_ids)}
-    pairs, beh, n_unlisted_pairs = _tracked_pairs(pairs, beh, canon, mouse_pos, meta_row, source, video)
+    pairs, beh, n_unlisted_pairs, untracked_mice, n_untracked_pairs = _tracked_pairs(
+        pairs, beh, canon, mouse_pos, meta_row, source, video, untracked
+    )
     x = _pair_matrix(pairs, tracking, canon, missing, mouse_pos, fps, ppc, plan, settings)
     allowed, allowed_raw = _allowed(pairs, beh, strict)
     counts = {
@@ -411,10 +476,14 @@ def video_features(
         "clipped_frames": 0,
         "label_events": 0,
         "unlisted_pairs": n_unlisted_pairs,
+        "untracked_pairs": n_untracked_pairs,
+        "untracked_mice": untracked_mice,
+        "remapped_events": 0,
     }
     labels = None
     if annotations is not None:
-        labels = _frame_labels(annotations, pairs, allowed, n_orig, plan, counts)
+        labels = _frame_labels(annotations, pairs, allowed, n_orig, plan, counts,
+                               lab if settings.fix_label_fps else None)
     return VideoFeatures(
         video_id=video,
         lab_id=lab,
@@ -427,6 +496,7 @@ def video_features(
         fps=fps,
         plan=plan,
         counts=counts,
+        label_fps=quirks.label_fps(lab, fps) if settings.fix_label_fps else None,
     )
 
 

@@ -9,6 +9,11 @@ original frame i <- resampled frame round(i * target_fps / fps) (rounding half u
 
 Up-sampling (e.g. 25 -> 30 fps) is lossless for labels: `to_original(nearest(labels)) == labels` exactly.
 Down-sampling keeps every original frame that is itself a sample point.
+
+Positions (`resample_positions`, what features.pipeline resamples: kinematics and angles are computed after
+it) are low-passed before decimating: a symmetric moving average over w = round(fps / target_fps) frames
+(`lowpass`; even w uses w + 1 taps with half weights at both ends, so it stays centred), which cancels
+frame-to-frame tracker jitter that linear interpolation would otherwise alias into the 30-fps series.
 """
 
 from __future__ import annotations
@@ -82,6 +87,41 @@ def resample_linear(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
     w = (pos - lo).reshape((-1,) + (1,) * (arr.ndim - 1))
     out = arr[lo] * (1.0 - w) + arr[hi] * w
     return out.astype(arr.dtype, copy=False)
+
+
+def decimation_width(plan: ResamplePlan) -> int:
+    """Frames the low-pass averages before decimating: round(fps / target_fps), 1 when not decimating
+    (120 -> 30 fps: 4; 60 -> 30: 2; 45 or 50 -> 30: 2; 25 -> 30: 1)."""
+    if plan.identity or plan.fps <= plan.target_fps:
+        return 1
+    return max(1, int(np.floor(plan.fps / plan.target_fps + 0.5)))
+
+
+def lowpass(arr: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of `width` frames along axis 0 (a copy; width <= 1: unchanged).
+
+    Odd width: `width` equal taps; even width: width + 1 taps, the two end taps at half weight (e.g. 4 ->
+    [.5, 1, 1, 1, .5] / 4). The ends are padded by point reflection (x[-k] = 2 x[0] - x[k]), so constants
+    and linear trends (constant velocities) pass unchanged up to the first and last frame."""
+    arr = np.asarray(arr)
+    if width <= 1 or arr.shape[0] < 2:
+        return arr.copy()
+    taps = np.ones(width + 1 - width % 2)
+    if width % 2 == 0:
+        taps[0] = taps[-1] = 0.5
+    taps /= taps.sum()
+    h = len(taps) // 2
+    widths = [(h, h)] + [(0, 0)] * (arr.ndim - 1)
+    pad = np.pad(np.asarray(arr, dtype=np.float64), widths, mode="reflect", reflect_type="odd")
+    out = np.zeros(arr.shape, dtype=np.float64)
+    for k, w in enumerate(taps):
+        out += w * pad[k : k + arr.shape[0]]
+    return out.astype(arr.dtype, copy=False)
+
+
+def resample_positions(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:
+    """Positions [n_orig, ...] -> [n_new, ...]: `lowpass` of `decimation_width` frames, then linear."""
+    return resample_linear(lowpass(arr, decimation_width(plan)), plan)
 
 
 def resample_nearest(arr: np.ndarray, plan: ResamplePlan) -> np.ndarray:

@@ -152,7 +152,7 @@ def fill_gaps(series: np.ndarray, max_gap: int) -> np.ndarray:
     the last observed value; leading runs: the first observed value; trailing runs: the last one. Columns
     with no observation at all stay NaN. Returns a new array.
     """
-    a = np.array(series, dtype=np.float32, copy=True)
+    a = np.array(series, dtype=np.float32, copy=True, order="C")  # C order: `flat` below must be a view
     T = a.shape[0]
     flat = a.reshape(T, -1)
     idx = np.arange(T)

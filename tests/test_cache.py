@@ -208,22 +208,23 @@ def test_bad_input_leaves_no_half_written_cache(tmp_path):
     out = tmp_path / "cache"
     build_cache(root, out, FeatureSettings(), progress=False)
     before = sorted(p.name for p in (out / "videos").iterdir())
-    # corrupt the last video's tracking: a rebuild (changed input) must fail and keep the old cache intact
+    # corrupt the last video's tracking: a strict rebuild (changed input) must fail and keep the old cache
+    # intact (without strict the video is skipped: test_quirks.py)
     r = meta.iloc[-1]
     (root / "train_tracking" / r.lab_id / f"{r.video_id}.parquet").write_bytes(b"not a parquet at all")
     with pytest.raises(MabeDataError, match=f"video {r.video_id}.*corrupt"):
-        build_cache(root, out, FeatureSettings(), progress=False)
+        build_cache(root, out, FeatureSettings(), progress=False, strict=True)
     assert sorted(p.name for p in (out / "videos").iterdir()) == before
     # no temp folder left (the lock file of the cache folder, features.files.lock, stays)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["cache", "data"]
     # a fresh out folder is not created at all
     with pytest.raises(MabeDataError):
-        build_cache(root, tmp_path / "fresh", FeatureSettings(), progress=False)
+        build_cache(root, tmp_path / "fresh", FeatureSettings(), progress=False, strict=True)
     assert not (tmp_path / "fresh").exists()
     # a listed video without a tracking file
     os.remove(root / "train_tracking" / r.lab_id / f"{r.video_id}.parquet")
     with pytest.raises(MabeDataError, match="no tracking file"):
-        build_cache(root, tmp_path / "fresh", FeatureSettings(), progress=False)
+        build_cache(root, tmp_path / "fresh", FeatureSettings(), progress=False, strict=True)
 
 
 def test_killed_build_leftovers_are_removed(dataset, tmp_path):

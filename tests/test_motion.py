@@ -251,7 +251,7 @@ def test_pipeline_motion_set_seed_layout():
 
 
 def test_feature_settings_round_trip_and_validation():
-    s = FeatureSettings(feature_set="motion", target_fps=None, max_gap=3)
+    s = FeatureSettings(feature_set="motion", target_fps=None, max_gap_s=0.1)
     assert FeatureSettings.from_dict(s.to_dict()) == s
     assert s.num_features == 288 == len(s.feature_names())  # the seed's 4 mice x 18 points layout
     s = FeatureSettings(feature_set="motion", motion_points="canonical")

@@ -341,23 +341,35 @@ def test_regenerating_replaces_old_videos_and_refuses_foreign_folders(tmp_path):
     assert (real / "train.csv").read_text() == "lab_id,video_id\n"
 
 
-def test_fps_quirk_shrinks_25fps_adaptable_snail_labels_only(tmp_path):
-    """AdaptableSnail rows come 25-fps (10 parts) or 30-fps; the quirk scales only 25-fps label frames by
-    25/30."""
+def test_fps_quirk_puts_25fps_adaptable_snail_labels_on_a_30fps_axis_and_the_fix_recovers_them(tmp_path):
+    """AdaptableSnail rows come 25-fps (10 parts) or 30-fps; the quirk (on by default since issue 14) writes
+    only the 25-fps videos' label frames on the 30-fps axis, round(true x 30/25), as in the real data
+    (features/quirks.py; before issue 14 it was off by default and wrote true x 25/30, the wrong direction),
+    and the pipeline maps them back exactly: its labels equal those of --no-fps-quirk data read as written."""
+    from features.quirks import label_to_tracking
+
     kw = dict(n_videos=8, n_frames=600, seed=5, labs=["AdaptableSnail"], test_videos=0)
-    synth.generate(tmp_path / "plain", **kw)
-    synth.generate(tmp_path / "quirk", fps_quirk=True, **kw)
+    synth.generate(tmp_path / "plain", fps_quirk=False, **kw)
+    synth.generate(tmp_path / "quirk", **kw)
     train = pd.read_csv(tmp_path / "plain" / "train.csv")
     assert set(train.frames_per_second) == {25.0, 30.0}
-    for r in train.itertuples():
+    as_written = pipeline.FeatureSettings(target_fps=None, fix_label_fps=False)
+    fixed = pipeline.FeatureSettings(target_fps=None)
+    for i, r in enumerate(train.itertuples()):
         rel = f"train_annotation/{r.lab_id}/{r.video_id}.parquet"
         plain = pd.read_parquet(tmp_path / "plain" / rel)
         quirk = pd.read_parquet(tmp_path / "quirk" / rel)
         if r.frames_per_second == 30.0:
             assert plain.equals(quirk)
-        else:
-            expect = plain.assign(
-                start_frame=plain.start_frame * 25 // 30, stop_frame=plain.stop_frame * 25 // 30
-            )
-            expect = expect[expect.stop_frame - expect.start_frame >= 2].reset_index(drop=True)
-            assert quirk.equals(expect)
+            continue
+        # round half up of f * 6/5 in integers: (12 f + 5) // 10, e.g. 5 -> 6, 12 -> 14.4 -> 14,
+        # 13 -> 15.6 -> 16
+        expect = plain.assign(start_frame=(12 * plain.start_frame + 5) // 10,
+                              stop_frame=(12 * plain.stop_frame + 5) // 10).astype(plain.dtypes)
+        assert quirk.equals(expect)
+        for col in ("start_frame", "stop_frame"):  # the fix: round(f * 25/30) gives the true frames back
+            np.testing.assert_array_equal(label_to_tracking(quirk[col], r.lab_id, 25.0), plain[col])
+        plain_vf = pipeline.load_video(tmp_path / "plain", "train", train.iloc[i], as_written)
+        quirk_vf = pipeline.load_video(tmp_path / "quirk", "train", train.iloc[i], fixed)
+        np.testing.assert_array_equal(plain_vf.labels, quirk_vf.labels)  # the whole pipeline: same labels
+        assert quirk_vf.counts["remapped_events"] == len(quirk) and plain_vf.counts["remapped_events"] == 0

@@ -21,7 +21,9 @@ them (e.g. `sniff` only once the agent's nose has reached the target's head), th
 (boundary jitter, a few missed short events, rare overlaps of two actions for one pair). Tracking noise:
 point jitter, missing points, missing runs, a mouse hiding, whole missing frames (missing = missing rows,
 never NaN), a few coordinates just outside the image and rare tracker identity swaps. Lab quirks kept:
-malformed whitelist strings, AdaptableSnail's mostly-missing `neck`, BoisterousParrot's 15-frame steps.
+malformed whitelist strings, AdaptableSnail's mostly-missing `neck`, BoisterousParrot's 15-frame steps, and
+the 25-fps AdaptableSnail videos' labels written on a 30-fps frame axis (`--fps-quirk`, on by default;
+features/quirks.py maps them back).
 Same seed -> byte-identical files (also across processes). `synth.json` (written last) marks the folder as
 synthetic: regenerating replaces our files only there, and a folder with Kaggle files but no marker
 (real data?) is refused.

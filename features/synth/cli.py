@@ -33,9 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13)")
     p.add_argument("--test-videos", type=int, default=_DEFAULTS["test_videos"],
                    help="test videos (test.csv, test_tracking/, test_solution.csv)")
-    p.add_argument("--fps-quirk", action="store_true", default=_DEFAULTS["fps_quirk"],
+    p.add_argument("--fps-quirk", action=argparse.BooleanOptionalAction, default=_DEFAULTS["fps_quirk"],
                    help="reproduce the real 25-fps AdaptableSnail label/tracking frame-axis defect "
-                        "(written label frames = true x 25/30; the known fix multiplies by 30/25)")
+                        "(written label frames = round(true x 30/25), the 30-fps label axis; "
+                        "features/quirks.py maps them back); --no-fps-quirk: labels on the tracking axis, "
+                        "as before issue 14 (build its cache with --no-fix-label-fps)")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)
