@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="reproduce the real 25-fps AdaptableSnail label/tracking frame-axis defect "
                         "(written label frames = round(true x 30/25), the 30-fps label axis; "
                         "features/quirks.py maps them back); --no-fps-quirk: labels on the tracking axis, "
-                        "as before issue 14 (build its cache with --no-fix-label-fps)")
+                        "as in older versions (build its cache with --no-fix-label-fps)")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)

@@ -218,7 +218,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
     The same arguments always write the same data. fps_quirk: see `make_video` (on by default, as in the real
     data: the 25-fps AdaptableSnail labels are written on a 30-fps frame axis, which the feature pipeline
-    maps back, features/quirks.py; off = their labels on their own axis, the generator before issue 14, whose
+    maps back, features/quirks.py; off = their labels on their own axis, the older generator, whose
     caches need `features.build --no-fix-label-fps`). force: write into a folder with Kaggle-layout files
     but no synth.json marker (otherwise refused).
     """
