@@ -24,7 +24,13 @@ def annotate(events, n_frames: int, fps: float, rng: np.random.Generator, quantu
             s2, e2 = quantum * round(s2 / quantum), min(n_frames, quantum * round(e2 / quantum))
         if e2 - s2 >= 2:
             noisy.append((a, t, act, s2, e2))
-    noisy.sort(key=lambda r: (r[0], r[1], r[3], r[4], r[2]))
+    return resolve_overlaps(noisy, rng)
+
+
+def resolve_overlaps(noisy, rng: np.random.Generator):
+    """Overlapping intervals of one pair: the same action merges; different actions are cut apart, except
+    for a rare kept overlap. Returns (events sorted by start, n_overlaps)."""
+    noisy = sorted(noisy, key=lambda r: (r[0], r[1], r[3], r[4], r[2]))
     out, overlaps = [], 0
     for a, t, act, s, e in noisy:
         prev = [r for r in out if r[0] == a and r[1] == t and r[4] > s]

@@ -44,3 +44,4 @@ class Sim:
     events: list[tuple[int, int, str, int, int]] = field(default_factory=list)  # agent, target, action, s, e
     scenes: int = 0         # scenes started
     aborted: int = 0        # ... of which the pose never reached the contact (nothing labelled from there on)
+    decoys: int = 0         # ... of which unlabelled look-alikes (hard mode)

@@ -6,7 +6,8 @@ import inspect
 
 from features.cli import ArgumentParser, check_range
 from features.errors import cli_guard
-from features.synth.meta import DEFAULT_LABS
+from features.synth.hard import DIFFICULTIES, HARD_FRAMES
+from features.synth.meta import DEFAULT_FRAMES, DEFAULT_LABS
 from features.synth.write import generate
 
 _DEFAULTS = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
@@ -25,8 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder to write: created, or one this command wrote before (has synth.json); other "
                         "folders with Kaggle files are refused")
     p.add_argument("--videos", type=int, default=_DEFAULTS["n_videos"], help="training videos")
-    p.add_argument("--frames", type=int, default=_DEFAULTS["n_frames"],
-                   help="mean frames per video (x U(0.8, 1.2))")
+    p.add_argument("--frames", type=int, default=None,
+                   help=f"mean frames per video (easy: x U(0.8, 1.2), hard: x lognormal(0, 0.35)); default "
+                        f"{DEFAULT_FRAMES} (easy), {HARD_FRAMES} (hard)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="same seed -> same files")
     p.add_argument("--labs", default=",".join(DEFAULT_LABS),
                    help="comma-separated labs to imitate, dealt round-robin: any lab of train.csv with "
@@ -38,9 +40,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(written label frames = round(true x 30/25), the 30-fps label axis; "
                         "features/quirks.py maps them back); --no-fps-quirk: labels on the tracking axis, "
                         "as in older versions (build its cache with --no-fix-label-fps)")
+    p.add_argument("--difficulty", choices=DIFFICULTIES, default=_DEFAULTS["difficulty"],
+                   help="easy: the original generator (same seed, same bytes as before); hard: lab-specific "
+                        "annotation styles (distance/duration cut-offs, onset lag, 10-30%% missed events, "
+                        "0.2-0.5 s boundary noise), confusable motifs, unlabelled look-alikes, long-tailed "
+                        "action priors and durations, longer videos (features/synth/hard.py; calibration: "
+                        "python -m bench.synth_calibration)")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)
+    if args.frames is None:
+        args.frames = HARD_FRAMES if args.difficulty == "hard" else DEFAULT_FRAMES
     check_range(p, args, {"--videos": 1, "--test-videos": 0, "--frames": 100})
     return args
 
@@ -62,6 +72,9 @@ def format_summary(s: dict) -> str:
         f"  tracking rows: {s['tracking_rows']:,}; whole missing frames: {s['whole_missing_frames']}; "
         f"out-of-frame rows: {s['out_of_frame_rows']}; identity swaps: {s['id_swaps']}; "
         f"test intervals: {s['test_intervals']}",
+        *([f"  {s['difficulty']}: look-alike scenes left unlabelled {s['hard']['decoys']}; planted events "
+           f"missed {s['hard']['missed']}, beyond the lab's distance cut-off {s['hard']['too_far']}, "
+           f"shorter than its duration cut-off {s['hard']['too_short']}"] if "hard" in s else []),
         f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",
     ])
 
@@ -72,7 +85,7 @@ def main(argv=None) -> int:
         labs = [x.strip() for x in args.labs.split(",") if x.strip()]
         summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
                            test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk,
-                           force=args.force)
+                           force=args.force, difficulty=args.difficulty)
         print(format_summary(summary))
     return 0
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.labels import ACTIONS
+from features.synth.hard import LabStyle, confuse, duration_factor
 
 @dataclass(frozen=True)
 class Motif:
@@ -137,10 +138,14 @@ class Ctx:
     n_mice: int
     whitelist: set[tuple[int, int, str]]  # 0-based (agent, target, action)
     rng: np.random.Generator
+    style: LabStyle | None = None         # hard mode (features.synth.hard); None: the easy generator
 
 
 def _frames(ctx: Ctx, lo: float, hi: float) -> int:
-    return max(2, int(round(ctx.rng.uniform(lo, hi) * ctx.fps)))
+    sec = ctx.rng.uniform(lo, hi)
+    if ctx.style is not None:
+        sec *= duration_factor(ctx.style, ctx.rng)
+    return max(2, int(round(sec * ctx.fps)))
 
 
 def _maybe(ctx: Ctx, a: int, t: int, action: str) -> list[tuple[int, int, str]]:
@@ -150,6 +155,8 @@ def _maybe(ctx: Ctx, a: int, t: int, action: str) -> list[tuple[int, int, str]]:
 def scene_phases(ctx: Ctx, a: int, t: int, action: str) -> list[Phase]:
     """The script of one scene planting `action` for agent a (-> target t; t == a for self actions)."""
     m = MOTIFS[action]
+    if ctx.style is not None:
+        m = confuse(m, ctx.rng)
     posture = dict(e=m.e, phi=m.phi * (1 if ctx.rng.random() < 0.5 else -1), nose_amp=m.nose_amp,
                    nose_freq=m.nose_freq)
     if m.family in _SELF_SCRIPTS:

@@ -12,6 +12,7 @@ import numpy as np
 
 from features.synth.arena import Arena, avoid_walls, wrap
 from features.synth.body import NECK_DIST, NOSE_REACH, TAIL_BASE, Sim
+from features.synth.hard import DECOY_SHARE, look_alike
 from features.synth.scenes import MOTIFS, Ctx, Role, Scene, scene_phases
 
 _ROAM = Role("roam")
@@ -24,6 +25,8 @@ def _choose_triple(ctx: Ctx, free: set[int]):
         return None
     cands = sorted(ctx.whitelist)
     w = np.array([MOTIFS[act].weight for _, _, act in cands])
+    if ctx.style is not None:  # hard mode: long-tailed per-lab action priors
+        w = w * np.array([ctx.style.prior[act] for _, _, act in cands])
     a, t, act = cands[int(ctx.rng.choice(len(cands), p=w / w.sum()))]
     return (a, t, act) if a in free and t in free else None
 
@@ -57,7 +60,7 @@ class _World:
         self.busy = [False] * M
         self.scenes: list[Scene] = []
         self.events: list[tuple[int, int, str, int, int]] = []
-        self.next_try = self.n_scenes = self.n_aborted = 0
+        self.next_try = self.n_scenes = self.n_aborted = self.n_decoys = 0
 
     # ---- geometry
     def point(self, o: int, name: str, side: float, me: int) -> tuple[float, float]:
@@ -105,7 +108,14 @@ class _World:
             triple = _choose_triple(self.ctx, free)
             if triple is not None:
                 a, t, act = triple
+                decoy = self.ctx.style is not None and self.ctx.rng.random() < DECOY_SHARE
+                if decoy:  # hard mode: an unlabelled look-alike of the chosen action
+                    act = look_alike(act, a, t, self.ctx.whitelist, self.ctx.rng)
                 sc = Scene(start=f, phases=scene_phases(self.ctx, a, t, act), mice=())
+                if decoy:
+                    for p in sc.phases:
+                        p.labels = []
+                    self.n_decoys += 1
                 sc.mice = tuple(sorted({m for p in sc.phases for m in p.roles} | {a, t}))
                 if all(m in free for m in sc.mice):
                     for m in sc.mice:
@@ -275,4 +285,4 @@ def simulate(ctx: Ctx, arena: Arena, n_frames: int, idle: tuple[float, float]) -
     out = w.out
     return Sim(center=w.out_c, heading=out["th"], e=out["e"], phi=out["phi"], tail=out["tail"],
                nose_amp=out["namp"], nose_freq=out["nfreq"], thrust=out["thrust"], scale=w.scale,
-               events=w.events, scenes=w.n_scenes, aborted=w.n_aborted)
+               events=w.events, scenes=w.n_scenes, aborted=w.n_aborted, decoys=w.n_decoys)

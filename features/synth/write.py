@@ -27,6 +27,7 @@ from features.synth.meta import (
     real_metadata,
     whitelist,
 )
+from features.synth.hard import DIFFICULTIES, LabStyle, hard_lengths, lab_style
 from features.synth.video import VideoResult, make_video
 
 MARKER = "synth.json"  # written last; tells a synthetic folder (safe to regenerate) from real data
@@ -86,7 +87,8 @@ def _solution_rows(video: VideoResult, raw_whitelist: str) -> list[dict]:
             for a, t, act, s, e in video.events]
 
 
-def _check_args(meta: pd.DataFrame, labs, n_videos: int, test_videos: int, n_frames: int) -> list[str]:
+def _check_args(meta: pd.DataFrame, labs, n_videos: int, test_videos: int, n_frames: int,
+                difficulty: str = "easy") -> list[str]:
     known = annotated_labs(meta, public=True)
     labs = list(DEFAULT_LABS if labs is None else labs)
     bad = [lab for lab in labs if lab not in known]
@@ -96,10 +98,13 @@ def _check_args(meta: pd.DataFrame, labs, n_videos: int, test_videos: int, n_fra
     if n_videos < 1 or test_videos < 0 or n_frames < 100:
         raise MabeDataError(f"need videos >= 1, test videos >= 0, frames >= 100 (got {n_videos}, "
                             f"{test_videos}, {n_frames})")
+    if difficulty not in DIFFICULTIES:
+        raise MabeDataError(f"--difficulty: {difficulty!r} is not one of {', '.join(DIFFICULTIES)}")
     return labs
 
 
-def _plan(meta: pd.DataFrame, labs: list[str], n_videos: int, test_videos: int, n_frames: int, seed: int):
+def _plan(meta: pd.DataFrame, labs: list[str], n_videos: int, test_videos: int, n_frames: int, seed: int,
+          difficulty: str = "easy"):
     """Per video (train first, then test): (split, metadata row position, video id, frames, generator)."""
     meta_ss, train_ss, test_ss = np.random.SeedSequence(seed).spawn(3)
     mrng = np.random.default_rng(meta_ss)
@@ -113,25 +118,53 @@ def _plan(meta: pd.DataFrame, labs: list[str], n_videos: int, test_videos: int, 
         if vid not in taken:
             taken.add(vid)
             ids.append(vid)
-    lengths = [int(round(n_frames * u)) for u in mrng.uniform(0.8, 1.2, n_videos + test_videos)]
+    if difficulty == "hard":  # longer, more variable videos
+        lengths = hard_lengths(n_frames, n_videos + test_videos, mrng)
+    else:
+        lengths = [int(round(n_frames * u)) for u in mrng.uniform(0.8, 1.2, n_videos + test_videos)]
     seeds = train_ss.spawn(n_videos) + test_ss.spawn(test_videos)
     splits = ["train"] * n_videos + ["test"] * test_videos
     return list(zip(splits, rows, ids, lengths, seeds))
 
 
-def _write_videos(out: Path, meta: pd.DataFrame, plan: list, progress: bool, fps_quirk: bool) -> dict:
-    """Make and write every video; returns {split: [(metadata row, VideoResult)]}."""
-    stats = {"train": [], "test": []}
-    try:
-        from tqdm import tqdm
-        bar = tqdm(plan, desc="synth videos", unit="video", disable=not progress)
-    except ImportError:  # pragma: no cover
-        bar = plan
-    for split, pos, vid, length, ss in bar:
+def _make_videos(meta: pd.DataFrame, plan: list, fps_quirk: bool, styles: dict[str, LabStyle] | None):
+    """(split, metadata row with its new id and duration, VideoResult) of every planned video, in order."""
+    for split, pos, vid, length, ss in plan:
         row = meta.loc[pos].copy()
-        res = make_video(row, vid, length, np.random.default_rng(ss), fps_quirk=fps_quirk)
+        style = None if styles is None else styles[str(row["lab_id"])]
+        res = make_video(row, vid, length, np.random.default_rng(ss), fps_quirk=fps_quirk, style=style)
         row["video_id"] = vid
         row["video_duration_sec"] = round(length / float(row["frames_per_second"]), 2)
+        yield split, row, res
+
+
+def videos(n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES, seed: int = 0,
+           labs: list[str] | tuple[str, ...] | None = None, test_videos: int = DEFAULT_TEST_VIDEOS,
+           fps_quirk: bool = True, difficulty: str = "easy"):
+    """The videos `generate` would write with these arguments, in memory: yields (split, metadata row,
+    VideoResult) (with the planted episodes, e.g. for an oracle score); writes nothing."""
+    meta = real_metadata()
+    labs = _check_args(meta, labs, n_videos, test_videos, n_frames, difficulty)
+    plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty)
+    yield from _make_videos(meta, plan, fps_quirk, _styles(labs, seed, difficulty))
+
+
+def _styles(labs: list[str], seed: int, difficulty: str) -> dict[str, LabStyle] | None:
+    return {lab: lab_style(lab, seed) for lab in labs} if difficulty == "hard" else None
+
+
+def _write_videos(out: Path, meta: pd.DataFrame, plan: list, progress: bool, fps_quirk: bool,
+                  styles: dict[str, LabStyle] | None = None) -> dict:
+    """Make and write every video; returns {split: [(metadata row, VideoResult)]}."""
+    stats = {"train": [], "test": []}
+    made = _make_videos(meta, plan, fps_quirk, styles)
+    try:
+        from tqdm import tqdm
+        bar = tqdm(made, total=len(plan), desc="synth videos", unit="video", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = made
+    for split, row, res in bar:
+        vid = res.video_id
         stats[split].append((row, res))
         _write_parquet(res.tracking, out / f"{split}_tracking" / res.lab_id / f"{vid}.parquet")
         if split == "train" and res.events:  # nothing happened -> no file (like PleasantMeerkat 1375833299)
@@ -212,7 +245,7 @@ def _prepare(out: Path, force: bool = False) -> None:
 def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES,
              seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
              test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = True,
-             force: bool = False) -> dict:
+             force: bool = False, difficulty: str = "easy") -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
@@ -220,19 +253,28 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     data: the 25-fps AdaptableSnail labels are written on a 30-fps frame axis, which the feature pipeline
     maps back, features/quirks.py; off = their labels on their own axis, the older generator, whose
     caches need `features.build --no-fix-label-fps`). force: write into a folder with Kaggle-layout files
-    but no synth.json marker (otherwise refused).
+    but no synth.json marker (otherwise refused). difficulty: "easy" (the default: the original generator,
+    byte-identical for a seed) or "hard" (features.synth.hard: lab annotation styles, look-alikes, long
+    tails; its summary and synth.json say so).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
     meta = real_metadata()
-    labs = _check_args(meta, labs, n_videos, test_videos, n_frames)
+    labs = _check_args(meta, labs, n_videos, test_videos, n_frames, difficulty)
     _prepare(out, force)
-    plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed)
-    stats = _write_videos(out, meta, plan, progress, fps_quirk)
+    plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty)
+    stats = _write_videos(out, meta, plan, progress, fps_quirk, _styles(labs, seed, difficulty))
     _write_tables(out, meta, stats)
     summary = _summary(out, seed, stats, t0)
     args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs,
             "test_videos": test_videos, "fps_quirk": fps_quirk}
+    if difficulty != "easy":  # easy keeps the original marker bytes
+        args["difficulty"] = difficulty
+        summary["difficulty"] = difficulty
+        every = [res for split in stats.values() for _, res in split]
+        summary["hard"] = {"decoys": sum(r.decoys for r in every),
+                           **{k: sum(r.dropped.get(k, 0) for r in every)
+                              for k in ("missed", "too_far", "too_short")}}
     write_text(out / MARKER, json.dumps({"generator": "features.synth", "args": args,
                                          **{k: v for k, v in summary.items() if k not in ("seconds", "out")}},
                                         indent=1, sort_keys=True))
