@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from features.labels import ACTIONS, SELF_ACTIONS
 from features.synth.annotate import resolve_overlaps
+from features.synth.scenes import MOTIFS
 
 DIFFICULTIES = ("easy", "hard")
 HARD_FRAMES = 6000        # default mean video length in hard mode (easy: DEFAULT_FRAMES)
@@ -57,7 +58,6 @@ CONFUSABLE: dict[str, tuple[str, ...]] = {
     "freeze": ("rest",), "rest": ("freeze",), "dig": ("selfgroom",), "run": ("dig",), "climb": ("rear",),
     "exploreobject": ("biteobject",), "biteobject": ("exploreobject",), "huddle": ("rest",),
 }
-_POINTS = ("nose", "neck", "flank", "tail", "back")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ class LabStyle:
 def lab_style(lab: str, seed: int) -> LabStyle:
     """The seeded style of one lab: a function of (seed, lab name) only, the same in every process."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(lab.encode())]))
-    from features.synth.scenes import MOTIFS  # scenes imports this module
     acts = sorted(ACTIONS)
     prior = dict(zip(acts, np.exp(rng.normal(0.0, 1.1, len(acts))).round(4).tolist()))
     min_dur = dict(zip(acts, rng.uniform(0.2, 1.2, len(acts)).round(3).tolist()))
@@ -94,25 +93,6 @@ def lab_style(lab: str, seed: int) -> LabStyle:
 def hard_lengths(n_frames: int, n: int, rng: np.random.Generator) -> list[int]:
     """Video lengths of hard mode: n_frames x lognormal(0, 0.35), clipped to [0.5, 2.5] x n_frames."""
     return [int(round(n_frames * f)) for f in np.clip(np.exp(rng.normal(0.0, 0.35, n)), 0.5, 2.5)]
-
-
-def duration_factor(style: LabStyle, rng: np.random.Generator) -> float:
-    """Long-tailed per-scene duration factor (median 1), capped at 4."""
-    return float(min(4.0, math.exp(rng.normal(0.0, style.dur_sigma))))
-
-
-def confuse(m, rng: np.random.Generator):
-    """A motif with its parameters drawn around the catalogue values (neighbouring actions overlap)."""
-    point = m.point
-    if m.family in ("contact", "fight") and rng.random() < 0.25:
-        point = _POINTS[int(rng.integers(len(_POINTS)))]
-    f = rng.uniform(0.6, 1.5, 6)
-    back, lat, ang = m.mount
-    return replace(m, point=point, speed=m.speed * f[0], gap=m.gap * f[1], nose_freq=m.nose_freq * f[2],
-                   nose_amp=m.nose_amp * f[3], thrust=m.thrust * f[4], jitter=m.jitter * f[5],
-                   e=float(np.clip(m.e + rng.normal(0.0, 0.08), 0.4, 1.15)),
-                   mount=(back + rng.normal(0.0, 0.5), lat + rng.normal(0.0, 0.4),
-                          ang + rng.normal(0.0, 0.25)))
 
 
 def look_alike(action: str, a: int, t: int, whitelist: set, rng: np.random.Generator) -> str:

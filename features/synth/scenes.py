@@ -6,12 +6,13 @@ them; the labels it records are the ground truth the annotator then degrades.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from features.labels import ACTIONS
-from features.synth.hard import LabStyle, confuse, duration_factor
 
 @dataclass(frozen=True)
 class Motif:
@@ -88,6 +89,29 @@ MOTIFS: dict[str, Motif] = {
 assert set(MOTIFS) == set(ACTIONS), sorted(set(ACTIONS) ^ set(MOTIFS))
 
 
+_POINTS = ("nose", "neck", "flank", "tail", "back")
+
+
+def duration_factor(style, rng: np.random.Generator) -> float:
+    """Long-tailed per-scene duration factor (median 1), capped at 4."""
+    return float(min(4.0, math.exp(rng.normal(0.0, style.dur_sigma))))
+
+
+def confuse(m, rng: np.random.Generator):
+    """Hard mode: a motif with its parameters drawn around the catalogue values (neighbouring actions
+    overlap)."""
+    point = m.point
+    if m.family in ("contact", "fight") and rng.random() < 0.25:
+        point = _POINTS[int(rng.integers(len(_POINTS)))]
+    f = rng.uniform(0.6, 1.5, 6)
+    back, lat, ang = m.mount
+    return replace(m, point=point, speed=m.speed * f[0], gap=m.gap * f[1], nose_freq=m.nose_freq * f[2],
+                   nose_amp=m.nose_amp * f[3], thrust=m.thrust * f[4], jitter=m.jitter * f[5],
+                   e=float(np.clip(m.e + rng.normal(0.0, 0.08), 0.4, 1.15)),
+                   mount=(back + rng.normal(0.0, 0.5), lat + rng.normal(0.0, 0.4),
+                          ang + rng.normal(0.0, 0.25)))
+
+
 @dataclass
 class Role:
     """What one mouse does during one phase of a scene."""
@@ -138,7 +162,7 @@ class Ctx:
     n_mice: int
     whitelist: set[tuple[int, int, str]]  # 0-based (agent, target, action)
     rng: np.random.Generator
-    style: LabStyle | None = None         # hard mode (features.synth.hard); None: the easy generator
+    style: Any = None                     # hard mode: features.synth.hard.LabStyle; None: the easy generator
 
 
 def _frames(ctx: Ctx, lo: float, hi: float) -> int:
