@@ -34,11 +34,14 @@ Learnability (default dataset, 5-fold by video): a 2-layer MLP on the pair featu
     python -m features.synth --out data/synth                                  # defaults (20 + 5 videos)
     python -m features.synth --out data/synth-small --videos 6 --frames 1200 --test-videos 2
     python -m features.synth --out data/synth-lh --labs LyricalHare,GroovyShrew --seed 3
+    python -m features.synth --out data/synth-hard --difficulty hard                  # harder labels
     python -m features.build --data data/synth --out data/synth/cache          # next step
 
 Files, one job each: `meta` (the real rows copied), `scenes` (behaviour scripts), `simulate` (trajectories in
 cm), `body` + `render` (body model -> pixels), `noise` (tracking defects), `annotate` (annotator noise),
-`video` (one video), `write` (the dataset on disk), `cli` (the command line).
+`video` (one video), `write` (the dataset on disk; `videos` yields them in memory), `cli` (the command line),
+`hard` (`--difficulty hard`, opt-in: per-lab annotation styles, look-alikes, long tails; easy, the default,
+is the generator described above, byte-identical per seed; bench/synth_calibration.py measures both).
 """
 from __future__ import annotations
 
