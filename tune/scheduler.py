@@ -11,6 +11,8 @@ import math
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from tune import ray_compat
+
 
 def same_point(config: dict, point: dict) -> bool:
     """True if `config` holds every key of `point` with the same value (floats compared to 1e-9 relative, the
@@ -32,20 +34,21 @@ class ReferenceASHA(ASHAScheduler):
     (searched keys only) whose trial always runs to completion, and `last_epoch`: the `time_attr` value of a
     trial's last training epoch, from which on a STOP would save nothing (None = no such rule)."""
 
-    def __init__(self, *, reference: dict, last_epoch: int | None = None, **asha):
-        super().__init__(**asha)
-        self._reference = dict(reference)
-        self._last_epoch = last_epoch
+    def __init__(self, *, time_attr: str, max_t: int, reference: dict, last_epoch: int | None = None, **asha):
+        super().__init__(time_attr=time_attr, max_t=max_t, **asha)
+        self.progress_key, self.end = time_attr, max_t
+        self.reference = dict(reference)
+        self.last_epoch = last_epoch
 
     def is_reference(self, trial) -> bool:
-        return same_point(trial.config or {}, self._reference)
+        return same_point(trial.config or {}, self.reference)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)  # records the result in its rung
-        if action != TrialScheduler.STOP or result.get(self._time_attr, 0) >= self._max_t:
+        progress = result.get(self.progress_key, 0)
+        if action != TrialScheduler.STOP or progress >= self.end:
             return action      # continue, or the normal end at max_t
-        done = self._last_epoch is not None and result.get(self._time_attr, 0) >= self._last_epoch
-        if done or self.is_reference(trial):
-            self._num_stopped -= 1
+        if (self.last_epoch is not None and progress >= self.last_epoch) or self.is_reference(trial):
+            ray_compat.uncount_stop(self)
             return TrialScheduler.CONTINUE
         return action
