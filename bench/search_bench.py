@@ -16,8 +16,9 @@ Four arms separate the two ideas (the full run; `--quick` runs only the first an
     random          Optuna RandomSampler, every trial runs all epochs (the baseline)
     random+asha     random points, ASHA early stopping: what ASHA alone is worth
     tpe             TPE (`tune.optuna_ext.tpe_sampler`), no early stopping: what TPE alone is worth
-    tpe+asha        the product (`tune.driver.build_scheduler`: grace 2, reduction 2, `--epochs` 6; trials
-                    ASHA stopped are told to TPE as PRUNED, `tune.optuna_ext.optuna_search`)
+    tpe+asha        the product (`tune.driver.build_scheduler`: grace `SearchConfig.grace()`, which covers
+                    the longest warm-up, reduction 2, `--epochs` 6; trials ASHA stopped are told to TPE as
+                    PRUNED, `tune.optuna_ext.optuna_search`)
 
 All arms run the real machinery (Tuner + OptunaSearch + Ray Train trials, 2 at a time) on the same synthetic
 data, the same space (batch and window pinned small: the bench compares searchers, not speed) and the same

@@ -112,11 +112,14 @@ def build_searcher(scfg: SearchConfig, warm: list[tuple[dict, float, list[float]
 
 
 def build_scheduler(scfg: SearchConfig):
-    from ray.tune.schedulers import ASHAScheduler
+    """ASHA over Tune iterations (one per epoch, then the driver's final report at max_t), grace period
+    `scfg.grace()` (covers the longest warm-up by default); the V6 trial and trials past their last epoch are
+    never stopped (tune/scheduler.py)."""
+    from tune.scheduler import ReferenceASHA
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=scfg.max_t(),
-                         grace_period=min(scfg.grace_period, scfg.max_t()),
-                         reduction_factor=scfg.reduction_factor)
+    return ReferenceASHA(time_attr="training_iteration", max_t=scfg.max_t(), grace_period=scfg.grace(),
+                         reduction_factor=scfg.reduction_factor, reference=scfg.v6_point(),
+                         last_epoch=scfg.epochs)
 
 
 def make_trainable(trainable: Callable, setup: dict):

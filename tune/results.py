@@ -147,16 +147,31 @@ def ranked_report(table: pd.DataFrame, keys: list[str], wall_s: float | None = N
     lines = [view.to_string(index=False)]
     lines.append(f"total: {len(table)} trials, {table['gpu_hours'].sum():.3f} GPU-hours, "
                  f"${table['cost_usd'].sum():.2f}" + (f", search wall time {wall_s:.0f} s" if wall_s else ""))
-    v6 = table.loc[table["trial"] == 1, "best_score"]
-    best = ranked.iloc[0]
-    if len(v6) and pd.notna(v6.iloc[0]) and pd.notna(best["best_score"]):
-        lines.append(f"best vs V6: {best['best_score'] - v6.iloc[0]:+.3f} "
-                     f"(trial {best['trial']}: {best['best_score']:.4f}, V6 trial 1: {v6.iloc[0]:.4f})")
+    lines += _vs_v6(table, ranked.iloc[0])
     lines.append("best checkpoints:")
     for _, r in ranked.head(3).iterrows():
         if r["best_checkpoint"]:
             lines.append(f"  trial {r['trial']} ({r['best_score']:.4f}): {r['best_checkpoint']}")
     return "\n".join(lines)
+
+
+def _vs_v6(table: pd.DataFrame, best: pd.Series) -> list[str]:
+    """"best vs V6" when the V6 trial (trial 1) trained all its epochs; otherwise why there is no difference
+    (a V6 that was stopped or failed is no baseline)."""
+    v6 = table.loc[table["trial"] == 1]
+    if v6.empty:
+        return []
+    v6 = v6.iloc[0]
+    if v6["status"] == "ERROR":
+        why = f": {v6['error']}" if v6["error"] else ""
+        return [f"best vs V6: not compared, the V6 trial (trial 1) failed{why}"]
+    if v6["status"] != "TERMINATED":
+        return [f"best vs V6: not compared, the V6 trial (trial 1) was {v6['status']} after {v6['epochs']} "
+                f"epochs (time budget or interrupt) and did not train all its epochs"]
+    if pd.isna(v6["best_score"]) or pd.isna(best["best_score"]):
+        return []
+    return [f"best vs V6: {best['best_score'] - v6['best_score']:+.3f} "
+            f"(trial {best['trial']}: {best['best_score']:.4f}, V6 trial 1: {v6['best_score']:.4f})"]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ only. Printed at start and saved as `search.json` (which `python -m tune.results
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,9 @@ class SearchConfig:
                                     "workers")
     epochs: int = _h(6, "epochs per trial (ASHA max_t = epochs + 1: the driver's final report; smoke "
                         "test: 2)")
-    grace_period: int = _h(2, "ASHA: epochs every trial gets before it can be stopped")
+    grace_period: int = _h(0, "ASHA: epochs every trial gets before it can be stopped; 0 = auto: the "
+                              "longest warm-up the space can draw + 1 (at least 2), so no rung compares "
+                              "trials mid-warm-up; no early stopping when that reaches --epochs")
     reduction_factor: int = _h(2, "ASHA: keep the top 1/reduction_factor at each rung")
     time_budget: float = _h(0.0, "seconds for the whole search (0 = no limit)")
     seed: int = _h(0, "TPE sampler seed")
@@ -65,7 +68,7 @@ class SearchConfig:
             (self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
             (self.workers_per_trial >= 1, "--workers-per-trial must be >= 1"),
             (self.gpus_per_trial >= 0 and self.cpus_per_worker > 0, "GPU/CPU counts must be >= 0"),
-            (self.epochs >= 1 and self.grace_period >= 1, "--epochs and grace period must be >= 1"),
+            (self.epochs >= 1 and self.grace_period >= 0, "--epochs must be >= 1, --grace-period >= 0"),
             (self.reduction_factor >= 2, "reduction factor must be >= 2"),
             (self.time_budget >= 0 and self.gpu_hour_cost >= 0, "--time-budget/--gpu-hour-cost must be >= 0"),
             (self.space in ("cpu", "full"), f"--space {self.space!r}: 'cpu' or 'full'"),
@@ -77,6 +80,28 @@ class SearchConfig:
     # derived numbers live here, not in the loop
     def max_t(self) -> int:
         return self.epochs + 1
+
+    def max_warmup(self) -> float:
+        """The longest warm-up (epochs) a trial can get: the space's upper bound when the warm-up is searched,
+        else the fixed value (--set, else --config, else TrainConfig's default)."""
+        spec = self.search_space().get(space_mod.WARMUP)
+        if spec is not None:
+            return float(max(spec[1]) if spec[0] == "choice" else spec[2])
+        from tune.config import load_config
+
+        return float(load_config(self.config_file or None, self.overrides).optim.warmup_epochs)
+
+    def grace(self) -> int:
+        """ASHA's grace period in Tune iterations (one per epoch; the driver's final report is iteration
+        max_t). An explicit --grace-period is used as given (at most max_t). Auto (0): every trial has
+        finished its warm-up and trained one epoch at full rate before the first rung, else rungs compare
+        trials mid-warm-up and favour short warm-ups: ceil(longest warm-up) + 1, at least 2. A first rung at
+        or after the last epoch could save no training (only the final report is left) and would only mark
+        fully trained trials as stopped, so then the grace period is max_t: no early stopping."""
+        if self.grace_period:
+            return min(self.grace_period, self.max_t())
+        grace = max(2, math.ceil(self.max_warmup()) + 1)
+        return grace if grace < self.epochs else self.max_t()
 
     def search_space(self) -> dict:
         base = space_mod.SPACE if self.space == "full" else space_mod.CPU_SPACE
