@@ -3,8 +3,8 @@
 Measured per pair-frame (one (agent, target) pair at one resampled 30 fps frame), on this machine's CPU (and
 CUDA when present and asked for):
   1. model inference, our overlapped sliding windows (ensemble.infer.sliding_probs: window 512, stride 384,
-     trim 64, batches of 64 windows) against the trainer's validation path measured side by side
-     (models.checkpoint.predict_logits: chunks of 8192 frames + 256 context, no averaging).
+     trim 64, batches of 64 windows: the one path of validation, OOF and test) against the former validation
+     path measured side by side (`_chunked_logits`: chunks of 8192 frames + 256 context, no averaging).
      Windows cost ~1.33x
      the model work, but a batch of short windows runs an RNN's time steps in parallel, so ours can be faster;
   2. features (features.pipeline.video_features on a synthetic tracking file) per original frame;
@@ -75,13 +75,29 @@ def _best_of(fn, repeat: int) -> float:
     return best
 
 
+def _chunked_logits(model, x, chunk: int = 8192, context: int = 256, device=None):
+    """The reference: logits of full sequences [P, T, F] in chunks of `chunk` frames with `context` frames of
+    overlap on each side (discarded), no averaging (the trainer's validation path before it moved to
+    ensemble.infer's sliding windows)."""
+    import torch
+
+    with torch.no_grad():
+        P, T, _ = x.shape
+        outs = []
+        for s in range(0, T, chunk):
+            a, b = max(0, s - context), min(T, s + chunk + context)
+            xb = x[:, a:b].to(device, torch.float32)
+            mask = torch.ones(P, b - a, dtype=torch.bool, device=device)
+            outs.append(model(xb, mask).float()[:, s - a: s - a + min(chunk, T - s)].cpu())
+        return torch.cat(outs, dim=1)
+
+
 def _inference_rows(T: int, P: int, repeat: int, device: str) -> tuple[list[dict], float]:
     import torch
 
     from ensemble.infer import InferSettings, sliding_probs
     from features.pipeline import FeatureSettings
     from models import ModelConfig, build_model
-    from models.checkpoint import predict_logits
 
     F = FeatureSettings().num_features
     torch.manual_seed(0)
@@ -91,7 +107,7 @@ def _inference_rows(T: int, P: int, repeat: int, device: str) -> tuple[list[dict
     s = InferSettings()
     sliding_probs(model, x[:, :1024], allowed, s, device)  # warm-up
     ours = _best_of(lambda: sliding_probs(model, x, allowed, s, device), repeat) / (P * T)
-    base = _best_of(lambda: predict_logits(model, torch.from_numpy(x), device=device), repeat) / (P * T)
+    base = _best_of(lambda: _chunked_logits(model, torch.from_numpy(x), device=device), repeat) / (P * T)
     row = {
         "stage": f"predict: model inference per pair-frame ({device})",
         "ours": ours * 1e6,

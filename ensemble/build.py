@@ -21,7 +21,9 @@ Strategies for the top K:
   diverse         round-robin over model types (conv_bilstm, tcn, hybrid): the best trial of each type first.
 
 Out-of-fold: each member predicts the videos of its own validation fold from the feature cache (sliding
-windows, see ensemble.infer); a video's ensemble probabilities are the mean over the members that held it out.
+windows, see ensemble.infer: by default the settings its val/score was computed with, derived from its
+training window by `InferSettings.for_config`; --window/--stride/--trim override them for every member); a
+video's ensemble probabilities are the mean over the members that held it out.
 Probabilities are cached in <out>/oof/<member>.npz, so a re-run re-tunes without re-running the models.
 Tuning (ensemble.thresholds.tune): per-(lab, action) thresholds with per-action fallbacks for unseen labs,
 smoothing window, minimum duration and gap filling; every step is printed with its OOF score next to the
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.experiment import Candidate, discover, fetch_experiment
-from ensemble.infer import InferSettings, oof_probs
+from ensemble.infer import InferSettings, oof_probs, settings_for
 from features import files, storage
 from features.cli import ArgumentParser, check_range
 from features.errors import MabeDataError, cli_guard
@@ -160,17 +162,29 @@ def _default_cache(cands: list[Candidate]) -> str:
     return json.loads((cands[0].path / "config.json").read_text())["data"]["cache"]
 
 
-def oof_members(chosen: list[Candidate], cache, settings: InferSettings, out: Path, progress: bool = True
-                ) -> dict[str, dict[int, np.ndarray]]:
-    """Copy each member to out/members/<name> and compute its OOF probabilities (cached in
+def member_settings(chosen: list[Candidate], settings: InferSettings | dict | None) -> list[InferSettings]:
+    """Each member's inference settings (ensemble.infer.settings_for: its training config's, or the override);
+    invalid ones -> MabeDataError naming the member."""
+    out = []
+    for c in chosen:
+        try:
+            out.append(settings_for(json.loads((c.path / "config.json").read_text()), settings))
+        except ValueError as exc:
+            raise MabeDataError(str(exc), file=c.path) from None
+    return out
+
+
+def oof_members(chosen: list[Candidate], cache, settings: list[InferSettings], out: Path,
+                progress: bool = True) -> dict[str, dict[int, np.ndarray]]:
+    """Copy each member to out/members/<name> and compute its OOF probabilities with its settings (cached in
     out/oof/<name>.npz); {unique member name: {video_id: probs}} in the order of `chosen`."""
     per_member: dict[str, dict[int, np.ndarray]] = {}
-    for c in chosen:
+    for c, st in zip(chosen, settings):
         name = c.name
         while name in per_member:
             name += "_"
         copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
-        per_member[name] = oof_probs(c.path, cache, settings, out / "oof" / f"{name}.npz", progress=progress)
+        per_member[name] = oof_probs(c.path, cache, st, out / "oof" / f"{name}.npz", progress=progress)
     return per_member
 
 
@@ -218,8 +232,8 @@ def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bo
     }
 
 
-def member_info(name: str, c: Candidate) -> dict:
-    """A member's entry in ensemble.json."""
+def member_info(name: str, c: Candidate, settings: InferSettings) -> dict:
+    """A member's entry in ensemble.json (`infer`: the sliding-window settings predict uses for it)."""
     return {
         "name": name,
         "source": str(c.path),
@@ -230,6 +244,7 @@ def member_info(name: str, c: Candidate) -> dict:
         "val_fold": c.val_fold,
         "sha256": c.sha256,
         "features": json.loads((c.path / "config.json").read_text()).get("features", {}),
+        "infer": settings.to_dict(),
     }
 
 
@@ -239,12 +254,15 @@ def build(
     top_k: int = 3,
     strategy: str = "best-per-trial",
     cache_path: str | None = None,
-    settings: InferSettings | None = None,
+    settings: InferSettings | dict | None = None,
     tune_post: bool = True,
     progress: bool = True,
     log=print,
 ) -> dict:
     """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json).
+    settings: None = each member's own (derived from its training config, as its val/score), a dict of
+    overrides (window, stride, trim, tta, batch; None = derived), or one InferSettings for every member; each
+    member's settings are written to ensemble.json (`members[i].infer`) so predict does the same.
     `out` must be new, empty or an ensemble folder this function wrote (marker `.mabe-tune.json`, or an
     older one with ensemble.json), and contain none of the inputs (MabeDataError otherwise); the folder's lock
     is held while it is written (a second build of the same folder says it waits)."""
@@ -255,7 +273,6 @@ def build(
     for src in inputs:
         files.check_not_inside(out, src, data_flag="input")
     files.check_replaceable(out, KIND, legacy=_is_old_ensemble, force_flag=None)
-    settings = settings or InferSettings()
     cands = discover(inputs)
     if not cands:
         raise MabeDataError(
@@ -263,6 +280,7 @@ def build(
             file=", ".join(map(str, inputs)),
         )
     chosen = select(cands, top_k, strategy)
+    per_settings = member_settings(chosen, settings)
     log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
     log(format_table(cands, chosen))
 
@@ -276,13 +294,13 @@ def build(
             if (out / "oof").is_dir():  # cached OOF probabilities are keyed by weights + settings: reused
                 shutil.copytree(out / "oof", tmp / "oof")
             (tmp / "members").mkdir()
-            per_member = oof_members(chosen, cache, settings, tmp, progress)
+            per_member = oof_members(chosen, cache, per_settings, tmp, progress)
             cfg, oof = score_oof(cache, per_member, tune_post, log)
             summary = {
-                "members": [member_info(n, c) for n, c in zip(per_member, chosen)],
+                "members": [member_info(n, c, st) for n, c, st in zip(per_member, chosen, per_settings)],
                 "strategy": strategy,
                 "top_k": top_k,
-                "infer": settings.to_dict(),
+                "infer": common_infer(per_settings),
                 "cache": str(cache.path),
                 "cache_fingerprint": cache.meta.get("fingerprint"),
                 "oof": oof,
@@ -291,6 +309,15 @@ def build(
             files.write_json(tmp / "thresholds.json", cfg.to_dict())
             files.write_json(tmp / "ensemble.json", summary)
     return summary
+
+
+def common_infer(settings: list[InferSettings]) -> dict:
+    """ensemble.json's top-level `infer`: the members' settings when they all share them, else only what they
+    share (tta, batch) with `per_member: true` (each member's own are in its entry)."""
+    dicts = [s.to_dict() for s in settings]
+    if all(d == dicts[0] for d in dicts):
+        return dicts[0]
+    return {"tta": dicts[0]["tta"], "batch": dicts[0]["batch"], "per_member": True}
 
 
 KIND = "ensemble"  # ownership marker kind (features.files.claim)
@@ -326,12 +353,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--cache", help="feature cache for the OOF videos (default: data.cache of the best member)"
     )
-    p.add_argument("--window", type=int, default=InferSettings.window, help="sliding window length (frames)")
-    p.add_argument("--stride", type=int, default=InferSettings.stride, help="step between windows (frames)")
-    p.add_argument(
-        "--trim", type=int, default=InferSettings.trim, help="frames dropped at inner window edges"
-    )
-    p.add_argument("--tta", action="store_true", help="average with left/right mirrored pair features")
+    p.add_argument("--window", type=int, help="sliding window length in frames, for every member (default: "
+                   "each member's data.infer_window, else 2 x its training window data.window)")
+    p.add_argument("--stride", type=int, help="step between windows (default: window - 2 * trim)")
+    p.add_argument("--trim", type=int, help="frames dropped at inner window edges (default: window // 8)")
+    p.add_argument("--tta", action="store_true", help="average with left/right mirrored pair features "
+                   "(recorded in ensemble.json: predict does the same)")
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -356,10 +383,12 @@ def main(argv=None) -> dict:
         cands = discover(inputs)
         print(format_table(cands, select(cands, args.top_k, args.strategy) if cands else [], limit=10_000))
         return {}
-    try:
-        settings = InferSettings(window=args.window, stride=args.stride, trim=args.trim, tta=args.tta)
-    except ValueError as exc:
-        raise MabeDataError(str(exc)) from None
+    settings = {"window": args.window, "stride": args.stride, "trim": args.trim, "tta": args.tta}
+    if args.window is not None:  # refuse an impossible override before any work
+        try:
+            InferSettings.derive(args.window, args.stride, args.trim)
+        except ValueError as exc:
+            raise MabeDataError(str(exc)) from None
     out = args.out or str(Path("ensembles") / names[0])
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
     o = s["oof"]

@@ -1,5 +1,12 @@
 """Frame probabilities from checkpoints: sliding windows with overlap, left/right flip TTA, out-of-fold sets.
 
+One inference path: the trainer's validation (`val/score`, tune.trainer.evaluate), the out-of-fold set
+(`oof_probs`, ensemble.build) and the test predictions (ensemble.predict) all call `video_probs` with the
+settings `InferSettings.for_config(checkpoint config)`: by default a window of twice the training window
+(`data.window`), an edge trim of an eighth of it and the stride that makes the kept parts tile
+(`InferSettings.derive`); `data.infer_window` in the training config, or explicit settings given to
+ensemble.build, override it.
+
 Sliding windows (`sliding_probs`): a video's pairs [P, T, F] are cut into windows of `window` frames every
 `stride` frames (the last window is aligned to the end, so every window is full length when T >= window).
 Each window's first and last `trim` frames are discarded (they see zero padding instead of context) except at
@@ -38,6 +45,9 @@ from features.files import sha256_file
 from features.labels import NUM_CLASSES
 
 
+TRAIN_WINDOW = 256  # the training config's default data.window (for configs that lack it)
+
+
 @dataclass
 class InferSettings:
     """How a model runs over a whole video (saved in ensemble.json and the bundle)."""
@@ -70,8 +80,44 @@ class InferSettings:
         return asdict(self)
 
     @classmethod
+    def derive(cls, window: int, stride: int | None = None, trim: int | None = None, **kw) -> InferSettings:
+        """Settings for an inference window of `window` frames: trim = window // 8 and stride =
+        window - 2 * trim (the kept parts tile, consecutive windows overlap by 2 * trim) unless given.
+        E.g. 512 -> (512, 384, 64); 64 -> (64, 48, 8); 10 -> (10, 8, 1)."""
+        window = int(window)
+        trim = window // 8 if trim is None else int(trim)
+        stride = window - 2 * trim if stride is None else int(stride)
+        return cls(window=window, stride=stride, trim=trim, **kw)
+
+    @classmethod
+    def for_window(cls, train_window: int, **kw) -> InferSettings:
+        """The default for a model trained on windows of `train_window` frames: `derive(2 * train_window)`
+        (training window 256 -> window 512, stride 384, trim 64: today's `InferSettings()`)."""
+        return cls.derive(2 * int(train_window), **kw)
+
+    @classmethod
+    def for_config(cls, config: dict, window: int | None = None, stride: int | None = None,
+                   trim: int | None = None, **kw) -> InferSettings:
+        """The settings of a checkpoint's training config (the dict of its config.json): the one place that
+        ties inference to training. window: the argument, else `data.infer_window` when > 0, else
+        2 x `data.window` (256 when absent); stride and trim: given or derived (`derive`); kw: tta, batch."""
+        data = (config or {}).get("data") or {}
+        if window is None:
+            window = int(data.get("infer_window") or 0) or 2 * int(data.get("window") or TRAIN_WINDOW)
+        return cls.derive(window, stride, trim, **kw)
+
+    @classmethod
     def from_dict(cls, d: dict) -> InferSettings:
         return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
+
+
+def settings_for(config: dict, settings: InferSettings | dict | None = None) -> InferSettings:
+    """A checkpoint's inference settings: `settings` as is when it is an InferSettings (an override),
+    else `InferSettings.for_config(config, **settings)` (a dict of overrides: window, stride, trim, tta,
+    batch; None values are derived)."""
+    if isinstance(settings, InferSettings):
+        return settings
+    return InferSettings.for_config(config, **{k: v for k, v in (settings or {}).items() if v is not None})
 
 
 def window_starts(T: int, window: int, stride: int) -> list[int]:
@@ -219,12 +265,14 @@ def validation_videos(cache, val_fold: int) -> list[int]:
 def oof_probs(
     ckpt_dir: str | os.PathLike,
     cache,
-    settings: InferSettings,
+    settings: InferSettings | dict | None = None,
     cache_file: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict[int, np.ndarray]:
     """{video_id: float32 [P, T, 38]} for the checkpoint's own validation videos, cached in `cache_file`.
+
+    settings: see `settings_for` (default: from the checkpoint's training config, as its val/score was).
 
     The npz holds one array per video (float16, probabilities) plus `key`: a JSON of the weights' sha256,
     the inference settings and the cache fingerprint; a file with another key is recomputed."""
@@ -232,6 +280,7 @@ def oof_probs(
 
     ckpt_dir = Path(ckpt_dir)
     cfg = read_config(ckpt_dir)
+    settings = settings_for(cfg, settings)
     val_fold = int((cfg.get("data") or {}).get("val_fold", 0))  # 0: the training config's default
     if val_fold < 0:
         raise MabeDataError(

@@ -102,7 +102,7 @@ class Ensemble:
 
         info = json.loads(path("ensemble.json").read_text())
         self.post = PostprocessConfig.from_dict(json.loads(path("thresholds.json").read_text()))
-        self.infer = InferSettings.from_dict(info.get("infer", {}))
+        self.infer = InferSettings.from_dict(info.get("infer", {}))  # tta; windows of pre-member ensembles
         self.device = device
         groups: dict[str, tuple] = {}
         for m in info["members"]:
@@ -111,8 +111,10 @@ class Ensemble:
             model = rebuild_model(cfg, load_weights(path(f"model-{i}.pt")))
             fs = FeatureSettings.from_dict(cfg.get("features") or {})
             key = json.dumps(fs.to_dict(), sort_keys=True)
-            groups.setdefault(key, (fs, []))[1].append(model.to(device).eval())
-        self.groups = list(groups.values())  # [(FeatureSettings, [models])]
+            # the sliding-window settings its OOF probabilities were computed with (ensemble.build)
+            settings = InferSettings.from_dict(m.get("infer") or info.get("infer", {}))
+            groups.setdefault(key, (fs, []))[1].append((model.to(device).eval(), settings))
+        self.groups = list(groups.values())  # [(FeatureSettings, [(model, InferSettings)])]
         self.n_models = sum(len(ms) for _, ms in self.groups)
 
     def video_probs(self, meta_row, tracking, source=None):
@@ -131,10 +133,9 @@ class Ensemble:
                     file=source,
                     video=vf.video_id,
                 )
-            p = video_probs(models, vf.x, vf.allowed, self.infer, fs.feature_names(), self.device) * len(
-                models
-            )
-            total = p if total is None else total + p
+            for model, settings in models:
+                p = video_probs([model], vf.x, vf.allowed, settings, fs.feature_names(), self.device)
+                total = p if total is None else total + p
         return first, total / self.n_models
 
 

@@ -145,24 +145,3 @@ def load_state(ckpt_dir) -> dict | None:
         return None
     # Optimizer/scheduler state dicts and RNG tensors are plain containers of tensors and numbers.
     return torch.load(p, map_location="cpu", weights_only=True)
-
-
-def predict_logits(model, x, chunk: int = 8192, context: int = 256, device=None):
-    """Logits for full sequences, chunked with `context` frames of overlap on each side (discarded).
-
-    x: float array/tensor [P, T, F] (all pairs of one video) -> float32 tensor [P, T, C] on CPU.
-    """
-    import torch
-
-    with torch.no_grad():
-        x = torch.as_tensor(x)
-        device = device or next(model.parameters()).device
-        P, T, _ = x.shape
-        outs = []
-        for s in range(0, T, chunk):
-            a, b = max(0, s - context), min(T, s + chunk + context)
-            xb = x[:, a:b].to(device, torch.float32)
-            mask = torch.ones(P, b - a, dtype=torch.bool, device=device)
-            logits = model(xb, mask).float()  # (P, b - a, C)
-            outs.append(logits[:, s - a: s - a + min(chunk, T - s)].cpu())
-        return torch.cat(outs, dim=1)

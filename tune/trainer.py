@@ -31,8 +31,8 @@ from features import files
 from features.errors import MabeDataError
 from features.labels import ACTIONS, NUM_CLASSES
 from models import build_model, count_parameters
-from models.checkpoint import (copy_checkpoint, is_complete, load_state, predict_logits, recover,
-                               save_checkpoint)
+from ensemble.infer import InferSettings, video_probs
+from models.checkpoint import copy_checkpoint, is_complete, load_state, recover, save_checkpoint
 from tune.config import TrainConfig
 from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats, load_pairs,
                        open_cache, select_rows)
@@ -104,36 +104,47 @@ def _read_summary(run_dir: Path, upto_epoch: int) -> list[dict]:
         return [r for r in csv.DictReader(f) if r.get("epoch") and int(r["epoch"]) <= upto_epoch]
 
 
-@torch.no_grad()
-def evaluate(model, table, weight: torch.Tensor, device, chunk: int, progress: bool = False) -> dict:
-    """Loss and the fast competition metric over full validation sequences.
-
-    Predictions are the argmax over each pair's (normalised) whitelist; the metric scores them against the
-    raw whitelist (`allowed_raw`), as the official scorer does.
-    """
-    from ensemble.metric import PairFrames, aggregate, frame_counts, per_action_f1
-
-    model.eval()
-    pairs, loss_sum, w_sum = [], 0.0, 0.0
+def validation_probs(model, table, settings: InferSettings, device="cpu"):
+    """Yield (row indices, probabilities float32 [P, T, C]) per video of the validation table (per pair when a
+    video's pairs differ in length), from `ensemble.infer.video_probs`: the function and settings the OOF set
+    (ensemble.build) and the test predictions (ensemble.predict) use."""
     for vid in np.unique(table.video_id):
         idx = np.flatnonzero(table.video_id == vid)
         lengths = table.length[idx]
         groups = [idx] if (lengths == lengths[0]).all() else [[i] for i in idx]  # a video's pairs share T
         for grp in groups:
-            x = torch.from_numpy(np.stack([np.asarray(table.pair_x(int(i)), dtype=np.float32) for i in grp]))
-            y = torch.from_numpy(np.stack([table.pair_y(int(i)) for i in grp]))  # (P, T)
-            # (P, T, C)
-            logits = predict_logits(model, x, chunk=chunk, context=min(256, chunk // 4), device=device)
-            allowed = torch.from_numpy(table.allowed[grp])  # (P, C)
-            q, w = hard_targets(y, allowed, weight.cpu(), 0.0)
-            loss_sum += float(masked_loss(logits, q, allowed, w) * w.sum())
-            w_sum += float(w.sum())
-            preds = logits.masked_fill(~allowed[:, None, :], -torch.inf).argmax(-1).numpy()  # (P, T)
-            labels = y.clamp(min=0).numpy()  # IGNORE (non-whitelisted) -> background for the metric
-            for k, i in enumerate(grp):
-                pairs.append(PairFrames(lab_id=str(table.lab_id[i]), video_id=int(table.video_id[i]),
-                                        agent=int(table.agent[i]), target=int(table.target[i]),
-                                        labels=labels[k], preds=preds[k], allowed=table.allowed_raw[i]))
+            x = np.stack([np.asarray(table.pair_x(int(i)), dtype=np.float32) for i in grp])
+            yield grp, video_probs([model], x, table.allowed[grp], settings, device=device)
+
+
+@torch.no_grad()
+def evaluate(model, table, weight: torch.Tensor, device, settings: InferSettings,
+             progress: bool = False) -> dict:
+    """Loss and the fast competition metric over full validation sequences.
+
+    Probabilities come from the sliding windows of `validation_probs` (the one inference path, see
+    ensemble.infer). Predictions are their argmax (over each pair's normalised whitelist: other classes have
+    probability 0); the metric scores them against the raw whitelist (`allowed_raw`), as the official scorer
+    does. val/loss is the class-weighted cross-entropy of the same (window-averaged) probabilities.
+    """
+    from ensemble.metric import PairFrames, aggregate, frame_counts, per_action_f1
+
+    model.eval()
+    pairs, loss_sum, w_sum = [], 0.0, 0.0
+    for grp, probs in validation_probs(model, table, settings, device):
+        probs = torch.from_numpy(probs)  # (P, T, C)
+        y = torch.from_numpy(np.stack([table.pair_y(int(i)) for i in grp]))  # (P, T)
+        allowed = torch.from_numpy(table.allowed[grp])  # (P, C)
+        q, w = hard_targets(y, allowed, weight.cpu(), 0.0)
+        logp = torch.log(probs.clamp(min=1e-12))  # as logits: masked_loss's softmax over allowed gives probs
+        loss_sum += float(masked_loss(logp, q, allowed, w) * w.sum())
+        w_sum += float(w.sum())
+        preds = probs.argmax(-1).numpy()  # (P, T); non-whitelisted classes have probability 0
+        labels = y.clamp(min=0).numpy()  # IGNORE (non-whitelisted) -> background for the metric
+        for k, i in enumerate(grp):
+            pairs.append(PairFrames(lab_id=str(table.lab_id[i]), video_id=int(table.video_id[i]),
+                                    agent=int(table.agent[i]), target=int(table.target[i]),
+                                    labels=labels[k], preds=preds[k], allowed=table.allowed_raw[i]))
     model.train()
     counts = frame_counts(pairs)
     out = {"val/loss": loss_sum / max(w_sum, 1e-8), "val/score": float(aggregate(counts))}
@@ -372,7 +383,8 @@ def _decide(run: _Run, va, metrics: dict, epoch: int) -> tuple[bool, bool]:
     flag = torch.zeros(2, dtype=torch.float64)
     if run.is_main:
         if va is not None:
-            metrics.update(evaluate(_unwrap(run.model), va, run.weight, run.dev, cfg.data.val_chunk))
+            metrics.update(evaluate(_unwrap(run.model), va, run.weight, run.dev,
+                                    InferSettings.for_config(cfg.to_dict())))
         else:
             metrics.update({"val/loss": float("nan"), "val/score": -metrics["train/loss"]})
         improved = metrics["val/score"] > run.best_score
