@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,34 @@ def venv_env(**extra) -> dict:
     env["TQDM_DISABLE"] = "1"
     env.update(extra)
     return env
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (for `ray start`)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def ray_bin() -> str | None:
+    """The `ray` CLI of this Python environment."""
+    return shutil.which("ray", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+
+
+def submit_job(client, attempts: int = 30, **kw) -> str:
+    """`JobSubmissionClient.submit_job`, retried while a freshly started head's job agent is not up yet
+    ("No available agent to submit job": Ray's own answer for that state; any other error is raised)."""
+    for i in range(attempts):
+        try:
+            return client.submit_job(**kw)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")

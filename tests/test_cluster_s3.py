@@ -31,8 +31,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import kill_under
-from test_job_submit import _free_ports, _ray_bin
+from helpers import free_ports, kill_under, ray_bin, submit_job
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCLUDES = ["data/", "experiments/", "runs/", ".git/", "**/__pycache__", ".pytest_cache/", ".hypothesis/",
@@ -62,7 +61,7 @@ def two_nodes(s3_server):
     """A head (1 CPU, TRAIN_DRIVER 4) and a worker node (1 CPU), distinct MABE_STAGE_DIRs; yields
     (JobSubmissionClient, {"head": stage dir, "worker": stage dir})."""
     pytest.importorskip("ray.job_submission")
-    if _ray_bin() is None:
+    if ray_bin() is None:
         pytest.skip("ray CLI not found")
     temp = tempfile.mkdtemp(prefix="rcl", dir="/tmp")
     stages = {"head": Path(temp) / "stage-head", "worker": Path(temp) / "stage-worker"}
@@ -70,15 +69,15 @@ def two_nodes(s3_server):
     base.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", TQDM_DISABLE="1",
                 PYTHONPATH=os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                 PATH=os.path.dirname(sys.executable) + os.pathsep + base.get("PATH", ""))
-    gcs, dash, client_port, *p = _free_ports(15)
-    head = [_ray_bin(), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+    gcs, dash, client_port, *p = free_ports(15)
+    head = [ray_bin(), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
             "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client_port}",
             f"--dashboard-agent-listen-port={p[0]}", f"--dashboard-agent-grpc-port={p[1]}",
             f"--metrics-export-port={p[2]}", f"--runtime-env-agent-port={p[3]}",
             f"--node-manager-port={p[4]}", f"--object-manager-port={p[5]}", "--num-cpus=1",
             '--resources={"TRAIN_DRIVER": 4}',
             f"--temp-dir={temp}", "--disable-usage-stats", "--include-dashboard=true"]
-    worker = [_ray_bin(), "start", "--block", f"--address=127.0.0.1:{gcs}",
+    worker = [ray_bin(), "start", "--block", f"--address=127.0.0.1:{gcs}",
               f"--dashboard-agent-listen-port={p[6]}", f"--dashboard-agent-grpc-port={p[7]}",
               f"--metrics-export-port={p[8]}", f"--runtime-env-agent-port={p[9]}",
               f"--node-manager-port={p[10]}", f"--object-manager-port={p[11]}", "--num-cpus=1",
@@ -127,7 +126,8 @@ def _wait(client, job_id, limit_s=900):
 
 
 def _submit(client, args: str):
-    return client.submit_job(
+    return submit_job(
+        client,
         entrypoint=f"{sys.executable} -m tune.search {args}",
         runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES,
                      "env_vars": {"TQDM_DISABLE": "1", "RAY_AUTH_MODE": "disabled"}})
@@ -184,10 +184,11 @@ def test_search_on_two_nodes_over_s3(two_nodes, s3_server, tmp_path):
     assert len(members) == 2
     print(f"wall time to the ensemble: {time.time() - t0:.0f} s")
 
-    # a corrupt tracking file in the bucket: the head's cache build fails fast with one line, exit 2
+    # a corrupt tracking file in the bucket, --strict-data: the head's cache build fails fast with one line,
+    # exit 2 (without it the video is skipped with a warning and listed in the cache's meta.json)
     tracking = next(p for p in storage.listdir(data_uri) if p.startswith("train_tracking/"))
     storage.write_bytes(storage.join(data_uri, tracking), b"not a parquet file")
-    status, logs2 = _wait(client, _submit(client, args.replace("--name job", "--name job2")))
+    status, logs2 = _wait(client, _submit(client, args.replace("--name job", "--name job2 --strict-data")))
     assert status == "FAILED", logs2[-3000:]
     errors = [line for line in logs2.splitlines() if line.startswith("python -m tune.search: error:")]
     assert len(errors) == 1 and tracking.split("/")[-1] in errors[0], logs2[-3000:]

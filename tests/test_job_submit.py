@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,25 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import kill_under
+from helpers import free_ports, kill_under, ray_bin, submit_job
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _ray_bin():
-    return shutil.which("ray", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 
 @pytest.fixture
@@ -47,14 +30,14 @@ def ray_head():
     """A separate head node: own temp dir (short path: unix sockets), own ports, no auth, never
     RAY_ADDRESS."""
     pytest.importorskip("ray.job_submission")
-    if _ray_bin() is None:
+    if ray_bin() is None:
         pytest.skip("ray CLI not found")
-    gcs, dash, client, agent, agent_grpc, metrics, rt_env = _free_ports(7)
+    gcs, dash, client, agent, agent_grpc, metrics, rt_env = free_ports(7)
     temp = tempfile.mkdtemp(prefix="rjob", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
-    cmd = [_ray_bin(), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+    cmd = [ray_bin(), "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
            "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client}",
            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
            f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}", "--num-cpus=2",
@@ -103,7 +86,8 @@ def test_job_submit_smoke_search(ray_head, synth_set, tmp_path):
 
     storage = tmp_path / "exp"
     data = synth_set(4, 600, seed=0, cache=False).root  # the job gets it by path
-    job_id = client.submit_job(
+    job_id = submit_job(
+        client,
         entrypoint=f"{sys.executable} -m tune.search --smoke-test --num-samples 2 --epochs 1 "
         f"--storage {storage} --name job --data {data} --cache {tmp_path / 'cache'}",
         runtime_env={

@@ -77,7 +77,7 @@ def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> TrainConfig:
 
         print(f"feature cache -> {cache_p}")
         build_cache(root_p, cache_p, cfg.feature_settings(), workers=max(1, (os.cpu_count() or 1)), n_folds=5,
-                    seed=0, progress=False)
+                    seed=0, progress=False, strict=scfg.strict_data)
     if scfg.is_remote_storage():
         return replace(cfg, data=replace(cfg.data, cache=publish_cache(cache_p, scfg.storage_path())))
     return cfg

@@ -203,7 +203,8 @@ def experiment_lock(scfg: SearchConfig):
 FLAGS = ["data", "cache", "name", "storage", "resume", "num_samples", "max_concurrent", "workers_per_trial",
          "cpus_per_worker", "gpus_per_trial", "epochs", "grace_period", "time_budget", "seed",
          "gpu_hour_cost",
-         "optuna_storage", "warm_start", "address", "max_failures", "space", "config_file", "smoke_test"]
+         "optuna_storage", "warm_start", "address", "max_failures", "space", "config_file", "smoke_test",
+         "strict_data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

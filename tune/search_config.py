@@ -56,6 +56,8 @@ class SearchConfig:
     max_failures: int = _h(2, "Tune retries per trial (the Train run resumes from its checkpoint)")
     train_max_failures: int = _h(1, "Ray Train restarts of the worker group inside one trial")
     smoke_test: bool = _h(False, "tiny synthetic data, 2 trials x 2 epochs (~1 min)")
+    strict_data: bool = _h(False, "stop the cache build (exit 2, one line) at the first bad video instead of "
+                                  "skipping it (a skipped video is listed in the cache's meta.json)")
     space: str = _h("cpu", "search space: 'cpu' small models (the default without GPUs) or 'full' (the "
                            "default with --gpus-per-trial > 0)")
     overrides: dict = field(default_factory=dict, metadata={
