@@ -197,3 +197,16 @@ def submit_job(client, attempts: int = 30, **kw) -> str:
                 raise
             time.sleep(2)
     raise AssertionError("unreachable")
+
+
+def terminated_trials(exp: Path) -> int:
+    """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
+    n = 0
+    for f in exp.glob("experiment_state-*.json"):
+        try:
+            state = json.loads(f.read_text())
+        except ValueError:   # being rewritten
+            continue
+        # trial_data: [[trial metadata as a JSON string, runtime state as a JSON string], ...]
+        n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
+    return n

@@ -369,25 +369,13 @@ def _trials(exp: Path) -> dict[str, list[str]]:
             for p in exp.glob("*/result.json")}
 
 
-def _terminated(exp: Path) -> int:
-    """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
-    n = 0
-    for f in exp.glob("experiment_state-*.json"):
-        try:
-            state = json.loads(f.read_text())
-        except ValueError:  # being rewritten
-            continue
-        n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
-    return n
-
-
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ctrl_c_search_then_resume(synth_small, tmp_path):
     """SIGINT to the process group of a running search (a terminal's Ctrl-C) once its first trial has
     finished: exit 130 with one line saying how to resume, no results.csv as if it were complete; `--resume`
     finishes the search without training the finished trial again."""
-    from helpers import kill_under
+    from helpers import kill_under, terminated_trials
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="rfc", dir="/tmp"))  # short: Ray's unix socket paths
     os.environ["RAY_TMPDIR"] = str(ray_tmp)  # inherited by the CLI subprocesses (_env copies os.environ)
@@ -397,7 +385,8 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
             "--name", "cc", "--smoke-test", "--num-samples", 2, "--max-concurrent", 1, "--epochs", 1,
             "--grace-period", 2, "--set", "run.checkpoint_every=1"]
     try:
-        rc, text = interrupt_when("tune.search", args, lambda _: _terminated(exp) >= 1, sig=signal.SIGINT)
+        rc, text = interrupt_when("tune.search", args, lambda _: terminated_trials(exp) >= 1,
+                                  sig=signal.SIGINT)
         kill_under(str(ray_tmp))
         assert rc == 130 and "Traceback" not in text, text[-3000:]
         assert "python -m tune.search: interrupted with 1 trial(s) unfinished" in text and "--resume" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import kill_under
+from helpers import kill_under, terminated_trials
 
 from features.errors import MabeDataError
 from tune import keys, optuna_ext, search
@@ -267,19 +267,6 @@ def test_real_search_three_trials(ray_local, tiny_data, tmp_path, capsys):
     assert "best vs V6: " in out and f"next: python -m ensemble.build --experiment {exp}" in out
 
 
-def _terminated_trials(exp: Path) -> int:
-    """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
-    n = 0
-    for f in exp.glob("experiment_state-*.json"):
-        try:
-            state = json.loads(f.read_text())
-        except ValueError:   # being rewritten
-            continue
-        # trial_data: [[trial metadata as a JSON string, runtime state as a JSON string], ...]
-        n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
-    return n
-
-
 @pytest.mark.slow
 @pytest.mark.ray
 def test_kill_and_resume(tiny_data, tmp_path):
@@ -304,7 +291,7 @@ def test_kill_and_resume(tiny_data, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while _terminated_trials(exp) < 1:
+        while terminated_trials(exp) < 1:
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.time() < deadline, "first trial did not finish in time"
             time.sleep(0.5)
