@@ -47,7 +47,7 @@ SPACE: dict[str, tuple] = {
     BATCH: ("choice", [64, 128, 256, 384]),
 }
 
-# The embedded CPU default (2 cores, ~10 minutes): same knobs, smaller models and windows.
+# The embedded CPU default (2 cores, ~15 minutes): same knobs, smaller models and windows.
 CPU_SPACE: dict[str, tuple] = {
     **SPACE,
     HIDDEN: ("choice", [16, 32, 64]),
