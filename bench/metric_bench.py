@@ -1,7 +1,7 @@
 """Benchmark of the competition metric and of threshold tuning, against baselines measured in the same run.
 
 1. `ensemble.metric.score` (interval sweep) vs `set_based_score` below: a straightforward set-of-frames
-   implementation of the same rules (spec/mabe.md §2), on a realistic submission (200 videos x ~20k frames,
+   implementation of the same rules (docs/mabe.md), on a realistic submission (200 videos x ~20k frames,
    2-4 mice, sparse intervals). Both scores must be identical; target ratio >= 20x.
 2. `ensemble.metric.score_frames` on the same data as frame arrays (the per-epoch validation path).
 3. `ensemble.thresholds.tune` on a realistic out-of-fold set (seconds to a minute), against the time of

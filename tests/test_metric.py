@@ -1,4 +1,4 @@
-"""The official metric rule by rule (spec/mabe.md §2) with hand-computed values, on both paths.
+"""The official metric rule by rule (docs/mabe.md, Metric) with hand-computed values, on both paths.
 
 Every case is scored with `score` (DataFrames) and with `score_frames` on the pairs built from the same
 DataFrames, and both must equal the hand-computed value.
