@@ -210,3 +210,18 @@ def terminated_trials(exp: Path) -> int:
         # trial_data: [[trial metadata as a JSON string, runtime state as a JSON string], ...]
         n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
     return n
+
+
+def make_bundle(base: Path, cache: Path, second: str = "tcn", tune_post: bool = True, **export_kw) -> Path:
+    """Two fold checkpoints (tcn on fold 0, `second` on fold 1) -> a 2-member per-fold ensemble at
+    `base/ens` (inference windows 64/32/8) -> an exported bundle at `base/bundle`; returns the bundle."""
+    from ensemble.build import build
+    from ensemble.export import export
+    from ensemble.infer import InferSettings
+
+    make_checkpoint(base / "exp" / "train-a" / "checkpoint_1", cache, 0.3, "tcn", 0, 1)
+    make_checkpoint(base / "exp" / "train-b" / "checkpoint_1", cache, 0.2, second, 1, 2)
+    build([base / "exp"], base / "ens", 2, "per-fold", settings=InferSettings(window=64, stride=32, trim=8),
+          tune_post=tune_post, progress=False, log=lambda *a: None)
+    export(base / "ens", base / "bundle", log=lambda *a: None, **export_kw)
+    return base / "bundle"

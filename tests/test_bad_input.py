@@ -165,19 +165,11 @@ CASES = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synth_small):
     """The shared inputs: synthetic data + cache, a 2-member ensemble and its bundle (no wheel)."""
-    from helpers import make_checkpoint
-
-    from ensemble.build import build
-    from ensemble.export import export
-    from ensemble.infer import InferSettings
+    from helpers import make_bundle
 
     base = tmp_path_factory.mktemp("bad-input")
     root = synth_small.root
-    make_checkpoint(base / "exp" / "train-a" / "checkpoint_1", root / "cache", 0.3, "tcn", 0, 1)
-    make_checkpoint(base / "exp" / "train-b" / "checkpoint_1", root / "cache", 0.2, "tcn", 1, 2)
-    build([base / "exp"], base / "ens", 2, "per-fold", settings=InferSettings(window=64, stride=32, trim=8),
-          tune_post=False, progress=False, log=lambda *a: None)
-    export(base / "ens", base / "bundle", wheel=False, log=lambda *a: None)
+    make_bundle(base, root / "cache", "tcn", tune_post=False, wheel=False)
     return {"data": root, "cache": root / "cache", "ens": base / "ens", "bundle": base / "bundle"}
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import make_checkpoint, predict_venv, venv_env
+from helpers import make_bundle, predict_venv, venv_env
 
 pytestmark = pytest.mark.slow  # ~1.5 min on 2 shared cores (bundle export with its wheel, 3 notebook runs)
 
@@ -88,18 +88,9 @@ def fingerprint(root: Path) -> dict:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, synth_small):
     """Two registry checkpoints on the small synthetic set -> tuned ensemble -> exported bundle."""
-    from ensemble.build import build
-    from ensemble.export import export
-    from ensemble.infer import InferSettings
-
     base = tmp_path_factory.mktemp("kaggle-bundle")
     root = synth_small.root
-    make_checkpoint(base / "exp" / "train-a" / "checkpoint_1", root / "cache", 0.3, "tcn", 0, 1)
-    make_checkpoint(base / "exp" / "train-b" / "checkpoint_1", root / "cache", 0.2, "conv_bilstm", 1, 2)
-    build([base / "exp"], base / "ens", 2, "per-fold", settings=InferSettings(window=64, stride=32, trim=8),
-          progress=False, log=lambda *a: None)
-    export(base / "ens", base / "bundle", dataset_id="someone/mabe-tune-bundle", log=lambda *a: None)
-    return base / "bundle", root
+    return make_bundle(base, root / "cache", "conv_bilstm", dataset_id="someone/mabe-tune-bundle"), root
 
 
 def run_notebook(py: Path, kaggle: Path, slug: str):
