@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import inspect
 
-from features.cli import ArgumentParser, check_range
+from features.cli import ArgumentParser, HelpFormatter, check_range
 from features.errors import cli_guard
 from features.synth.hard import DIFFICULTIES, HARD_FRAMES
+from features.synth.like_real import DEFAULT_FRACTION, format_scale
 from features.synth.meta import DEFAULT_FRAMES, DEFAULT_LABS
 from features.synth.write import generate
 
@@ -21,18 +22,30 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "test_solution.csv (ground truth of the test videos for the official metric). "
                     "Metadata rows "
                     "copy real annotated rows of train.csv; behaviours are planted from the simulated pose.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--out", required=True,
                    help="folder to write: created, or one this command wrote before (has synth.json); other "
                         "folders with Kaggle files are refused")
-    p.add_argument("--videos", type=int, default=_DEFAULTS["n_videos"], help="training videos")
+    p.add_argument("--videos", type=int, default=None,
+                   help=f"training videos (default {_DEFAULTS['n_videos']}; not with --like-real)")
     p.add_argument("--frames", type=int, default=None,
                    help=f"mean frames per video (easy: x U(0.8, 1.2), hard: x lognormal(0, 0.35)); default "
                         f"{DEFAULT_FRAMES} (easy), {HARD_FRAMES} (hard)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="same seed -> same files")
-    p.add_argument("--labs", default=",".join(DEFAULT_LABS),
+    p.add_argument("--labs", default=None,
                    help="comma-separated labs to imitate, dealt round-robin: any lab of train.csv with "
-                        "annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13)")
+                        f"annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13); default "
+                        f"{','.join(DEFAULT_LABS)}; not with --like-real")
+    p.add_argument("--like-real", action="store_true",
+                   help="training videos in the real set's shape: round(F x 848) real annotated rows, labs in "
+                        "their real proportions, each lab's videos sampled over its length distribution, "
+                        "each video as long as its real one (fps, mice, body parts, whitelists copied), so "
+                        "F=1 is the whole set (21.3 M frames, 45.0 M pair-frames); the summary prints the "
+                        "twin's counts next to F x the real ones. --frames sets the test videos' length")
+    p.add_argument("--fraction", type=float, default=None,
+                   help=f"with --like-real: the scale F in (0, 1] (default {DEFAULT_FRACTION})")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes making videos in parallel (same files for any value)")
     p.add_argument("--test-videos", type=int, default=_DEFAULTS["test_videos"],
                    help="test videos (test.csv, test_tracking/, test_solution.csv)")
     p.add_argument("--fps-quirk", action=argparse.BooleanOptionalAction, default=_DEFAULTS["fps_quirk"],
@@ -49,9 +62,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)
+    if args.like_real:
+        for flag, value in (("--videos", args.videos), ("--labs", args.labs)):
+            if value is not None:
+                p.error(f"argument {flag}: not allowed with --like-real (it sets videos and labs)")
+        args.fraction = DEFAULT_FRACTION if args.fraction is None else args.fraction
+        if not 0 < args.fraction <= 1:
+            p.error(f"argument --fraction: must be in (0, 1] (got {args.fraction})")
+    elif args.fraction is not None:
+        p.error("argument --fraction: only with --like-real")
+    args.videos = _DEFAULTS["n_videos"] if args.videos is None else args.videos
+    args.labs = ",".join(DEFAULT_LABS) if args.labs is None else args.labs
     if args.frames is None:
         args.frames = HARD_FRAMES if args.difficulty == "hard" else DEFAULT_FRAMES
-    check_range(p, args, {"--videos": 1, "--test-videos": 0, "--frames": 100})
+    check_range(p, args, {"--videos": 1, "--test-videos": 0, "--frames": 100, "--workers": 1})
     return args
 
 
@@ -75,6 +99,7 @@ def format_summary(s: dict) -> str:
         *([f"  {s['difficulty']}: look-alike scenes left unlabelled {s['hard']['decoys']}; planted events "
            f"missed {s['hard']['missed']}, beyond the lab's distance cut-off {s['hard']['too_far']}, "
            f"shorter than its duration cut-off {s['hard']['too_short']}"] if "hard" in s else []),
+        *([format_scale(s)] if "like_real" in s else []),
         f"next: python -m features.build --data {s['out']} --out {s['out']}/cache",
     ])
 
@@ -85,7 +110,8 @@ def main(argv=None) -> int:
         labs = [x.strip() for x in args.labs.split(",") if x.strip()]
         summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
                            test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk,
-                           force=args.force, difficulty=args.difficulty)
+                           force=args.force, difficulty=args.difficulty,
+                           like_real=args.fraction if args.like_real else None, workers=args.workers)
         print(format_summary(summary))
     return 0
 

@@ -39,6 +39,7 @@ class VideoResult:
     planted: list[tuple[int, int, str, int, int]] = field(default_factory=list)  # true episodes, same axis
     decoys: int = 0                                  # unlabelled look-alike scenes (hard mode)
     dropped: dict[str, int] = field(default_factory=dict)  # hard annotator: missed / too_far / too_short
+    tracking_rows: int = 0                           # rows of `tracking` (kept when the writer drops it)
 
 
 def tracking_table(xy: np.ndarray, present: np.ndarray, bodyparts: list[str]) -> pa.Table:
@@ -109,8 +110,9 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     xyf = xy.astype(np.float32)
     outside = int(((xyf[..., 0] < 0) | (xyf[..., 0] > arena.img_w) | (xyf[..., 1] < 0)
                    | (xyf[..., 1] > arena.img_h))[present].sum())
+    tracking = tracking_table(xyf, present, bodyparts)
     return VideoResult(video_id=video_id, lab_id=lab, n_frames=n_frames, events=events,
-                       tracking=tracking_table(xyf, present, bodyparts),
+                       tracking=tracking, tracking_rows=tracking.num_rows,
                        positive_frames=_positive_frames(events, pairs, n_frames),
                        pair_frames=len(pairs) * n_frames, overlaps=overlaps, whole_missing=whole,
                        out_of_frame=outside, scenes=sim.scenes, aborted=sim.aborted, id_swaps=swaps,

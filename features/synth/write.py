@@ -2,10 +2,12 @@
 sample submission, ground truth) plus the `synth.json` marker, each file atomically (features.files)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from features.synth.meta import (
     whitelist,
 )
 from features.synth.hard import DIFFICULTIES, LabStyle, hard_lengths, lab_style
+from features.synth.like_real import like_real_rows, real_totals
 from features.synth.video import VideoResult, make_video
 
 MARKER = "synth.json"  # written last; tells a synthetic folder (safe to regenerate) from real data
@@ -104,12 +107,21 @@ def _check_args(meta: pd.DataFrame, labs, n_videos: int, test_videos: int, n_fra
 
 
 def _plan(meta: pd.DataFrame, labs: list[str], n_videos: int, test_videos: int, n_frames: int, seed: int,
-          difficulty: str = "easy"):
-    """Per video (train first, then test): (split, metadata row position, video id, frames, generator)."""
+          difficulty: str = "easy", like_real: float | None = None):
+    """Per video (train first, then test): (split, metadata row position, video id, frames, generator).
+    like_real: the training videos are `like_real_rows` (real rows and their real lengths; n_videos and
+    labs are ignored for them), test videos are dealt from the twin's labs as usual."""
     meta_ss, train_ss, test_ss = np.random.SeedSequence(seed).spawn(3)
     mrng = np.random.default_rng(meta_ss)
     offsets: dict = {}
-    rows = _pick_rows(meta, labs, n_videos, offsets, mrng)
+    real_lengths = None
+    if like_real is not None:
+        picked = like_real_rows(meta, like_real, mrng)
+        rows, real_lengths = [r for r, _ in picked], [n for _, n in picked]
+        n_videos = len(rows)
+        labs = sorted({str(meta.loc[r, "lab_id"]) for r in rows})
+    else:
+        rows = _pick_rows(meta, labs, n_videos, offsets, mrng)
     rows += _pick_rows(meta, labs, test_videos, offsets, mrng)
     taken = set(meta["video_id"].tolist())
     ids = []
@@ -122,20 +134,45 @@ def _plan(meta: pd.DataFrame, labs: list[str], n_videos: int, test_videos: int, 
         lengths = hard_lengths(n_frames, n_videos + test_videos, mrng)
     else:
         lengths = [int(round(n_frames * u)) for u in mrng.uniform(0.8, 1.2, n_videos + test_videos)]
+    if real_lengths is not None:
+        lengths[:n_videos] = real_lengths
     seeds = train_ss.spawn(n_videos) + test_ss.spawn(test_videos)
     splits = ["train"] * n_videos + ["test"] * test_videos
     return list(zip(splits, rows, ids, lengths, seeds))
 
 
-def _make_videos(meta: pd.DataFrame, plan: list, fps_quirk: bool, styles: dict[str, LabStyle] | None):
-    """(split, metadata row with its new id and duration, VideoResult) of every planned video, in order."""
-    for split, pos, vid, length, ss in plan:
-        row = meta.loc[pos].copy()
-        style = None if styles is None else styles[str(row["lab_id"])]
-        res = make_video(row, vid, length, np.random.default_rng(ss), fps_quirk=fps_quirk, style=style)
-        row["video_id"] = vid
-        row["video_duration_sec"] = round(length / float(row["frames_per_second"]), 2)
-        yield split, row, res
+def _make_one(split: str, row: pd.Series, vid: int, length: int, ss, fps_quirk: bool,
+              style: LabStyle | None, out: Path | None = None):
+    """(split, metadata row with its new id and duration, VideoResult) of one planned video; with `out`,
+    its parquet files are written here and the result comes back without its tracking table (memory)."""
+    row = row.copy()
+    res = make_video(row, vid, length, np.random.default_rng(ss), fps_quirk=fps_quirk, style=style)
+    row["video_id"] = vid
+    row["video_duration_sec"] = round(length / float(row["frames_per_second"]), 2)
+    if out is not None:
+        _write_parquet(res.tracking, out / f"{split}_tracking" / res.lab_id / f"{vid}.parquet")
+        if split == "train" and res.events:  # nothing happened -> no file (like PleasantMeerkat 1375833299)
+            path = out / "train_annotation" / res.lab_id / f"{vid}.parquet"
+            _write_parquet(annotation_table(res.events), path)
+        res = dataclasses.replace(res, tracking=res.tracking.slice(0, 0))
+    return split, row, res
+
+
+def _make_videos(meta: pd.DataFrame, plan: list, fps_quirk: bool, styles: dict[str, LabStyle] | None,
+                 out: Path | None = None, workers: int = 1):
+    """(split, metadata row with its new id and duration, VideoResult) of every planned video, in order
+    (`workers` > 1: made in that many processes; same results)."""
+    jobs = [(split, meta.loc[pos], vid, length, ss, fps_quirk,
+             None if styles is None else styles[str(meta.loc[pos, "lab_id"])], out)
+            for split, pos, vid, length, ss in plan]
+    if workers <= 1:
+        for job in jobs:
+            yield _make_one(*job)
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        yield from pool.map(_make_one, *zip(*jobs))
 
 
 def videos(n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES, seed: int = 0,
@@ -154,22 +191,17 @@ def _styles(labs: list[str], seed: int, difficulty: str) -> dict[str, LabStyle] 
 
 
 def _write_videos(out: Path, meta: pd.DataFrame, plan: list, progress: bool, fps_quirk: bool,
-                  styles: dict[str, LabStyle] | None = None) -> dict:
-    """Make and write every video; returns {split: [(metadata row, VideoResult)]}."""
+                  styles: dict[str, LabStyle] | None = None, workers: int = 1) -> dict:
+    """Make and write every video; returns {split: [(metadata row, VideoResult without tracking)]}."""
     stats = {"train": [], "test": []}
-    made = _make_videos(meta, plan, fps_quirk, styles)
+    made = _make_videos(meta, plan, fps_quirk, styles, out, workers)
     try:
         from tqdm import tqdm
         bar = tqdm(made, total=len(plan), desc="synth videos", unit="video", disable=not progress)
     except ImportError:  # pragma: no cover
         bar = made
     for split, row, res in bar:
-        vid = res.video_id
         stats[split].append((row, res))
-        _write_parquet(res.tracking, out / f"{split}_tracking" / res.lab_id / f"{vid}.parquet")
-        if split == "train" and res.events:  # nothing happened -> no file (like PleasantMeerkat 1375833299)
-            path = out / "train_annotation" / res.lab_id / f"{vid}.parquet"
-            _write_parquet(annotation_table(res.events), path)
     return stats
 
 
@@ -213,7 +245,7 @@ def _summary(out: Path, seed: int, stats: dict, t0: float) -> dict:
                                   for lab in sorted({r.lab_id for r in train})},
         "overlaps": sum(res.overlaps for res in train + test),
         "videos_without_annotation": sum(1 for res in train if not res.events),
-        "tracking_rows": sum(res.tracking.num_rows for res in train + test),
+        "tracking_rows": sum(res.tracking_rows for res in train + test),
         "whole_missing_frames": sum(res.whole_missing for res in train + test),
         "out_of_frame_rows": sum(res.out_of_frame for res in train + test),
         "id_swaps": sum(res.id_swaps for res in train + test),
@@ -245,7 +277,8 @@ def _prepare(out: Path, force: bool = False) -> None:
 def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES,
              seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
              test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = True,
-             force: bool = False, difficulty: str = "easy") -> dict:
+             force: bool = False, difficulty: str = "easy", like_real: float | None = None,
+             workers: int = 1) -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
@@ -255,19 +288,28 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     caches need `features.build --no-fix-label-fps`). force: write into a folder with Kaggle-layout files
     but no synth.json marker (otherwise refused). difficulty: "easy" (the default: the original generator,
     byte-identical for a seed) or "hard" (features.synth.hard: lab annotation styles, look-alikes, long
-    tails; its summary and synth.json say so).
+    tails; its summary and synth.json say so). like_real: a fraction F in (0, 1]: the training videos are
+    the real set's shape scaled by F (features.synth.like_real; n_videos and labs are then unused: the
+    test videos are dealt from the twin's labs, n_frames x U(0.8, 1.2) long); the summary's "like_real"
+    holds F and the real totals. workers: processes making videos (same files).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
     meta = real_metadata()
     labs = _check_args(meta, labs, n_videos, test_videos, n_frames, difficulty)
     _prepare(out, force)
-    plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty)
-    stats = _write_videos(out, meta, plan, progress, fps_quirk, _styles(labs, seed, difficulty))
+    plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty, like_real)
+    if like_real is not None:
+        labs = sorted({str(meta.loc[pos, "lab_id"]) for _, pos, _, _, _ in plan})
+    stats = _write_videos(out, meta, plan, progress, fps_quirk, _styles(labs, seed, difficulty), workers)
     _write_tables(out, meta, stats)
     summary = _summary(out, seed, stats, t0)
     args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs,
             "test_videos": test_videos, "fps_quirk": fps_quirk}
+    if like_real is not None:
+        args = {"like_real": like_real, "n_frames": n_frames, "seed": seed, "test_videos": test_videos,
+                "fps_quirk": fps_quirk}
+        summary["like_real"] = {"fraction": like_real, "real": real_totals(meta)}
     if difficulty != "easy":  # easy keeps the original marker bytes
         args["difficulty"] = difficulty
         summary["difficulty"] = difficulty
