@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from features.cache import build_cache
+from features.cache import DTYPES, build_cache
 from features.cli import NONE, ArgumentParser, HelpFormatter, add_flags, check_range, given
 from features.errors import MabeDataError, cli_guard
 from features.pipeline import FeatureSettings
@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(
         prog="python -m features.build",
         description="Turn tracking + annotation parquet files into a memory-mappable feature cache: one "
-        "float32 [pairs, frames, features] and one int8 [pairs, frames] label array per video, "
+        "float32 (or --dtype float16) [pairs, frames, features] and one int8 [pairs, frames] label array "
+        "per video, "
         "plus index.parquet (one row per (video, agent, target) with fold and whitelist masks) and "
         "meta.json (settings, feature names, fingerprint).",
         formatter_class=HelpFormatter,
@@ -68,6 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--folds", type=int, default=5, help="number of folds (grouped by video, stratified by lab)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="storage dtype of the feature arrays: float16 halves the cache's bytes (values "
+                   "clipped to +-65504; training upcasts each batch to float32); part of the fingerprint and "
+                   "meta.json")
     p.add_argument(
         "--split",
         choices=("train", "test"),
@@ -108,7 +113,7 @@ def main(argv=None) -> dict:
     settings = FeatureSettings(**given(args, FeatureSettings, _SETTINGS))
     print(
         f"features.build: {args.data} -> {args.out} ({args.split}); settings {settings.to_dict()}; "
-        f"F = {settings.num_features}"
+        f"F = {settings.num_features}, {args.dtype}"
     )
     s = build_cache(
         args.data,
@@ -123,6 +128,7 @@ def main(argv=None) -> dict:
         force=args.force,
         exclude_videos=args.exclude_videos,
         strict=args.strict,
+        dtype=args.dtype,
     )
     if s["skipped"]:
         print(

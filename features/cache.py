@@ -5,9 +5,9 @@ Layout of a cache folder (docs/contracts.md):
     index.parquet          one row per (video, pair): video_id, lab_id, agent, target, pair, n_frames,
                            n_frames_orig, fps, fold, split, file, allowed list<bool>[38],
                            allowed_raw list<bool>[38]
-    meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary,
-                           skipped_videos [{video_id, reason}], exclude_videos, excluded_videos
-    videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
+    meta.json              settings, feature_names, num_features, dtype, n_folds, seed, split, fingerprint,
+                           summary, skipped_videos [{video_id, reason}], exclude_videos, excluded_videos
+    videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"); float16 with --dtype float16)
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
 
 `build_cache` writes everything into a temporary sibling folder and swaps it into place at the end
@@ -51,6 +51,8 @@ from features.quirks import KNOWN_BAD_LABELS
 _BAD_VIDEO = (MabeDataError, OSError, ValueError, KeyError, IndexError)  # what skips a video (not strict)
 
 CACHE_FORMAT = 1
+DTYPES = ("float32", "float16")  # storage dtype of the feature arrays (meta.json "dtype"; readers upcast)
+_F16_MAX = float(np.finfo(np.float16).max)
 KIND = "feature-cache"  # ownership marker kind (features.files.claim)
 
 
@@ -78,6 +80,12 @@ class FeatureCache:
         return int(self.meta["num_features"])
 
     @property
+    def dtype(self) -> str:
+        """Storage dtype of the feature arrays: "float32" (default) or "float16" (caches built before the
+        option have no "dtype" in meta.json: float32)."""
+        return str(self.meta.get("dtype", "float32"))
+
+    @property
     def feature_names(self) -> list[str]:
         return list(self.meta["feature_names"])
 
@@ -96,7 +104,7 @@ class FeatureCache:
             raise MabeDataError("video not in the cache", file=self.path, video=video_id) from None
 
     def x(self, video_id: int) -> np.ndarray:
-        """float32 [P, T, F], memory-mapped read-only."""
+        """[P, T, F] in the cache's storage `dtype` (float32 or float16), memory-mapped read-only."""
         return np.load(self.path / f"{self._rows(video_id)['file'].iloc[0]}.x.npy", mmap_mode="r")
 
     def y(self, video_id: int) -> np.ndarray:
@@ -189,13 +197,16 @@ def _file_stamp(p: Path | None) -> list:
 
 
 def fingerprint(
-    data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int, videos: pd.DataFrame
+    data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int, videos: pd.DataFrame,
+    dtype: str = "float32",
 ) -> str:
-    """Hash of everything a cache depends on (settings, folds, and the size + mtime of every input file)."""
+    """Hash of everything a cache depends on (settings, folds, storage dtype, and the size + mtime of every
+    input file). A float32 cache hashes as before the dtype option existed."""
     h = hashlib.sha256()
     h.update(
         json.dumps(
             {
+                **({"dtype": dtype} if dtype != "float32" else {}),
                 "format": CACHE_FORMAT,
                 "features": FEATURE_VERSION,
                 "settings": settings.to_dict(),
@@ -214,7 +225,7 @@ def fingerprint(
 
 
 def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir: str,
-               strict: bool = True) -> dict:
+               strict: bool = True, dtype: str = "float32") -> dict:
     """Worker: features of one video written to out_dir/videos; returns its index rows and counts, or
     (not strict) {"video_id", "skipped": one-line reason} for a bad video."""
     settings = FeatureSettings.from_dict(settings_d)
@@ -228,7 +239,7 @@ def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir:
     stem = f"videos/{vf.video_id}"
     x_path, y_path = Path(out_dir) / f"{stem}.x.npy", Path(out_dir) / f"{stem}.y.npy"
     labels = vf.labels if vf.labels is not None else np.zeros(vf.x.shape[:2], dtype=np.int8)
-    np.save(x_path, vf.x)
+    np.save(x_path, _stored(vf.x, dtype))
     np.save(y_path, labels.astype(np.int8, copy=False))
     rows = [
         {
@@ -254,6 +265,13 @@ def _build_one(data_root: str, split: str, row: dict, settings_d: dict, out_dir:
         "frames_orig": vf.n_frames_orig,
         "video_id": vf.video_id,
     }
+
+
+def _stored(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Features in the storage dtype; float16 clips finite values to its range (NaN stays NaN)."""
+    if dtype == "float32":
+        return x
+    return np.clip(x, -_F16_MAX, _F16_MAX).astype(np.float16)
 
 
 _INDEX_SCHEMA = pa.schema(
@@ -293,6 +311,7 @@ def build_cache(
     force: bool = False,
     exclude_videos=None,
     strict: bool = False,
+    dtype: str = "float32",
 ) -> dict:
     """Build (or find up to date) the feature cache of `data_root` in `out`; returns a summary dict.
 
@@ -301,6 +320,8 @@ def build_cache(
     skipped_videos [{video_id, reason}], excluded_videos.
     exclude_videos: video ids left out of a TRAINING cache (None: features.quirks.KNOWN_BAD_LABELS; ignored
     for split "test"). strict: a bad video aborts the build (MabeDataError) instead of being skipped.
+    dtype: storage dtype of the feature arrays, "float32" or "float16" (half the bytes; readers upcast to
+    float32 per batch); part of the fingerprint and meta.json "dtype".
 
     `out` must be new, empty or a cache this function wrote (its `.mabe-tune.json` marker, or an older
     cache's meta.json + index.parquet); anything else is refused (MabeDataError) unless `force`. An `out`
@@ -313,6 +334,8 @@ def build_cache(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if n_folds < 1:
         raise MabeDataError(f"--folds must be >= 1 (got {n_folds})")
+    if dtype not in DTYPES:
+        raise MabeDataError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     check_not_inside(out, data_root)
     check_replaceable(out, KIND, force=force, legacy=_is_old_cache)
     meta_csv = metadata_path(data_root, split)
@@ -335,16 +358,17 @@ def build_cache(
             raise MabeDataError(
                 "video is listed in the metadata but has no tracking file", file=tr, video=int(vid)
             )
-    fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
+    fp = fingerprint(data_root, split, settings, n_folds, seed, videos, dtype)
     with waiting_lock(out, f"another build of {out}"):
         check_replaceable(out, KIND, force=force, legacy=_is_old_cache)  # it may have changed while we waited
         return _build_locked(out, fp, data_root, split, settings, videos, n_folds, seed, workers, progress,
-                             strict=strict, exclude=exclude, excluded=excluded)
+                             strict=strict, exclude=exclude, excluded=excluded, dtype=dtype)
 
 
 def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: FeatureSettings,
                   videos: pd.DataFrame, n_folds: int, seed: int, workers: int, progress: bool, *,
-                  strict: bool = True, exclude: list = (), excluded: list = ()) -> dict:
+                  strict: bool = True, exclude: list = (), excluded: list = (),
+                  dtype: str = "float32") -> dict:
     if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
         try:
             old = json.loads((out / "meta.json").read_text())
@@ -360,7 +384,7 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
         claim(tmp, KIND)
         (tmp / "videos").mkdir()
         summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0,
-                              strict)
+                              strict, dtype)
         summary.update(out=str(out), fingerprint=fp, excluded_videos=list(excluded))
         meta_out = {
             "format": CACHE_FORMAT,
@@ -368,6 +392,7 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
             "settings": settings.to_dict(),
             "feature_names": settings.feature_names(),
             "num_features": settings.num_features,
+            "dtype": dtype,
             "n_folds": n_folds if split == "train" else 0,
             "seed": seed,
             "split": split,
@@ -400,7 +425,7 @@ def _is_old_cache(out: Path) -> bool:
 
 def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSettings, videos: pd.DataFrame,
                 n_folds: int, seed: int, workers: int, progress: bool, t0: float,
-                strict: bool = True) -> dict:
+                strict: bool = True, dtype: str = "float32") -> dict:
     """Compute every video into tmp/videos and write tmp/index.parquet; returns the summary (no out/fp)."""
     folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
     columns = [c for c in videos.columns]
@@ -409,14 +434,16 @@ def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSetting
     bar = _bar(len(jobs), progress, f"features {split}")
     if workers <= 1:
         for job in jobs:
-            results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp), strict))
+            results.append(_build_one(str(data_root), split, job, settings.to_dict(), str(tmp), strict,
+                                      dtype))
             bar.update(1)
     else:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futs = [
-                pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp), strict)
+                pool.submit(_build_one, str(data_root), split, job, settings.to_dict(), str(tmp), strict,
+                            dtype)
                 for job in jobs
             ]
             for f in as_completed(futs):

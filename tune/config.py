@@ -52,7 +52,11 @@ class DataConfig:
                                     "instead of uniform over frames")
     shuffle_labels: bool = _h(False, "permute label sequences across training pairs (a sanity baseline: a "
                                      "model must not learn from it)")
-    in_memory_gb: float = _h(8.0, "load the cache into RAM as one numpy array when it is smaller than this")
+    in_memory_gb: float = _h(8.0, "load the cache into RAM as one numpy array when it is smaller than this "
+                                  "(else read windows from its read-only memmaps, shared by trials through "
+                                  "the OS page cache)")
+    prefetch_workers: int = _h(0, "threads gathering training batches ahead; 0 = auto (1 in RAM, min(4, "
+                                  "CPUs) from memmaps)")
     infer_window: int = _h(0, "sliding window (frames) of validation, OOF and test inference; 0 = 2 x window "
                               "(stride and edge trim derived: ensemble.infer.InferSettings.for_config)")
     labs: list = _h([], "train/validate only on these lab_ids (empty = all)")
@@ -63,6 +67,7 @@ class DataConfig:
         _check(0.0 <= self.behaviour_bias <= 1.0,
                f"data.behaviour_bias={self.behaviour_bias} must be in [0, 1]")
         _check(self.in_memory_gb >= 0, "data.in_memory_gb must be >= 0")
+        _check(self.prefetch_workers >= 0, "data.prefetch_workers must be >= 0")
         _check(self.infer_window == 0 or self.infer_window >= 8, "data.infer_window must be 0 or >= 8")
         _check(self.val_fold >= -1, "data.val_fold must be >= -1")
         self.labs = [str(x) for x in self.labs]

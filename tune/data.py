@@ -1,19 +1,24 @@
-"""Training data from the feature cache: in-RAM pair tables, vectorised window gather, a prefetch thread.
+"""Training data from the feature cache: in-RAM pair tables, vectorised window gather, prefetch threads.
 
 Why this shape: a training step on CPU/GPU is milliseconds, so the data path must be a few numpy fancy-index
 operations on one contiguous array (no per-window Python loop, no DataLoader worker processes). A small
 cache is loaded whole into RAM as `x[N_frames, F]` with per-pair offsets; a window is `offset + start +
-arange(W)`. Caches larger than `data.in_memory_gb` fall back to per-window reads from the memmaps.
-Batches are produced one step ahead by a background thread; the trainer measures the time it waits.
+arange(W)`. A cache larger than `data.in_memory_gb` stays in its read-only per-video memmaps (the OS page
+cache holds the bytes once for every trial on the node: no per-trial copy); a batch is then gathered with
+one fancy-index read per video in the batch (index arrays [B_v, W], no loop over windows). A float16 cache
+stays float16 in RAM or on disk and each batch is upcast to float32. Batches are produced ahead by
+`data.prefetch_workers` threads (numpy copies release the GIL), in order; the trainer measures the time
+it waits.
 
 Sharding under DDP: the epoch's global list of windows is drawn from `seed + epoch` (identical on every
 rank) and rank r takes windows r, r + world, ... (what DistributedSampler does).
 """
 from __future__ import annotations
 
-import queue
-import threading
-from dataclasses import dataclass
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,7 @@ class PairTable:
     """All frames of a set of (video, agent, target) pairs, flattened: pair i is
     x[start[i]:start[i] + length[i]]."""
 
-    x: np.ndarray | list  # float32 [N, F] in RAM, or a list of per-pair memmap views [T_i, F]
+    x: np.ndarray | list  # float32/float16 [N, F] in RAM, or a list of per-pair memmap views [T_i, F]
     y: np.ndarray  # int64 [N], IGNORE where the class is not whitelisted for the pair
     start: np.ndarray  # int64 [P]
     length: np.ndarray  # int64 [P]
@@ -40,6 +45,11 @@ class PairTable:
     lab_id: np.ndarray  # object [P]
     agent: np.ndarray  # int64 [P]
     target: np.ndarray  # int64 [P]
+    # memmap tables only: the per-video memmaps [P_v, T_v, F] and, per pair, its video (index into
+    # `videos`) and its row in that video's array
+    videos: list = field(default_factory=list)
+    pair_video: np.ndarray | None = None  # int64 [P]
+    pair_row: np.ndarray | None = None  # int64 [P]
 
     @property
     def n_frames(self) -> int:
@@ -50,8 +60,9 @@ class PairTable:
         return isinstance(self.x, np.ndarray)
 
     def pair_x(self, i: int) -> np.ndarray:
+        """float32 [T_i, F] (a view when stored as float32)."""
         s, n = int(self.start[i]), int(self.length[i])
-        return self.x[s:s + n] if self.in_memory else np.asarray(self.x[i])
+        return np.asarray(self.x[s:s + n] if self.in_memory else self.x[i], dtype=np.float32)
 
     def pair_y(self, i: int) -> np.ndarray:
         s, n = int(self.start[i]), int(self.length[i])
@@ -102,19 +113,23 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
     """
     rows = rows.sort_values(["video_id", "pair"])
     F = int(cache.num_features)
+    dtype = np.dtype(getattr(cache, "dtype", "float32"))  # storage dtype, kept in RAM too
     n_total = int(rows["n_frames"].sum())
-    in_ram = n_total * F * 4 <= in_memory_gb * 2**30
-    xs, ys, lengths = [], [], []
+    in_ram = n_total * F * dtype.itemsize <= in_memory_gb * 2**30
+    xs, ys, lengths, videos, pair_video, pair_row = [], [], [], [], [], []
     rng = np.random.default_rng(seed + 7919)
     for vid, grp in rows.groupby("video_id", sort=False):
         xv, yv = cache.x(int(vid)), cache.y(int(vid))  # [P, T, F] memmap, [P, T]
+        videos.append(xv)
         for p in grp["pair"].to_numpy():
             y = np.asarray(yv[p], dtype=np.int64)
             if shuffle_labels and len(y) > 3:
                 y = np.roll(y, int(rng.integers(len(y) // 4, 3 * len(y) // 4 + 1)))
-            xs.append(np.asarray(xv[p], dtype=np.float32) if in_ram else xv[p])
+            xs.append(np.asarray(xv[p], dtype=dtype) if in_ram else xv[p])
             ys.append(y)
             lengths.append(len(y))
+            pair_video.append(len(videos) - 1)
+            pair_row.append(int(p))
     length = np.asarray(lengths, dtype=np.int64)
     start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
     allowed = np.stack([np.asarray(a, dtype=bool) for a in rows["allowed"]])
@@ -124,16 +139,19 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
     pair_of_frame = np.repeat(np.arange(len(length)), length)
     # non-whitelisted -> no loss
     y = np.where(allowed[pair_of_frame, np.clip(y, 0, NUM_CLASSES - 1)], y, IGNORE)
+    mm = {}
     if in_ram:  # one contiguous array + TAIL zero frames (see gather)
-        x = np.zeros((int(length.sum()) + TAIL, F), np.float32)
+        x = np.zeros((int(length.sum()) + TAIL, F), dtype)
         np.concatenate(xs, out=x[: int(length.sum())]) if xs else None
         y = np.concatenate([y, np.full(TAIL, IGNORE, np.int64)])
     else:
         x = xs
+        mm = {"videos": videos, "pair_video": np.asarray(pair_video, np.int64),
+              "pair_row": np.asarray(pair_row, np.int64)}
     return PairTable(x=x, y=y, start=start, length=length, allowed=allowed, allowed_raw=allowed_raw,
                      video_id=rows["video_id"].to_numpy(np.int64),
                      lab_id=rows["lab_id"].astype(str).to_numpy(),
-                     agent=rows["agent"].to_numpy(np.int64), target=rows["target"].to_numpy(np.int64))
+                     agent=rows["agent"].to_numpy(np.int64), target=rows["target"].to_numpy(np.int64), **mm)
 
 
 def feature_stats(table: PairTable, max_frames: int = 200_000,
@@ -143,7 +161,7 @@ def feature_stats(table: PairTable, max_frames: int = 200_000,
     n = table.n_frames
     if table.in_memory:
         idx = np.sort(rng.choice(n, size=min(n, max_frames), replace=False))
-        sample = table.x[idx]
+        sample = np.asarray(table.x[idx], dtype=np.float32)
     else:
         step = max(1, n // max_frames)
         sample = np.concatenate([table.pair_x(i)[::step] for i in range(len(table.length))])
@@ -198,7 +216,8 @@ def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float,
 
 def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
     """Windows -> x float32 [B, W, F], y int64 [B, W] (IGNORE on padding), mask bool [B, W],
-    allowed bool [B, 38]."""
+    allowed bool [B, 38]. In RAM: one strided-view index (or one fancy index); memmap: one fancy-index read
+    per video in the batch (`_gather_memmap`). A float16 table is upcast here, per batch."""
     offs = start[:, None] + np.arange(window)[None, :]  # [B, W] frame within the pair
     mask = offs < table.length[pair][:, None]  # a prefix: start >= 0
     if table.in_memory and window <= TAIL:
@@ -218,17 +237,32 @@ def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
         x = table.x[flat]  # [B, W, F]
         y = table.y[flat]
     else:
-        F = table.x[0].shape[-1]
-        x = np.zeros((len(pair), window, F), np.float32)
-        for b, (p, s) in enumerate(zip(pair, start)):
-            chunk = np.asarray(table.x[p][s:s + window], dtype=np.float32)
-            x[b, : len(chunk)] = chunk
+        x = _gather_memmap(table, pair, offs, mask)
         flat = np.where(mask, table.start[pair][:, None] + offs, table.start[pair][:, None])
         y = table.y[flat]
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
     if not mask.all():  # only windows running past a short pair's end need zeroing
         x[~mask] = 0.0
         y = np.where(mask, y, IGNORE)
     return x, y, mask, table.allowed[pair]
+
+
+def _gather_memmap(table: PairTable, pair: np.ndarray, offs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """x [B, W, F] (storage dtype) from the per-video memmaps: windows grouped by video, one fancy-index
+    read `mm[rows[:, None], frames]` per video (frames past a pair's end read its last frame; `gather` zeroes
+    them)."""
+    vid = table.pair_video[pair]
+    first = table.videos[0]
+    x = np.empty((len(pair), offs.shape[1], first.shape[-1]), first.dtype)
+    order = np.argsort(vid, kind="stable")
+    cuts = np.flatnonzero(np.diff(vid[order])) + 1
+    last = table.length[pair][:, None] - 1
+    frames = np.where(mask, offs, last)
+    for sel in np.split(order, cuts):
+        mm = table.videos[int(vid[sel[0]])]
+        x[sel] = mm[table.pair_row[pair[sel]][:, None], frames[sel]]
+    return x
 
 
 def gather_loop(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
@@ -258,38 +292,45 @@ def epoch_batches(table: PairTable, n_windows: int, window: int, batch: int, beh
     return [(pair[i * local:(i + 1) * local], start[i * local:(i + 1) * local]) for i in range(steps)]
 
 
+def prefetch_workers(table: PairTable, workers: int = 0) -> int:
+    """Gather threads: `workers`, or (0 = auto) 1 for an in-RAM table and min(4, CPUs) for a memmap one
+    (its reads wait on the page cache or the disk)."""
+    if workers > 0:
+        return workers
+    return 1 if table.in_memory else max(1, min(4, os.cpu_count() or 1))
+
+
 class Prefetcher:
-    """Gathers batches in a background thread, `depth` ahead; iterate to get (x, y, mask, allowed) numpy
-    tuples."""
+    """Gathers batches in `workers` threads (0 = auto, `prefetch_workers`), up to `depth` + workers - 1
+    batches ahead; iterate to get (x, y, mask, allowed) numpy tuples, in batch order (the same batches for
+    any number of workers). An error in a gather is raised in the consumer."""
 
-    def __init__(self, table: PairTable, batches, window: int, depth: int = 2):
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+    def __init__(self, table: PairTable, batches, window: int, depth: int = 2, workers: int = 0):
         self._n = len(batches)
+        self._todo = iter(batches)
+        self._workers = prefetch_workers(table, workers)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="mabe-prefetch")
+        self._ahead: deque = deque()
+        self._job = lambda b: gather(table, b[0], b[1], window)
+        for _ in range(depth + self._workers - 1):
+            self._submit()
 
-        def work():
-            try:
-                for pair, start in batches:
-                    if self._stop.is_set():
-                        return
-                    self._q.put(gather(table, pair, start, window))
-            except BaseException as exc:  # surfaced in the consumer
-                self._q.put(exc)
-
-        self._t = threading.Thread(target=work, daemon=True)
-        self._t.start()
+    def _submit(self) -> None:
+        b = next(self._todo, None)
+        if b is not None:
+            self._ahead.append(self._pool.submit(self._job, b))
 
     def __len__(self) -> int:
         return self._n
 
     def __iter__(self):
-        for _ in range(self._n):
-            item = self._q.get()
-            if isinstance(item, BaseException):
-                raise item
+        while self._ahead:
+            item = self._ahead.popleft().result()
+            self._submit()
             yield item
 
     def close(self):
-        self._stop.set()
-        while not self._q.empty():
-            self._q.get_nowait()
+        for f in self._ahead:
+            f.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)

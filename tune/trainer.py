@@ -323,7 +323,7 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
     gen = np.random.default_rng([cfg.run.seed, epoch, rank, 1])
     batches = epoch_batches(tr, steps * cfg.optim.batch_size, cfg.data.window, cfg.optim.batch_size,
                             cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world)
-    feed = Prefetcher(tr, batches, cfg.data.window)
+    feed = Prefetcher(tr, batches, cfg.data.window, workers=cfg.data.prefetch_workers)
     model.train()
     loss_sum, n_frames, wait, n_steps = 0.0, 0, 0.0, 0
     bar = _bar(len(feed), run.is_main and cfg.run.progress, f"epoch {epoch}/{cfg.optim.epochs}")

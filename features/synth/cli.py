@@ -37,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"annotated videos (the 15 adjective-animal labs, CalMS21_*, CRIM13); default "
                         f"{','.join(DEFAULT_LABS)}; not with --like-real")
     p.add_argument("--like-real", action="store_true",
-                   help="training videos in the real set's shape: round(F x 848) real annotated rows, labs in "
-                        "their real proportions, each lab's videos sampled over its length distribution, "
+                   help="training videos in the real set's shape: round(F x 848) real annotated rows, labs "
+                        "in their real proportions, each lab's videos sampled over its length distribution, "
                         "each video as long as its real one (fps, mice, body parts, whitelists copied), so "
                         "F=1 is the whole set (21.3 M frames, 45.0 M pair-frames); the summary prints the "
                         "twin's counts next to F x the real ones. --frames sets the test videos' length")

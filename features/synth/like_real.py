@@ -67,5 +67,6 @@ def format_scale(s: dict) -> str:
     real, f = s["like_real"]["real"], s["like_real"]["fraction"]
     return (f"  like-real at F={f:g}: {s['videos']} videos (real {real['videos']} x F = "
             f"{real['videos'] * f:,.1f}), {s['frames']:,} frames (real {real['frames']:,} x F = "
-            f"{real['frames'] * f:,.0f}), {s['pair_frames']:,} pair-frames (real {real['pair_frames']:,} x F = "
+            f"{real['frames'] * f:,.0f}), {s['pair_frames']:,} pair-frames "
+            f"(real {real['pair_frames']:,} x F = "
             f"{real['pair_frames'] * f:,.0f})")
