@@ -3,6 +3,8 @@
     python -m bench --quick          # every stage, shrunk (< 10 min on 2 CPU cores)
     python -m bench                  # full sizes (the search comparison takes long)
     python -m bench --gpu            # add the CUDA rows (bf16, projected full-dataset epochs)
+    python -m bench --scale          # only the real-scale stage: like-real twin at --fraction (0.1), cache,
+                                     # loader, data-wait share, projected to the full set (~10 min on 2 cores)
     python -m bench --only data,metric
 
 Each stage lives in its own module (`bench/<stage>_bench.py`) exposing `run(quick: bool, gpu: bool) ->
@@ -27,7 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 STAGES = ("data", "metric", "train", "ray", "search", "predict")
+EXTRA_STAGES = ("scale",)  # not in the default run: only with --scale or --only scale
 RESULTS = Path(__file__).resolve().parent / "results.json"
+RESULTS_SCALE = RESULTS.with_name("results-scale.json")  # --scale alone keeps the full run's results.json
 
 
 def _passed(row: dict) -> bool | None:
@@ -67,12 +71,13 @@ def print_table(rows: list[dict]) -> None:
         print("  ".join(x.ljust(w) for x, w in zip(t, widths)))
 
 
-def run_stage(stage: str, quick: bool, gpu: bool) -> list[dict]:
+def run_stage(stage: str, quick: bool, gpu: bool, **extra) -> list[dict]:
     module = importlib.import_module(f"bench.{stage}_bench")
     params = inspect.signature(module.run).parameters
     kwargs = {"quick": quick}
     if "gpu" in params:
         kwargs["gpu"] = gpu
+    kwargs.update({k: v for k, v in extra.items() if k in params})
     return module.run(**kwargs)
 
 
@@ -83,15 +88,32 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="shrink every stage (skip the long search comparison)"
     )
     parser.add_argument("--gpu", action="store_true", help="also measure on CUDA when a GPU is present")
-    parser.add_argument("--only", default=",".join(STAGES),
-                        help=f"comma-separated stages to run (default: all of {','.join(STAGES)})")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated stages to run (default: all of {','.join(STAGES)}; also "
+                             f"{','.join(EXTRA_STAGES)})")
+    parser.add_argument("--scale", action="store_true",
+                        help="run the real-scale stage (bench/scale_bench.py): the like-real twin at "
+                             "--fraction through cache build, loader and trainer, projected to the full set")
+    parser.add_argument("--fraction", type=float, default=0.1,
+                        help="--scale: like-real twin scale F in (0, 1]")
+    parser.add_argument("--scale-workers", type=int, default=2,
+                        help="--scale: processes generating the twin and building its caches")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"where to write the JSON results (default {RESULTS.name}; {RESULTS_SCALE.name} "
+                             f"when only the scale stage runs)")
     args = parser.parse_args(argv)
 
-    stages = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    only = args.only if args.only is not None else ("scale" if args.scale else ",".join(STAGES))
+    stages = [s.strip() for s in only.split(",") if s.strip()]
+    if args.scale and "scale" not in stages:
+        stages.append("scale")
+    unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES))
     if unknown:
-        parser.error(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+        parser.error(f"unknown stage(s) {unknown}; choose from {list(STAGES + EXTRA_STAGES)}")
+    if not 0 < args.fraction <= 1 or args.scale_workers < 1:
+        parser.error("--fraction must be in (0, 1] and --scale-workers >= 1")
+    if args.out is None:
+        args.out = RESULTS_SCALE if stages == ["scale"] else RESULTS
 
     rows: list[dict] = []
     t_all = time.perf_counter()
@@ -99,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== bench: {stage} {'(quick)' if args.quick else ''}", flush=True)
         t0 = time.perf_counter()
         try:
-            stage_rows = run_stage(stage, args.quick, args.gpu)
+            stage_rows = run_stage(stage, args.quick, args.gpu, fraction=args.fraction,
+                                   workers=args.scale_workers)
         except Exception as exc:  # one broken stage must not hide the others' numbers
             traceback.print_exc()
             stage_rows = [{"stage": f"{stage}: failed", "ours": None, "target": None,
