@@ -272,6 +272,16 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     assert "next: python -m ensemble.export" in printed
     oof = s["oof"]
     assert oof["tuned"] >= oof["raw_ensemble"] - 1e-12  # tuning never makes the OOF score worse
+    # the headline: cross-fitted over the members' folds (0 and 1), in-sample beside it
+    assert f"cross-fitted OOF score {oof['crossfit']:.4f}: thresholds tuned on other folds" in printed
+    assert f"in-sample tuned OOF {oof['in_sample']:.4f}: tuned and scored on the same videos" in printed
+    assert oof["in_sample"] == oof["tuned"] and oof["crossfit_groups"]["n"] == 2
+    assert "cache folds [0, 1]" in oof["crossfit_groups"]["how"]
+    # flip TTA (the default --tta auto, pair features): both OOF sets scored, the better one kept
+    flip = oof["tta"]
+    assert flip["chosen"] == (flip["on"] > flip["off"]) and oof["crossfit"] == max(flip["on"], flip["off"])
+    assert f"flip TTA {'on' if flip['chosen'] else 'off'}" in printed
+    assert all(m["infer"]["tta"] == flip["chosen"] for m in s["members"])
     assert sorted(m["val_fold"] for m in s["members"]) == [0, 1]
     # both folds validated by a different member: every labelled video is in the OOF set
     info = json.loads((out / "ensemble.json").read_text())
@@ -296,9 +306,12 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
         settings=InferSettings(window=64, stride=32, trim=8),
         progress=False,
         log=lambda *a: None,
+        tta="auto",
     )
+    assert len(npz) == 4  # 2 members x (plain, .tta)
     assert [p.stat().st_mtime_ns for p in npz] == stamps
     assert s2["oof"]["tuned"] == pytest.approx(oof["tuned"])
+    assert s2["oof"]["crossfit"] == pytest.approx(oof["crossfit"])
 
 
 def test_oof_cache_invalidated_by_other_settings(tiny_cache, tmp_path):
