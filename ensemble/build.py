@@ -19,6 +19,8 @@ Strategies for the top K:
   best-per-trial  the best checkpoint of each trial (run), then the K best trials;
   per-fold        the best checkpoint for each validation fold (one model per fold), K best folds;
   diverse         round-robin over model types (conv_bilstm, tcn, hybrid): the best trial of each type first.
+A trial with fold models (one per validation fold, `--cv-folds`) is ranked by the mean of its folds' best
+val/score and brings all of them (best-per-trial, diverse): K trials, K x folds members.
 
 Out-of-fold: each member predicts the videos of its own validation fold from the feature cache (sliding
 windows, see ensemble.infer: by default the settings its val/score was computed with, derived from its
@@ -66,31 +68,36 @@ STRATEGIES = ("best-per-trial", "per-fold", "diverse")
 
 
 def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> list[Candidate]:
-    """The K members (see the module docstring); candidates must be sorted best first."""
+    """The members (see the module docstring); candidates must be sorted best first. A trial trained on
+    several validation folds (fold models, `--cv-folds`) counts as one: its best checkpoint of each fold,
+    ranked by their mean val/score (its objective), all of them members."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if k < 1:
         raise ValueError("top-k must be >= 1")
-    best_of: dict[str, Candidate] = {}
+    best_of: dict[tuple[str, int], Candidate] = {}
     for c in cands:
-        best_of.setdefault(c.trial, c)
-    per_trial = list(best_of.values())  # still sorted best first
-    if strategy == "best-per-trial":
-        return per_trial[:k]
+        best_of.setdefault((c.trial, c.val_fold), c)
     if strategy == "per-fold":
         by_fold: dict[int, Candidate] = {}
-        for c in per_trial:
+        for c in best_of.values():  # still sorted best first
             by_fold.setdefault(c.val_fold, c)
         return list(by_fold.values())[:k]
-    queues: dict[str, list[Candidate]] = {}
-    for c in per_trial:
-        queues.setdefault(c.model, []).append(c)
-    out: list[Candidate] = []
-    while len(out) < k and any(queues.values()):
-        for q in sorted(queues.values(), key=lambda q: -q[0].score if q else 0.0):
-            if q and len(out) < k:
-                out.append(q.pop(0))
-    return out
+    folds_of: dict[str, list[Candidate]] = {}
+    for c in best_of.values():
+        folds_of.setdefault(c.trial, []).append(c)
+    mean = {t: float(np.mean([c.score for c in cs])) for t, cs in folds_of.items()}
+    trials = sorted(folds_of, key=lambda t: -mean[t])  # stable: ties keep the best-first order
+    if strategy == "diverse":
+        queues: dict[str, list[str]] = {}
+        for t in trials:
+            queues.setdefault(folds_of[t][0].model, []).append(t)
+        trials = []
+        while len(trials) < k and any(queues.values()):
+            for q in sorted(queues.values(), key=lambda q: -mean[q[0]] if q else 0.0):
+                if q and len(trials) < k:
+                    trials.append(q.pop(0))
+    return [c for t in trials[:k] for c in sorted(folds_of[t], key=lambda c: c.val_fold)]
 
 
 def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 30) -> str:
@@ -190,7 +197,7 @@ def oof_members(chosen: list[Candidate], cache, settings: list[InferSettings], o
     {video_id: probs}} in the order of `chosen`."""
     per_member: dict[str, dict[int, np.ndarray]] = {}
     for c, st in zip(chosen, settings):
-        name = c.name
+        name = c.name + (f"-f{c.val_fold}" if sum(x.trial == c.trial for x in chosen) > 1 else "")
         while name in per_member:
             name += "_"
         if not variant:

@@ -230,6 +230,16 @@ def test_select_strategies():
         B.select(cands, 2, "random")
 
 
+def test_select_takes_a_trials_fold_models_together():
+    """Trial a trained fold models on folds 0 and 1 (best 0.5 and 0.3: mean 0.4), b one model (0.45): b ranks
+    first, and a brings both its folds' best checkpoints."""
+    cands = [_cand("a", 0.5, fold=0), _cand("b", 0.45), _cand("a", 0.35, fold=0), _cand("a", 0.3, fold=1)]
+    assert [(c.trial, c.score) for c in B.select(cands, 1)] == [("b", 0.45)]
+    for strategy in ("best-per-trial", "diverse"):
+        got = B.select(cands, 2, strategy)
+        assert [(c.trial, c.score) for c in got] == [("b", 0.45), ("a", 0.5), ("a", 0.3)]
+
+
 def test_average_oof_hand_computed():
     a = {1: np.full((1, 2, NUM_CLASSES), 0.2, np.float32), 2: np.full((1, 2, NUM_CLASSES), 0.6, np.float32)}
     b = {1: np.full((1, 2, NUM_CLASSES), 0.4, np.float32)}
