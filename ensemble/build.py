@@ -359,6 +359,7 @@ def build(
             per_member = oof_members(chosen, cache, per_settings, tmp, progress)
             groups, how = crossfit_groups(cache, average_oof(per_member), crossfit_groups_n, crossfit_seed)
             cf = crossfit_score(cache, per_member, groups, tune_post)
+            cf_seconds = cf.seconds
             tta_scores = None
             if tta == "auto" and not flip_available(cache):
                 log("\nflip TTA: not available for this feature set (needs the agent-centred pair set): off")
@@ -366,6 +367,7 @@ def build(
                 flip_settings = [replace(st, tta=True) for st in per_settings]
                 flipped = oof_members(chosen, cache, flip_settings, tmp, progress, variant=".tta")
                 cf_flip = crossfit_score(cache, flipped, groups, tune_post)
+                cf_seconds += cf_flip.seconds
                 tta_scores = {"off": cf.score, "on": cf_flip.score, "chosen": cf_flip.score > cf.score}
                 log(f"\nflip TTA: cross-fitted OOF {cf.score:.4f} without, {cf_flip.score:.4f} with -> "
                     f"{'on' if tta_scores['chosen'] else 'off'}")
@@ -380,12 +382,12 @@ def build(
                 "in_sample": oof["tuned"],
                 "argmax": oof["raw_ensemble_argmax"],
                 "crossfit_groups": {"n": n_groups, "how": how},
-                "crossfit_seconds": round(cf.seconds, 2),
+                "crossfit_seconds": round(cf_seconds, 2),
                 "tta": tta_scores,
             })
-            log(f"  cross-fit over {how}: tuning ran {n_groups} + 1 times, "
-                f"{cf.seconds:.1f}s cross-fit + {t_tune:.1f}s on the full OOF"
-                + (" (and again for the flip-TTA variant)" if tta_scores else ""))
+            runs = f"{n_groups} + 1" if not tta_scores else f"2 x {n_groups} + 1 (with and without flip TTA)"
+            log(f"  cross-fit over {how}: tuning ran {runs} times, {cf_seconds:.1f}s cross-fit + "
+                f"{t_tune:.1f}s on the full OOF")
             summary = {
                 "members": [member_info(n, c, st) for n, c, st in zip(per_member, chosen, per_settings)],
                 "strategy": strategy,
