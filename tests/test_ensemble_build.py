@@ -324,6 +324,21 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     assert s2["oof"]["crossfit"] == pytest.approx(oof["crossfit"])
 
 
+def test_crossfit_groups_folds_or_dealt(tiny_cache):
+    """OOF videos from 2 cache folds: the folds are the groups; from one fold: 2 groups dealt by video."""
+    from features.cache import FeatureCache
+
+    cache = FeatureCache(tiny_cache[1])
+    idx = cache.index[cache.index["fold"] >= 0].drop_duplicates("video_id")
+    fold_of = dict(zip(idx["video_id"].astype(int), idx["fold"].astype(int)))
+    groups, how = B.crossfit_groups(cache, list(fold_of))
+    assert groups == fold_of and how == f"cache folds {sorted(set(fold_of.values()))}"
+    one_fold = [v for v, f in fold_of.items() if f == 0]
+    groups, how = B.crossfit_groups(cache, one_fold, n_groups=2, seed=0)
+    assert sorted(groups) == sorted(one_fold) and "2 groups dealt by video" in how
+    assert len(set(groups.values())) == min(2, len(one_fold))
+
+
 def test_oof_cache_invalidated_by_other_settings(tiny_cache, tmp_path):
     from features.cache import FeatureCache
 
