@@ -26,7 +26,7 @@ from pathlib import Path
 # Projection targets (public instance specs): one H100 node = 1 x H100 80GB with 26 vCPUs (the common
 # single-GPU cloud shape); p5.48xlarge = 8 x H100 80GB, 192 vCPUs, 2 TiB RAM; the cluster = 4 of them.
 TARGETS = {"one H100 node (26 vCPU)": 26, "p5.48xlarge x 4 (768 vCPU, 32 H100)": 4 * 192}
-STEPS = 12  # optimiser steps per measured epoch (two epochs; the second, warm one is reported)
+STEPS = 6  # optimiser steps per measured epoch (two epochs; the second, warm one is reported)
 
 
 def _bytes(cache: Path, suffix: str = ".x.npy") -> int:
