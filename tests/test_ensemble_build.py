@@ -27,7 +27,7 @@ from ensemble.infer import (
     window_starts,
 )
 from features.labels import NUM_CLASSES
-from helpers import make_checkpoint
+from helpers import make_checkpoint, mirror_scene
 
 # ------------------------------------------------------------------------------------------------ windows
 
@@ -89,20 +89,6 @@ def test_sliding_windows_equal_full_sequence_when_context_fits():
 # ------------------------------------------------------------------------------------------------ flip TTA
 
 
-def _mirror(xy: np.ndarray) -> np.ndarray:
-    """Mirror canonical points [T, 9, 2] (y -> -y) and relabel left <-> right (ears, hips)."""
-    from features.skeleton import CANONICAL
-
-    out = xy.copy()
-    out[..., 1] *= -1
-    swap = list(range(len(CANONICAL)))
-    for i, n in enumerate(CANONICAL):
-        if "_left" in n:
-            j = CANONICAL.index(n.replace("_left", "_right"))
-            swap[i], swap[j] = j, i
-    return out[:, swap]
-
-
 @pytest.mark.parametrize("feature_set", ["pair", "pair_rich"])
 def test_flip_equals_features_of_the_mirrored_scene(feature_set):
     """features(mirror(scene)) == flip(features(scene)): the TTA (and training augmentation) transform is the
@@ -129,7 +115,7 @@ def test_flip_equals_features_of_the_mirrored_scene(feature_set):
         CANONICAL.index(n.replace("_left", "\0").replace("_right", "_left").replace("\0", "_right"))
         for n in CANONICAL
     ]
-    g = fn(_mirror(a), _mirror(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap])
+    g = fn(mirror_scene(a), mirror_scene(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap])
     flipped = flip_pair_features(f, names)
     hd = names.index("heading_diff")
     keep = np.abs(np.abs(f[:, hd]) - 180) > 1e-3  # +180 and -180 are the same angle
