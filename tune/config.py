@@ -88,6 +88,9 @@ class OptimConfig:
     class_weight_power: float = _h(0.5, "action weight = (f_background / f_action) ** power (0 = all 1)")
     class_weight_cap: float = _h(8.0, "upper bound of an action's class weight (V6: 8)")
     mixup_alpha: float = _h(0.0, "mixup Beta(alpha, alpha) between windows of a batch (0 = off)")
+    ema_decay: float = _h(0.0, "exponential moving average of the weights with this decay (0 = off; e.g. "
+                               "0.999): validation and the saved model.pt use the EMA weights, the resume "
+                               "state keeps the raw ones")
     aug_flip: float = _h(0.0, "probability of a window's left/right mirror (exact on the pair sets; "
                               "tune/augment.py)")
     aug_jitter: float = _h(0.0, "probability of Gaussian jitter on a window's continuous features")
@@ -110,6 +113,7 @@ class OptimConfig:
         _check(self.class_weight_power >= 0, "optim.class_weight_power must be >= 0")
         _check(self.mixup_alpha >= 0 and self.grad_clip >= 0 and self.weight_decay >= 0,
                "mixup_alpha, grad_clip and weight_decay must be >= 0")
+        _check(0.0 <= self.ema_decay < 1.0, f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
         for k in ("aug_flip", "aug_jitter", "aug_stretch", "aug_part_dropout"):
             _check(0.0 <= getattr(self, k) <= 1.0, f"optim.{k}={getattr(self, k)} must be in [0, 1]")
         _check(self.aug_jitter_std >= 0 and 0 < self.aug_stretch_max <= 1,
