@@ -1,12 +1,15 @@
 """Lab-balanced window sampling (data.lab_alpha): the empirical lab shares of many windows against the formula
-p(lab) = frames(lab) ** alpha / sum, computed by hand on a tiny table."""
+p(lab) = frames(lab) ** alpha / sum, computed by hand on a tiny table; per-lab class weights
+(optim.per_lab_class_weights) by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from features.labels import NUM_CLASSES
-from tune.data import TAIL, PairTable, epoch_batches, lab_shares, sample_windows
+from tune.data import TAIL, PairTable, epoch_batches, lab_class_weights, lab_shares, sample_windows
+from tune.losses import hard_targets
 
 # lab A: one pair of 100 frames; lab B: pairs of 150 and 250 (400); lab C: one pair of 1600 frames
 LENGTHS = [100, 150, 250, 1600]
@@ -68,3 +71,22 @@ def test_behaviour_bias_stays_within_the_drawn_lab():
     assert (pair[labs == "B"] == 2).all() and first_b.min() == 253 and first_b.max() == 269
     # lab C: its one behaviour row 505 (local 5) -> starts 0..5 (clipped at the pair's start)
     assert set(start[labs == "C"].tolist()) == {0, 1, 2, 3, 4, 5}
+
+
+def test_per_lab_class_weights_by_hand():
+    tab = _table()
+    w = lab_class_weights(tab, bg_weight=1.0, power=0.5, cap=8.0)
+    assert w.shape == (4, NUM_CLASSES) and (w[:, 0] == 1).all()
+    # lab B: 400 frames, class 3 on 10 -> f_bg / f_3 = 390 / 10 -> sqrt(39) = 6.245; class 2 unseen -> cap 8
+    assert w[1, 3] == w[2, 3] == pytest.approx(39 ** 0.5) and w[1, 2] == 8.0
+    # lab C: 1600 frames, class 2 on 1 -> sqrt(1599) = 40 -> cap 8; lab A: no action at all -> cap everywhere
+    assert w[3, 2] == 8.0 and (w[0, 1:] == 8.0).all()
+    wc = lab_class_weights(tab, bg_weight=1.0, power=0.25, cap=100.0)
+    assert wc[3, 2] == pytest.approx(1599 ** 0.25) and wc[1, 3] == pytest.approx(39 ** 0.25)
+    # the loss reads per-window weights: window b's frame of class c weighs w[b, c]
+    y = torch.tensor([[3, 0, -100], [2, 3, 0]])
+    allowed = torch.ones(2, NUM_CLASSES, dtype=torch.bool)
+    _, fw = hard_targets(y, allowed, torch.from_numpy(wc[[1, 3]]), 0.0)
+    # (lab C's unseen class 3 counts as one frame: 1599 ** 0.25 too)
+    expect = [[39 ** 0.25, 1.0, 0.0], [1599 ** 0.25, 1599 ** 0.25, 1.0]]
+    np.testing.assert_allclose(fw.numpy(), expect, rtol=1e-6)

@@ -88,6 +88,8 @@ class OptimConfig:
     class_weight_power: float = _h(0.5, "action weight = (f_background / f_action) ** power (0 = all 1)")
     class_weight_cap: float = _h(8.0, "upper bound of an action's class weight (V6: 8)")
     mixup_alpha: float = _h(0.0, "mixup Beta(alpha, alpha) between windows of a batch (0 = off)")
+    per_lab_class_weights: bool = _h(False, "class weights from each lab's own class frequencies (a window "
+                                           "uses its lab's weights) instead of the pooled ones")
     ema_decay: float = _h(0.0, "exponential moving average of the weights with this decay (0 = off; e.g. "
                                "0.999): validation and the saved model.pt use the EMA weights, the resume "
                                "state keeps the raw ones")

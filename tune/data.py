@@ -176,6 +176,23 @@ def class_weights(freq: np.ndarray, bg_weight: float, power: float, cap: float, 
     return w.astype(np.float32)
 
 
+def lab_class_weights(table: PairTable, bg_weight: float, power: float, cap: float) -> np.ndarray:
+    """float32 [P, 38]: each pair's class weights (`class_weights`) from its own lab's class frequencies
+    (`optim.per_lab_class_weights`): an action that is common in one lab and rare in another weighs less
+    in the first."""
+    n = int(table.length.sum())
+    labs, code = np.unique(table.lab_id.astype(str), return_inverse=True)
+    row_lab = np.repeat(code, table.length)
+    y = table.y[:n]
+    out = np.zeros((len(table.length), NUM_CLASSES), np.float32)
+    for k in range(len(labs)):
+        yk = y[(row_lab == k) & (y >= 0)]
+        counts = np.bincount(yk, minlength=NUM_CLASSES).astype(np.float64)
+        w = class_weights(counts / max(counts.sum(), 1.0), bg_weight, power, cap, int((row_lab == k).sum()))
+        out[code == k] = w
+    return out
+
+
 def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float, rng: np.random.Generator,
                    lab_alpha: float = 1.0):
     """n windows as (pair index [n], start frame [n]); a window may run past a short pair's end (then padded).
