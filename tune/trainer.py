@@ -9,6 +9,10 @@ folder `last/` is written every `run.checkpoint_every` epochs and on every new b
 `best/`); `summary.csv` gets one row per epoch; `report(metrics, checkpoint_dir)` is called once per epoch.
 With `run.resume` (default) a run whose `last/` exists continues from its epoch with the saved model,
 optimizer, scheduler and RNG states.
+Lab-aware options (off by default): lab-balanced windows (`data.lab_alpha`, tune.data.sample_windows),
+per-lab class weights, feature-space augmentation in `_step` (tune/augment.py), and an EMA of the weights
+(tune/ema.py) that is what validation sees and `model.pt` holds, the raw weights riding in `state.pt` for
+resuming.
 
 Pieces of `train`: `_load_data` (cache, rows, class weights), `_build` (model, optimiser, schedule),
 `_resume`, `_train_epoch`, `_decide` (validation and early stop, rank 0 decides), `_checkpoint`.
@@ -32,10 +36,13 @@ from features.errors import MabeDataError
 from features.labels import ACTIONS, NUM_CLASSES
 from models import build_model, count_parameters
 from ensemble.infer import InferSettings, video_probs
-from models.checkpoint import copy_checkpoint, is_complete, load_state, recover, save_checkpoint
+from models.checkpoint import (clean_state_dict, copy_checkpoint, is_complete, load_state, recover,
+                               save_checkpoint)
 from tune.config import TrainConfig
-from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats, load_pairs,
-                       open_cache, select_rows)
+from tune.augment import Augmenter, AugSettings
+from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats,
+                       lab_class_weights, load_pairs, open_cache, select_rows)
+from tune.ema import EMA
 from tune.losses import hard_targets, lr_lambda, masked_loss
 
 SUMMARY_COLUMNS = ("epoch", "train/loss", "val/loss", "val/score", "val/best_score", "lr", "time/epoch_s",
@@ -166,6 +173,9 @@ class _Run:
     opt: torch.optim.Optimizer = None
     sched: object = None
     weight: torch.Tensor = None
+    lab_weight: torch.Tensor = None  # [P, C] per training pair (optim.per_lab_class_weights), else None
+    aug: Augmenter = None  # optim.aug_*, None when all off
+    ema: EMA = None  # optim.ema_decay > 0: validated and saved instead of the raw weights
     start_epoch: int = 0
     best_score: float = -1.0
     best_epoch: int = 0
@@ -184,11 +194,20 @@ class _Run:
     def best_dir(self) -> Path:
         return self.run_dir / "best"
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated and saved as model.pt: the EMA weights when on, else the bare model."""
+        return self.ema.model if self.ema is not None else _unwrap(self.model)
+
     def state(self, epoch: int) -> dict:
         # "scaler": the state format's slot for a loss scaler; bf16 needs none, so it is always empty.
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "scaler": {},
-                "rng": _rng_state(), "epoch": epoch, "best_score": self.best_score,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+        st = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "scaler": {},
+              "rng": _rng_state(), "epoch": epoch, "best_score": self.best_score,
+              "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+        if self.ema is not None:  # model.pt holds the EMA weights; the raw ones resume training
+            st["ema"] = self.ema.state_dict()
+            st["raw_model"] = clean_state_dict(_unwrap(self.model).state_dict())
+        return st
 
 
 def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | None = None, device=None,
@@ -266,6 +285,12 @@ def _load_data(run: _Run):
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
+    aug = AugSettings.from_optim(cfg.optim)
+    run.aug = Augmenter(list(cache.meta["feature_names"]), aug) if aug.active else None
+    if cfg.optim.per_lab_class_weights:
+        o = cfg.optim
+        run.lab_weight = torch.from_numpy(lab_class_weights(tr, o.bg_weight, o.class_weight_power,
+                                                            o.class_weight_cap))
     n_windows = cfg.data.samples_per_epoch or max(1, tr.n_frames // cfg.data.window)
     steps = max(1, -(-n_windows // cfg.optim.batch_size))
     return cache, tr, va, freq, steps
@@ -292,6 +317,9 @@ def _build(run: _Run, num_features: int, tr, steps: int, wrap_model) -> int:
     run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, lr_lambda(
         steps * cfg.optim.epochs, round(steps * cfg.optim.warmup_epochs), cfg.optim.min_lr_ratio))
     run.weight = run.weight.to(dev)
+    if run.lab_weight is not None:
+        run.lab_weight = run.lab_weight.to(dev)
+    run.ema = EMA(_unwrap(model), cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     return n_params
 
 
@@ -302,7 +330,11 @@ def _resume(run: _Run, resume_from) -> None:
     state = load_state(src) if src is not None else None
     if state is None:
         return
-    _unwrap(run.model).load_state_dict(torch.load(src / "model.pt", map_location="cpu", weights_only=True))
+    saved = torch.load(src / "model.pt", map_location="cpu", weights_only=True)
+    if run.ema is not None and "raw_model" in state:  # model.pt = EMA weights, the state = raw ones
+        run.ema.load_state_dict(state["ema"], saved)
+        saved = state["raw_model"]
+    _unwrap(run.model).load_state_dict(saved)
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
@@ -322,16 +354,18 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
     torch.manual_seed(cfg.run.seed * 100_003 + epoch * 1009 + rank)  # dropout/mixup: exact on resume
     gen = np.random.default_rng([cfg.run.seed, epoch, rank, 1])
     batches = epoch_batches(tr, steps * cfg.optim.batch_size, cfg.data.window, cfg.optim.batch_size,
-                            cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world)
+                            cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world, cfg.data.lab_alpha)
     feed = Prefetcher(tr, batches, cfg.data.window)
     model.train()
     loss_sum, n_frames, wait, n_steps = 0.0, 0, 0.0, 0
     bar = _bar(len(feed), run.is_main and cfg.run.progress, f"epoch {epoch}/{cfg.optim.epochs}")
     t_wait = time.perf_counter()
     try:
-        for batch in feed:
+        for (pair, _), batch in zip(batches, feed):
             wait += time.perf_counter() - t_wait
-            loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen)
+            weight = run.weight if run.lab_weight is None else run.lab_weight[torch.from_numpy(pair).to(dev)]
+            loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen,
+                                 weight)
             loss_sum += loss
             n_frames += frames
             n_steps += 1
@@ -351,11 +385,14 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
             "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
 
 
-def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]:
-    """One optimiser step on a batch (x, y, mask, allowed) with optional mixup; returns (loss, frames)."""
+def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor) -> tuple[float, int]:
+    """One optimiser step on a batch (x, y, mask, allowed) with optional augmentation and mixup, then the EMA
+    update; weight: class weights (C,) or per window (B, C). Returns (loss, frames)."""
     cfg, dev = run.cfg, run.dev
     x, y, mask, allowed = batch
-    q, w = hard_targets(y, allowed, run.weight, cfg.optim.label_smoothing)
+    if run.aug is not None:
+        x, y, mask = run.aug(x, y, mask, gen)
+    q, w = hard_targets(y, allowed, weight, cfg.optim.label_smoothing)
     if cfg.optim.mixup_alpha > 0:
         lam = float(gen.beta(cfg.optim.mixup_alpha, cfg.optim.mixup_alpha))
         perm = torch.randperm(x.shape[0], device=dev)
@@ -373,6 +410,8 @@ def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
     run.opt.step()
     run.sched.step()
+    if run.ema is not None:
+        run.ema.update(_unwrap(run.model))
     return float(loss.detach()), int(mask.sum())
 
 
@@ -383,7 +422,7 @@ def _decide(run: _Run, va, metrics: dict, epoch: int) -> tuple[bool, bool]:
     flag = torch.zeros(2, dtype=torch.float64)
     if run.is_main:
         if va is not None:
-            metrics.update(evaluate(_unwrap(run.model), va, run.weight, run.dev,
+            metrics.update(evaluate(run.eval_model, va, run.weight, run.dev,
                                     InferSettings.for_config(cfg.to_dict())))
         else:
             metrics.update({"val/loss": float("nan"), "val/score": -metrics["train/loss"]})
@@ -408,7 +447,7 @@ def _checkpoint(run: _Run, metrics: dict, epoch: int, write: bool, improved: boo
     run.summary.append(metrics)
     _write_summary(run.run_dir, run.summary)
     if write:
-        save_checkpoint(run.last_dir, run.model, run.cfg, metrics, run.state(epoch))
+        save_checkpoint(run.last_dir, run.eval_model, run.cfg, metrics, run.state(epoch))
         if improved:
             copy_checkpoint(run.last_dir, run.best_dir)
         ckpt = str(run.last_dir)
