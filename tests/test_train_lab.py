@@ -1,6 +1,6 @@
 """The lab-aware training options wired into the trainer: lab-balanced sampling, per-lab class weights,
-feature-space augmentation and the weights' EMA (model.pt = EMA weights, the resume state keeps the raw
-ones, and a resumed run equals an uninterrupted one)."""
+feature-space augmentation, a model conditioned on the candidate actions and the weights' EMA (model.pt =
+EMA weights, the resume state keeps the raw ones, and a resumed run equals an uninterrupted one)."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,7 @@ from models.checkpoint import load_state
 from tune.trainer import train
 
 LAB_AWARE = {"data.lab_alpha": 0.0, "optim.per_lab_class_weights": True, "optim.ema_decay": 0.9,
-             "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5}
+             "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True}
 
 
 @pytest.fixture(scope="module")

@@ -38,10 +38,11 @@ LAB_ALPHA = "data.lab_alpha"             # p(lab) ~ frames(lab) ** alpha (1 = fr
 EMA_DECAY = "optim.ema_decay"            # EMA of the weights for validation and model.pt (0 = off, V6)
 AUG_FLIP = "optim.aug_flip"              # probability of a window's left/right mirror (0 = off, V6)
 AUG_JITTER = "optim.aug_jitter"          # probability of Gaussian feature jitter (0 = off, V6)
+ACTIONS_IN = "model.condition_actions"   # the pair's candidate actions as a model input (off, V6)
 # The lab-aware knobs (issue 15) are searched on the cluster only: in the embedded CPU default they would
 # change its sampled points (and its results) and add per-step work. The feature set is not searched: a
 # search trains every trial on one cache (`data.cache`), and the trainer refuses features the cache lacks.
-LAB_AWARE = (LAB_ALPHA, EMA_DECAY, AUG_FLIP, AUG_JITTER)
+LAB_AWARE = (LAB_ALPHA, EMA_DECAY, AUG_FLIP, AUG_JITTER, ACTIONS_IN)
 
 # The full space: what a GPU cluster search explores.
 SPACE: dict[str, tuple] = {
@@ -58,6 +59,7 @@ SPACE: dict[str, tuple] = {
     EMA_DECAY: ("choice", [0.0, 0.99, 0.999]),
     AUG_FLIP: ("uniform", 0.0, 0.5),
     AUG_JITTER: ("uniform", 0.0, 0.5),
+    ACTIONS_IN: ("choice", [False, True]),
 }
 
 # The embedded CPU default (2 cores, ~15 minutes): same knobs, smaller models and windows.
@@ -85,6 +87,7 @@ V6_POINT: dict[str, Any] = {
     EMA_DECAY: 0.0,
     AUG_FLIP: 0.0,
     AUG_JITTER: 0.0,
+    ACTIONS_IN: False,
 }
 
 KINDS = ("loguniform", "uniform", "int", "choice")

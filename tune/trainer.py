@@ -402,7 +402,7 @@ def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor
         w = (lam * w + (1 - lam) * w[perm]) * mask
         allowed = allowed | allowed[perm]
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        logits = run.model(x, mask)  # (B, W, C)
+        logits = run.model(x, mask, allowed)  # (B, W, C)
     loss = masked_loss(logits, q, allowed, w)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
