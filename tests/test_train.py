@@ -294,6 +294,17 @@ def test_two_fold_run_checkpoints_mean_resume_and_ensemble(synth_small, tmp_path
     assert [m["val/score_fold0"], m["val/score_fold1"]] == scores and "val/score_argmax" in m
     assert json.loads((run / "last" / "metrics.json").read_text())["val/score"] == m["val/score"]
 
+    # Ray hands over its copy of the last checkpoint (resume_from): a fresh run folder continues both folds
+    import shutil
+
+    shutil.copytree(run / "last", tmp_path / "ray-copy")
+    out_ray = train(cfg.replace(**{"optim.epochs": 3, "run.out_dir": str(tmp_path / "cv-ray"),
+                                   "run.resume": False}), resume_from=tmp_path / "ray-copy")
+    assert out_ray["start_epoch"] == 2 and out_ray["epochs_run"] == 3
+    ray_last = tmp_path / "cv-ray" / "last"
+    epochs = [json.loads((ray_last / f"fold{k}" / "metrics.json").read_text())["epoch"] for k in (0, 1)]
+    assert epochs == [3, 3]
+
     reports2 = []
     out2 = train(cfg.replace(**{"optim.epochs": 3}), report=lambda m, d: reports2.append(m))
     assert [r["epoch"] for r in reports2] == [3] and out2["start_epoch"] == 2

@@ -168,7 +168,9 @@ def evaluate(model, table, weight: torch.Tensor, device, settings: InferSettings
     argmax = float(aggregate(counts))
     out = {"val/loss": loss_sum / max(w_sum, 1e-8), "val/score": argmax, "val/score_argmax": argmax}
     if objective == "tuned":
+        t0 = time.perf_counter()
         out["val/score"] = tuned_score(items)
+        out["time/objective_s"] = time.perf_counter() - t0
     out.update({f"val/f1_{a}": float(f) for a, f in per_action_f1(counts).items()})
     return out
 
