@@ -34,6 +34,11 @@ def test_parse_args_defaults_and_smoke():
     assert g.space == "full" and g.gpus_per_worker() == 0.25
     assert sp.LR not in g.search_space() and sp.LR not in g.v6_point()
     assert g.experiment_path() == "s3://bucket/mabe/n" and g.local_dir().name == "n"
+    assert (s.fold_labs, s.cv_folds) == ("test", 1)
+    cv = search.parse_args(["--cv-folds", "3", "--fold-labs", "all", "--name", "cv"])
+    assert (cv.fold_labs, cv.cv_folds) == ("all", 3)
+    assert search.base_config(cv, "data/x", "data/x/cache").data.cv_folds == 3
+    assert search.base_config(s, "data/x", "data/x/cache").data.cv_folds == 1
 
 
 @pytest.mark.parametrize("n, startup", [(2, 4), (8, 4), (12, 4), (18, 6), (30, 10), (200, 10)])

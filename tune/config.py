@@ -46,6 +46,9 @@ class DataConfig:
     cache: str = _h("data/synth/cache", "feature cache folder (features.cache layout: index.parquet, "
                                         "meta.json, videos/)")
     val_fold: int = _h(0, "held-out fold k of the cache's folds (validation videos); -1 = no validation")
+    cv_folds: int = _h(1, "validation folds per run: K > 1 trains K models in lockstep, one per fold "
+                          "val_fold, val_fold + 1, ... (mod the cache's n_folds); val/score is their mean, "
+                          "checkpoints last/ and best/ hold fold<k>/ sub-folders")
     window: int = _h(256, "training window length in (cached) frames")
     samples_per_epoch: int = _h(0, "windows drawn per epoch; 0 = training frames / window (each frame ~once)")
     behaviour_bias: float = _h(0.5, "probability that a window is centred near a random behaviour frame "
@@ -69,6 +72,8 @@ class DataConfig:
         _check(self.infer_window == 0 or self.infer_window >= 8, "data.infer_window must be 0 or >= 8")
         _check(self.val_fold >= -1, "data.val_fold must be >= -1")
         _check(0.0 <= self.lab_alpha <= 1.0, f"data.lab_alpha={self.lab_alpha} must be in [0, 1]")
+        _check(self.cv_folds >= 1, "data.cv_folds must be >= 1")
+        _check(self.cv_folds == 1 or self.val_fold >= 0, "data.cv_folds > 1 needs a data.val_fold >= 0")
         self.labs = [str(x) for x in self.labs]
 
 
@@ -138,6 +143,10 @@ class RunConfig:
     threads: int = _h(0, "torch CPU threads (0 = torch default). Use 1 when several runs share a few cores: "
                          "measured here, 2 OpenMP threads on a busy 2-core box made a step 15x slower")
     progress: bool = _h(True, "show tqdm progress bars")
+    objective: str = _h("tuned", "what val/score is: 'tuned' = the competition score after per-action "
+                                 "thresholds tuned on this validation set's own probabilities (what the "
+                                 "thresholded submission gets; fine for ranking); 'argmax' = the score of "
+                                 "the argmax (val/score_argmax is always reported)")
     fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file "
                                     "exists (and create it), to exercise restart-from-checkpoint")
 
@@ -146,6 +155,8 @@ class RunConfig:
                f"run.device={self.device!r}: 'auto', 'cpu' or 'cuda'")
         _check(self.checkpoint_every >= 1, "run.checkpoint_every must be >= 1")
         _check(self.patience >= 0 and self.threads >= 0, "run.patience and run.threads must be >= 0")
+        _check(self.objective in ("tuned", "argmax"),
+               f"run.objective={self.objective!r}: 'tuned' or 'argmax'")
 
 
 @dataclass

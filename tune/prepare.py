@@ -9,6 +9,7 @@ Sizes of the synthetic sets: tune/presets.py.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -72,15 +73,25 @@ def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> TrainConfig:
         n_videos, n_frames = SYNTH_SIZES["smoke" if scfg.smoke_test else "search"]
         print(f"generating synthetic data: {n_videos} videos x {n_frames} frames -> {root_p}")
         generate(root_p, n_videos=n_videos, n_frames=n_frames, seed=0)
-    if storage.is_remote(cfg.data.root) or not (cache_p / "index.parquet").exists():
+    if storage.is_remote(cfg.data.root) or _cached_fold_labs(cache_p) != scfg.fold_labs:
         from features.cache import build_cache
 
         print(f"feature cache -> {cache_p}")
         build_cache(root_p, cache_p, cfg.feature_settings(), workers=max(1, (os.cpu_count() or 1)), n_folds=5,
-                    seed=0, progress=False, strict=scfg.strict_data)
+                    seed=0, progress=False, strict=scfg.strict_data, fold_labs=scfg.fold_labs)
     if scfg.is_remote_storage():
         return replace(cfg, data=replace(cfg.data, cache=publish_cache(cache_p, scfg.storage_path())))
     return cfg
+
+
+def _cached_fold_labs(cache: Path) -> str | None:
+    """The fold_labs a built cache was dealt with (older caches: "all"); None when there is no cache."""
+    if not (cache / "index.parquet").exists():
+        return None
+    try:
+        return json.loads((cache / "meta.json").read_text()).get("fold_labs") or "all"
+    except (OSError, ValueError):
+        return None
 
 
 def smoke_data(root: str, cache: str, n_videos: int = SYNTH_SIZES["smoke"][0],
