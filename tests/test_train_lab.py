@@ -19,28 +19,27 @@ def cache_dir(tmp_path_factory):
     return write_cache(tmp_path_factory.mktemp("labcache") / "c", n_videos=6, T=300)
 
 
-def test_lab_aware_run_resumes_exactly_and_saves_ema_weights(cache_dir, tmp_path):
-    straight = small_cfg(cache_dir, tmp_path / "a", **{"optim.epochs": 4, "run.checkpoint_every": 1,
-                                                       **LAB_AWARE})
-    assert train(straight)["epochs_run"] == 4
+@pytest.mark.parametrize("cv_folds", [1, 2])
+def test_lab_aware_run_resumes_exactly_and_saves_ema_weights(cache_dir, tmp_path, cv_folds):
+    straight = small_cfg(cache_dir, tmp_path / "a", **{"optim.epochs": 3, "run.checkpoint_every": 1,
+                                                       "data.cv_folds": cv_folds, **LAB_AWARE})
+    assert train(straight)["epochs_run"] == 3
     # the same run killed after its first checkpoint (the trainer's test hook), then resumed
     interrupted = straight.replace(**{"run.out_dir": str(tmp_path / "b"),
                                       "run.fail_once_marker": str(tmp_path / "failed-once")})
     with pytest.raises(RuntimeError, match="simulated"):
         train(interrupted)
     assert train(interrupted)["start_epoch"] == 1
-    for d in ("a", "b"):
-        last = tmp_path / d / "last"
-        ema = torch.load(last / "model.pt", weights_only=True)
-        raw = load_state(last)["raw_model"]
-        assert load_state(last)["ema"]["updates"] > 0
-        assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # model.pt: EMA, not raw
-    a = torch.load(tmp_path / "a" / "last" / "model.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "last" / "model.pt", weights_only=True)
-    ra, rb = (load_state(tmp_path / d / "last")["raw_model"] for d in ("a", "b"))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ra[k], rb[k], rtol=1e-5, atol=1e-6)
+    subs = [""] if cv_folds == 1 else [f"fold{k}" for k in range(cv_folds)]  # one checkpoint per fold model
+    for sub in subs:
+        a, b = (tmp_path / d / "last" / sub for d in ("a", "b"))
+        ema_a, ema_b = (torch.load(d / "model.pt", weights_only=True) for d in (a, b))
+        raw_a, raw_b = (load_state(d)["raw_model"] for d in (a, b))
+        assert load_state(a)["ema"]["updates"] == load_state(b)["ema"]["updates"] > 0
+        assert any(not torch.equal(ema_a[k], raw_a[k]) for k in ema_a)  # model.pt: EMA, not raw
+        for k in ema_a:
+            torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(raw_a[k], raw_b[k], rtol=1e-5, atol=1e-6)
 
 
 def test_mirror_and_part_dropout_need_named_pair_features(cache_dir, tmp_path, synth_small):
