@@ -4,6 +4,7 @@
     python -m features.build --data data/synth --out data/synth-cache
     python -m features.build --data /kaggle/input/MABe-mouse-behavior-detection --out cache/pair30 --workers 2
     python -m features.build --data data/synth --out data/synth-motion --feature-set motion --target-fps none
+    python -m features.build --data data/synth --out data/synth-rich --feature-set pair_rich   # 214 values
     python -m features.build --data data/synth --out data/synth-test-cache --split test
 
 A second run with the same inputs and settings does nothing and says so; a changed setting (or a changed
