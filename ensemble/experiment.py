@@ -158,7 +158,7 @@ class Candidate:
     """One checkpoint folder found below the input."""
 
     path: Path
-    trial: str  # trial id / run name of the checkpoint; a fold model's: "<trial>/fold<k>" (its own run)
+    trial: str  # trial id / run name the checkpoint belongs to (a fold model: the cross-validated trial's)
     score: float  # validation score of that epoch (val/score)
     epoch: int
     model: str  # model.name
@@ -169,7 +169,9 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.trial}-e{self.epoch}")
+        fold = fold_of(self.path)  # the K fold models of one cross-validated epoch need K names
+        tag = f"{self.trial}-e{self.epoch}" if fold is None else f"{self.trial}-f{fold}-e{self.epoch}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
 
 
 def is_checkpoint(d: Path) -> bool:
@@ -204,10 +206,10 @@ def _candidate(d: Path, statuses: dict[str, str]) -> Candidate | None:
     score = metrics.get(SCORE_KEY)
     if score is None or not math.isfinite(float(score)):
         return None
-    trial, fold = trial_of(d), fold_of(d)
+    trial = trial_of(d)
     return Candidate(
         path=d.resolve(),
-        trial=trial if fold is None else f"{trial}/fold{fold}",  # each fold model is a candidate of its own
+        trial=trial,
         score=float(score),
         epoch=int(metrics.get("epoch", 0)),
         model=str(cfg.get("model", {}).get("name", "?")),

@@ -310,7 +310,8 @@ def test_two_fold_run_checkpoints_mean_resume_and_ensemble(synth_small, tmp_path
     assert [r["epoch"] for r in reports2] == [3] and out2["start_epoch"] == 2
     assert json.loads((run / "last" / "fold1" / "metrics.json").read_text())["epoch"] == 3
 
-    s = B.build([run / "best"], tmp_path / "ens", 2, "per-fold",
+    # the trial's two fold models are one candidate trial: top 1 takes both, each predicting its own fold
+    s = B.build([run / "best"], tmp_path / "ens", 1, "best-per-trial",
                 settings=InferSettings(window=64, stride=32, trim=8), progress=False, log=lambda *a: None)
     assert sorted(m["val_fold"] for m in s["members"]) == [0, 1]
     assert len({m["name"] for m in s["members"]}) == 2

@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tune.search", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic "
                     "data, local Ray, a ~15 minute CPU search. Objective: val/best_score (validation "
-                    "competition score, best so far). Trial 1 is always the seed's V6 configuration.",
+                    "competition score after thresholds tuned on the validation fold, run.objective; the "
+                    "mean over --cv-folds folds; best so far). Trial 1 is always the seed's V6 "
+                    "configuration.",
         epilog=__doc__.split("Commands:")[1].split("Outputs,")[0])
     cli.add_flags(p, SearchConfig, only=FLAGS, rename={"config_file": "config"},
                   choices={"fold_labs": ("test", "all")})
