@@ -16,7 +16,7 @@ def test_builtin_spaces_are_valid_and_contain_v6():
         assert sp.contains(s, {k: v for k, v in sp.V6_POINT.items() if k in s}) == []
     # the lab-aware knobs: searched on the cluster, off (V6) in trial 1, not in the CPU default
     assert not set(sp.LAB_AWARE) & set(sp.CPU_SPACE) and set(sp.LAB_AWARE) <= set(sp.SPACE)
-    assert [sp.V6_POINT[k] for k in sp.LAB_AWARE] == [1.0, 0.0, 0.0, 0.0, False]
+    assert [sp.V6_POINT[k] for k in sp.LAB_AWARE] == [1.0, 0.0, 0.0, 0.0, False, 0]
     assert config.TrainConfig().replace(**{k: sp.V6_POINT[k] for k in sp.LAB_AWARE}) == config.TrainConfig()
     # the knobs are all searched
     for key in (sp.LR, sp.WARMUP, sp.BG_WEIGHT, sp.FREQ_POWER, sp.MODEL, sp.HIDDEN, sp.DROPOUT, sp.WINDOW,

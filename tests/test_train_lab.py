@@ -1,17 +1,20 @@
 """The lab-aware training options wired into the trainer: lab-balanced sampling, per-lab class weights,
-feature-space augmentation, a model conditioned on the candidate actions and the weights' EMA (model.pt =
-EMA weights, the resume state keeps the raw ones, and a resumed run equals an uninterrupted one)."""
+feature-space augmentation, a model conditioned on the candidate actions and its lab, and the weights' EMA
+(model.pt = EMA weights, the resume state keeps the raw ones; a resumed run equals an uninterrupted one)."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
-from helpers import small_cfg, write_cache
+from helpers import LABS, small_cfg, write_cache
 from models.checkpoint import load_state
 from tune.trainer import train
 
 LAB_AWARE = {"data.lab_alpha": 0.0, "optim.per_lab_class_weights": True, "optim.ema_decay": 0.9,
-             "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True}
+             "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True,
+             "model.lab_embedding": 4}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,7 @@ def test_lab_aware_run_resumes_exactly_and_saves_ema_weights(cache_dir, tmp_path
         ema_a, ema_b = (torch.load(d / "model.pt", weights_only=True) for d in (a, b))
         raw_a, raw_b = (load_state(d)["raw_model"] for d in (a, b))
         assert load_state(a)["ema"]["updates"] == load_state(b)["ema"]["updates"] > 0
+        assert json.loads((a / "config.json").read_text())["model"]["labs"] == sorted(LABS)  # embedding rows
         assert any(not torch.equal(ema_a[k], raw_a[k]) for k in ema_a)  # model.pt: EMA, not raw
         for k in ema_a:
             torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6)

@@ -39,10 +39,11 @@ EMA_DECAY = "optim.ema_decay"            # EMA of the weights for validation and
 AUG_FLIP = "optim.aug_flip"              # probability of a window's left/right mirror (0 = off, V6)
 AUG_JITTER = "optim.aug_jitter"          # probability of Gaussian feature jitter (0 = off, V6)
 ACTIONS_IN = "model.condition_actions"   # the pair's candidate actions as a model input (off, V6)
+LAB_EMB = "model.lab_embedding"          # size of a learned lab embedding input (0 = off, V6)
 # The lab-aware knobs (issue 15) are searched on the cluster only: in the embedded CPU default they would
 # change its sampled points (and its results) and add per-step work. The feature set is not searched: a
 # search trains every trial on one cache (`data.cache`), and the trainer refuses features the cache lacks.
-LAB_AWARE = (LAB_ALPHA, EMA_DECAY, AUG_FLIP, AUG_JITTER, ACTIONS_IN)
+LAB_AWARE = (LAB_ALPHA, EMA_DECAY, AUG_FLIP, AUG_JITTER, ACTIONS_IN, LAB_EMB)
 
 # The full space: what a GPU cluster search explores.
 SPACE: dict[str, tuple] = {
@@ -60,6 +61,7 @@ SPACE: dict[str, tuple] = {
     AUG_FLIP: ("uniform", 0.0, 0.5),
     AUG_JITTER: ("uniform", 0.0, 0.5),
     ACTIONS_IN: ("choice", [False, True]),
+    LAB_EMB: ("choice", [0, 8, 16]),
 }
 
 # The embedded CPU default (2 cores, ~15 minutes): same knobs, smaller models and windows.
@@ -88,6 +90,7 @@ V6_POINT: dict[str, Any] = {
     AUG_FLIP: 0.0,
     AUG_JITTER: 0.0,
     ACTIONS_IN: False,
+    LAB_EMB: 0,
 }
 
 KINDS = ("loguniform", "uniform", "int", "choice")

@@ -123,7 +123,8 @@ def validation_probs(model, table, settings: InferSettings, device="cpu"):
         groups = [idx] if (lengths == lengths[0]).all() else [[i] for i in idx]  # a video's pairs share T
         for grp in groups:
             x = np.stack([np.asarray(table.pair_x(int(i)), dtype=np.float32) for i in grp])
-            yield grp, video_probs([model], x, table.allowed[grp], settings, device=device)
+            yield grp, video_probs([model], x, table.allowed[grp], settings, device=device,
+                                   lab=str(table.lab_id[grp[0]]))
 
 
 # The objective's threshold search (run.objective="tuned"): per (lab, action) thresholds only, a coarse grid,
@@ -199,6 +200,7 @@ class _Run:
     sched: object = None
     weight: torch.Tensor = None
     lab_weight: torch.Tensor = None  # [P, C] per training pair (optim.per_lab_class_weights), else None
+    lab_code: torch.Tensor = None  # [P] embedding row of each training pair's lab (model.lab_embedding)
     aug: Augmenter = None  # optim.aug_*, None when all off
     ema: EMA = None  # optim.ema_decay > 0: validated and saved instead of the raw weights
     tr: object = None
@@ -362,6 +364,10 @@ def _load_data(run: _Run):
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
+    if cfg.model.lab_embedding:  # the embedding's vocabulary: this model's training labs (row 0 = unknown)
+        labs = sorted({str(v) for v in tr.lab_id})
+        run.cfg = cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, labs=labs))
+        run.lab_code = torch.tensor([labs.index(str(v)) + 1 for v in tr.lab_id], dtype=torch.int64)
     aug = AugSettings.from_optim(cfg.optim)
     run.aug = Augmenter(list(cache.meta["feature_names"]), aug) if aug.active else None
     if cfg.optim.per_lab_class_weights:
@@ -448,8 +454,9 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
         for (pair, _), batch in zip(batches, feed):
             wait += time.perf_counter() - t_wait
             weight = run.weight if run.lab_weight is None else run.lab_weight[torch.from_numpy(pair).to(dev)]
+            lab = None if run.lab_code is None else run.lab_code[torch.from_numpy(pair)].to(dev)
             loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen,
-                                 weight)
+                                 weight, lab)
             loss_sum += loss
             n_frames += frames
             n_steps += 1
@@ -469,9 +476,11 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
             "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
 
 
-def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor) -> tuple[float, int]:
+def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor,
+          lab: torch.Tensor | None = None) -> tuple[float, int]:
     """One optimiser step on a batch (x, y, mask, allowed) with optional augmentation and mixup, then the EMA
-    update; weight: class weights (C,) or per window (B, C). Returns (loss, frames)."""
+    update; weight: class weights (C,) or per window (B, C); lab: embedding rows (B,) with
+    model.lab_embedding. Returns (loss, frames)."""
     cfg, dev = run.cfg, run.dev
     x, y, mask, allowed = batch
     if run.aug is not None:
@@ -486,7 +495,7 @@ def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor
         w = (lam * w + (1 - lam) * w[perm]) * mask
         allowed = allowed | allowed[perm]
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        logits = run.model(x, mask, allowed)  # (B, W, C)
+        logits = run.model(x, mask, allowed, lab)  # (B, W, C)
     loss = masked_loss(logits, q, allowed, w)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
