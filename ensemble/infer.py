@@ -181,7 +181,9 @@ def flip_pair_features(x: np.ndarray, names: list[str]) -> np.ndarray:
 def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor) -> torch.Tensor:
     """Softmax over the allowed classes of a batch of windows: xb (B, W, F), allowed_b (B, C) -> (B, W, C)."""
     mask = torch.ones(xb.shape[:2], dtype=torch.bool, device=xb.device)
-    logits = model(xb, mask).float()  # (B, W, C)
+    # a model conditioned on the candidate actions (models.ModelConfig.condition_actions) reads the whitelist
+    cond = getattr(model, "condition_actions", False)
+    logits = (model(xb, mask, allowed_b) if cond else model(xb, mask)).float()  # (B, W, C)
     logits = logits.masked_fill(~allowed_b[:, None, :], -torch.inf)
     return torch.softmax(logits, dim=-1)
 

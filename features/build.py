@@ -19,7 +19,7 @@ import sys
 from features.cache import FOLD_LABS, build_cache
 from features.cli import NONE, ArgumentParser, HelpFormatter, add_flags, check_range, given
 from features.errors import MabeDataError, cli_guard
-from features.pipeline import FeatureSettings
+from features.pipeline import FEATURE_SETS, FeatureSettings
 from features.quirks import KNOWN_BAD_LABELS
 
 
@@ -63,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="cache folder to create or update")
     p.add_argument("--workers", type=int, default=1, help="processes computing videos in parallel")
     add_flags(p, FeatureSettings, only=_SETTINGS, types={"target_fps": _fps},
-              choices={"feature_set": ("pair", "motion"), "motion_points": ("raw", "canonical")})
+              choices={"feature_set": FEATURE_SETS, "motion_points": ("raw", "canonical")})
     p.add_argument(
         "--folds", type=int, default=5, help="number of folds (grouped by video, stratified by lab)"
     )

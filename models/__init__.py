@@ -7,8 +7,9 @@ Registry (`build_model(cfg, in_features, num_classes=38)`):
 
 Every model is wrapped in `FrameClassifier`, which owns the input standardisation (per-feature mean/std
 buffers set by the trainer from training data, saved in `model.pt`) and the NaN -> 0 rule, so a checkpoint
-rebuilds its exact inputs from raw cached features. Importing this package does not import torch;
-`build_model` does.
+rebuilds its exact inputs from raw cached features. With `condition_actions` it also appends the pair's
+candidate-action flags (the whitelist, `allowed` (B, 38)) to every frame's input: forward(x, mask, allowed).
+Importing this package does not import torch; `build_model` does.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class ModelConfig:
                        metadata={"help": "hybrid's second stage: 'gru', 'lstm' or 'attention'"})
     heads: int = field(default=4, metadata={"help": "attention heads (hybrid with stage='attention')"})
     dropout: float = field(default=0.1, metadata={"help": "dropout probability inside the network"})
+    condition_actions: bool = field(default=False, metadata={"help": (
+        "give the model the pair's candidate actions (its whitelist from behaviors_labeled, 38 flags) as "
+        "extra input channels on every frame")})
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -70,7 +74,9 @@ def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
     else:  # __post_init__ already refuses this; kept for configs built by hand
         raise ValueError(f"unknown model {cfg.name!r}; registered: {MODEL_NAMES}")
     sub = C(**{f.name: getattr(cfg, f.name) for f in fields(C)})
-    return FrameClassifier(M(sub, in_features, num_classes), in_features)
+    extra = num_classes if cfg.condition_actions else 0
+    return FrameClassifier(M(sub, in_features + extra, num_classes), in_features,
+                           condition_actions=bool(cfg.condition_actions))
 
 
 def count_parameters(model) -> int:

@@ -57,12 +57,14 @@ class FrameClassifier(nn.Module):
     """Standardise raw features ((x - mean) / std, NaN -> 0), then run the backbone.
 
     The mean/std buffers are filled by the trainer from training frames and travel in `model.pt`, so
-    inference needs only the raw cached features. forward(x (B, T, F), mask (B, T) bool) -> (B, T, C).
+    inference needs only the raw cached features. forward(x (B, T, F), mask (B, T) bool, allowed (B, C) bool
+    or None) -> (B, T, C); `allowed` is appended to every frame when `condition_actions`.
     """
 
-    def __init__(self, backbone: nn.Module, in_features: int):
+    def __init__(self, backbone: nn.Module, in_features: int, condition_actions: bool = False):
         super().__init__()
         self.backbone = backbone
+        self.condition_actions = condition_actions
         self.register_buffer("x_mean", torch.zeros(in_features))
         self.register_buffer("x_std", torch.ones(in_features))
 
@@ -72,6 +74,12 @@ class FrameClassifier(nn.Module):
         self.x_mean.copy_(torch.nan_to_num(mean, nan=0.0))
         self.x_std.copy_(torch.where(torch.isfinite(std) & (std > 1e-6), std, torch.ones_like(std)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """allowed (B, C) bool: the pair's candidate actions; used (and required) with condition_actions."""
         x = torch.nan_to_num((x - self.x_mean) / self.x_std, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.condition_actions:
+            if allowed is None:
+                raise ValueError("this model is conditioned on the candidate actions: pass `allowed` (B, C)")
+            x = torch.cat([x, allowed[:, None, :].to(x.dtype).expand(-1, x.shape[1], -1)], dim=-1)
         return self.backbone(masked(x, mask), mask)

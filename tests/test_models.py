@@ -77,3 +77,27 @@ def test_tcn_receptive_field():
 
     # kernel 3, dilations 1, 2, 4: 1 + 2 * (1 + 2 + 4) = 15 frames
     assert TCN(TCNConfig(hidden=4, tcn_layers=3), 2).receptive_field() == 15
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_condition_actions_reads_the_candidate_actions(name):
+    """With condition_actions the pair's whitelist is an input: changing it changes the logits, the checkpoint
+    rebuilds with the same input width, and a conditioned model refuses to run without it."""
+    from models.checkpoint import rebuild_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, hidden=16, tcn_layers=2, condition_actions=True)
+    model = build_model(cfg, in_features=F, num_classes=C).eval()
+    x, mask = _batch()
+    a1 = torch.zeros(2, C, dtype=torch.bool)
+    a1[:, [0, 3]] = True
+    a2 = a1.clone()
+    a2[:, 7] = True
+    with torch.no_grad():
+        assert not torch.allclose(model(x, mask, a1), model(x, mask, a2))
+        again = rebuild_model({"model": cfg.to_dict()}, model.state_dict()).eval()
+        torch.testing.assert_close(again(x, mask, a1), model(x, mask, a1))
+        plain = build_model(ModelConfig(name=name, hidden=16, tcn_layers=2), F, C).eval()
+        torch.testing.assert_close(plain(x, mask, a1), plain(x, mask))  # unconditioned models ignore it
+    with pytest.raises(ValueError, match="candidate actions"):
+        model(x, mask)

@@ -162,7 +162,7 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     assert len(table) == 4 and list(table["trial"]) == [1, 2, 3, 4]
     # trial 1 is the V6 point
     first = table.iloc[0]
-    for key, value in sp.V6_POINT.items():
+    for key, value in scfg.v6_point().items():  # V6_POINT restricted to the CPU space's keys
         assert first[key] == value, key
     # V6: lr 4e-4 -> target = 1 - |log10(4e-4) + 3| / 3 = 1 - 0.39794/3 = 0.867353, reached at epoch 3 of 3;
     # ASHA (grace 1 here) never stops the V6 trial, so it trains all 3 epochs

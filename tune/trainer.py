@@ -9,6 +9,10 @@ folder `last/` is written every `run.checkpoint_every` epochs and on every new b
 `best/`); `summary.csv` gets one row per epoch; `report(metrics, checkpoint_dir)` is called once per epoch.
 With `run.resume` (default) a run whose `last/` exists continues from its epoch with the saved model,
 optimizer, scheduler and RNG states.
+Lab-aware options (off by default): lab-balanced windows (`data.lab_alpha`, tune.data.sample_windows),
+per-lab class weights, feature-space augmentation in `_step` (tune/augment.py), and an EMA of the weights
+(tune/ema.py) that is what validation sees and `model.pt` holds, the raw weights riding in `state.pt` for
+resuming.
 
 Pieces of `train`: `_load_data` (cache, rows, class weights), `_build` (model, optimiser, schedule),
 `_resume`, `_train_epoch`, `_decide` (validation and early stop, rank 0 decides), `_checkpoint`.
@@ -35,10 +39,12 @@ from models import build_model, count_parameters
 from ensemble.infer import InferSettings, video_probs
 from ensemble.thresholds import OOFItem, TuneGrid
 from ensemble.thresholds import tune as tune_thresholds
-from models.checkpoint import copy_checkpoint, is_complete, load_state, save_checkpoint
+from models.checkpoint import clean_state_dict, copy_checkpoint, is_complete, load_state, save_checkpoint
 from tune.config import TrainConfig
-from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats, load_pairs,
-                       open_cache, select_rows)
+from tune.augment import Augmenter, AugSettings
+from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats,
+                       lab_class_weights, load_pairs, open_cache, select_rows)
+from tune.ema import EMA
 from tune.losses import hard_targets, lr_lambda, masked_loss
 
 SUMMARY_COLUMNS = ("epoch", "train/loss", "val/loss", "val/score", "val/best_score", "lr", "time/epoch_s",
@@ -192,6 +198,9 @@ class _Run:
     opt: torch.optim.Optimizer = None
     sched: object = None
     weight: torch.Tensor = None
+    lab_weight: torch.Tensor = None  # [P, C] per training pair (optim.per_lab_class_weights), else None
+    aug: Augmenter = None  # optim.aug_*, None when all off
+    ema: EMA = None  # optim.ema_decay > 0: validated and saved instead of the raw weights
     tr: object = None
     va: object = None
     steps: int = 0
@@ -214,11 +223,20 @@ class _Run:
     def best_dir(self) -> Path:
         return self.run_dir / "best" / self.sub if self.sub else self.run_dir / "best"
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated and saved as model.pt: the EMA weights when on, else the bare model."""
+        return self.ema.model if self.ema is not None else _unwrap(self.model)
+
     def state(self, epoch: int) -> dict:
         # "scaler": the state format's slot for a loss scaler; bf16 needs none, so it is always empty.
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "scaler": {},
-                "rng": _rng_state(), "epoch": epoch, "best_score": self.best_score,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+        st = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "scaler": {},
+              "rng": _rng_state(), "epoch": epoch, "best_score": self.best_score,
+              "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+        if self.ema is not None:  # model.pt holds the EMA weights; the raw ones resume training
+            st["ema"] = self.ema.state_dict()
+            st["raw_model"] = clean_state_dict(_unwrap(self.model).state_dict())
+        return st
 
 
 def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | None = None, device=None,
@@ -344,6 +362,12 @@ def _load_data(run: _Run):
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
+    aug = AugSettings.from_optim(cfg.optim)
+    run.aug = Augmenter(list(cache.meta["feature_names"]), aug) if aug.active else None
+    if cfg.optim.per_lab_class_weights:
+        o = cfg.optim
+        run.lab_weight = torch.from_numpy(lab_class_weights(tr, o.bg_weight, o.class_weight_power,
+                                                            o.class_weight_cap))
     n_windows = cfg.data.samples_per_epoch or max(1, tr.n_frames // cfg.data.window)
     run.tr, run.va, run.freq = tr, va, freq
     run.steps = max(1, -(-n_windows // cfg.optim.batch_size))
@@ -371,6 +395,9 @@ def _build(run: _Run, num_features: int, tr, steps: int, wrap_model) -> int:
     run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, lr_lambda(
         steps * cfg.optim.epochs, round(steps * cfg.optim.warmup_epochs), cfg.optim.min_lr_ratio))
     run.weight = run.weight.to(dev)
+    if run.lab_weight is not None:
+        run.lab_weight = run.lab_weight.to(dev)
+    run.ema = EMA(_unwrap(model), cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     return n_params
 
 
@@ -387,7 +414,11 @@ def _resume(runs: list[_Run], resume_from) -> None:
         state = load_state(d)
         if state is None:
             return
-        _unwrap(run.model).load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        saved = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+        if run.ema is not None and "raw_model" in state:  # model.pt = EMA weights, the state = raw ones
+            run.ema.load_state_dict(state["ema"], saved)
+            saved = state["raw_model"]
+        _unwrap(run.model).load_state_dict(saved)
         run.opt.load_state_dict(state["optimizer"])
         run.sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
@@ -407,16 +438,18 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
     torch.manual_seed(cfg.run.seed * 100_003 + epoch * 1009 + rank)  # dropout/mixup: exact on resume
     gen = np.random.default_rng([cfg.run.seed, epoch, rank, 1])
     batches = epoch_batches(tr, steps * cfg.optim.batch_size, cfg.data.window, cfg.optim.batch_size,
-                            cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world)
+                            cfg.data.behaviour_bias, cfg.run.seed, epoch, rank, world, cfg.data.lab_alpha)
     feed = Prefetcher(tr, batches, cfg.data.window)
     model.train()
     loss_sum, n_frames, wait, n_steps = 0.0, 0, 0.0, 0
     bar = _bar(len(feed), run.is_main and cfg.run.progress, f"epoch {epoch}/{cfg.optim.epochs}")
     t_wait = time.perf_counter()
     try:
-        for batch in feed:
+        for (pair, _), batch in zip(batches, feed):
             wait += time.perf_counter() - t_wait
-            loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen)
+            weight = run.weight if run.lab_weight is None else run.lab_weight[torch.from_numpy(pair).to(dev)]
+            loss, frames = _step(run, [torch.from_numpy(a).to(dev, non_blocking=True) for a in batch], gen,
+                                 weight)
             loss_sum += loss
             n_frames += frames
             n_steps += 1
@@ -436,11 +469,14 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
             "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
 
 
-def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]:
-    """One optimiser step on a batch (x, y, mask, allowed) with optional mixup; returns (loss, frames)."""
+def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor) -> tuple[float, int]:
+    """One optimiser step on a batch (x, y, mask, allowed) with optional augmentation and mixup, then the EMA
+    update; weight: class weights (C,) or per window (B, C). Returns (loss, frames)."""
     cfg, dev = run.cfg, run.dev
     x, y, mask, allowed = batch
-    q, w = hard_targets(y, allowed, run.weight, cfg.optim.label_smoothing)
+    if run.aug is not None:
+        x, y, mask = run.aug(x, y, mask, gen)
+    q, w = hard_targets(y, allowed, weight, cfg.optim.label_smoothing)
     if cfg.optim.mixup_alpha > 0:
         lam = float(gen.beta(cfg.optim.mixup_alpha, cfg.optim.mixup_alpha))
         perm = torch.randperm(x.shape[0], device=dev)
@@ -450,7 +486,7 @@ def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]
         w = (lam * w + (1 - lam) * w[perm]) * mask
         allowed = allowed | allowed[perm]
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        logits = run.model(x, mask)  # (B, W, C)
+        logits = run.model(x, mask, allowed)  # (B, W, C)
     loss = masked_loss(logits, q, allowed, w)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -458,6 +494,8 @@ def _step(run: _Run, batch: list, gen: np.random.Generator) -> tuple[float, int]
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
     run.opt.step()
     run.sched.step()
+    if run.ema is not None:
+        run.ema.update(_unwrap(run.model))
     return float(loss.detach()), int(mask.sum())
 
 
@@ -466,7 +504,7 @@ def _validate(run: _Run, metrics: dict) -> None:
     if not run.is_main:
         return
     if run.va is not None:
-        metrics.update(evaluate(_unwrap(run.model), run.va, run.weight, run.dev,
+        metrics.update(evaluate(run.eval_model, run.va, run.weight, run.dev,
                                 InferSettings.for_config(run.cfg.to_dict()), objective=run.cfg.run.objective))
     else:
         metrics.update({"val/loss": float("nan"), "val/score": -metrics["train/loss"]})
@@ -531,12 +569,12 @@ def _save(runs: list[_Run], folds: list[dict], metrics: dict, epoch: int, improv
     run = runs[0]
     last, best = run.run_dir / "last", run.run_dir / "best"
     if len(runs) == 1:
-        save_checkpoint(last, run.model, run.cfg, metrics, run.state(epoch))
+        save_checkpoint(last, run.eval_model, run.cfg, metrics, run.state(epoch))
     else:
         with files.staged_dir(last, _complete(len(runs))) as tmp:
             for r, fold_metrics in zip(runs, folds):
                 fold_metrics = {**fold_metrics, "val/mean_score": metrics["val/score"]}
-                save_checkpoint(tmp / r.sub, r.model, r.cfg, fold_metrics, r.state(epoch))
+                save_checkpoint(tmp / r.sub, r.eval_model, r.cfg, fold_metrics, r.state(epoch))
             for lock_file in tmp.glob(".*.lock"):  # save_checkpoint's locks: not part of the checkpoint
                 lock_file.unlink()
             files.write_json(tmp / "metrics.json", metrics)
