@@ -169,9 +169,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        fold = fold_of(self.path)  # the K fold models of one cross-validated epoch need K names
-        tag = f"{self.trial}-e{self.epoch}" if fold is None else f"{self.trial}-f{fold}-e{self.epoch}"
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.trial}-e{self.epoch}")
 
 
 def is_checkpoint(d: Path) -> bool:

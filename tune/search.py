@@ -7,7 +7,7 @@ The seed's V6 configuration is always trial 1, so the final table shows how far 
 
 Commands:
 
-    python -m tune.search                      # embedded default: synthetic data in ./data/synth, local Ray,
+    python -m tune.search                      # embedded default: hard twin (data/synth-hard), local Ray,
                                                # small CPU search (~15 min on 2 cores), ranked table
     python -m tune.search --smoke-test         # the same in about a minute
     python -m tune.search --data /kaggle/mabe  # a real Kaggle download (train.csv, train_tracking/, ...)

@@ -23,7 +23,8 @@ OPTUNA_ENV = "OPTUNA_STORAGE"   # the Optuna database URL from the environment (
 class SearchConfig:
     """Everything `python -m tune.search` needs; printed at start and saved as `search.json`."""
 
-    data: str = _h("", "Kaggle-layout data folder (\"\" = synthetic data in ./data/synth, created once)")
+    data: str = _h("", "Kaggle-layout data folder (\"\" = the hard synthetic twin in ./data/synth-hard, "
+                       "created once)")
     cache: str = _h("", "feature cache folder (\"\" = <data>/cache for synthetic data, "
                         "./data/cache/<data name> otherwise)")
     name: str = _h("", "experiment name (\"\" = search-<UTC time>); reuse with --resume")
