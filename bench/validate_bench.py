@@ -73,6 +73,7 @@ def run_seed(seed: int, a: argparse.Namespace, work: Path) -> dict:
         search += ["--epochs", str(a.epochs)]
     for kv in a.set:
         search += ["--set", kv]
+    search += list(a.search_arg)
     _run("search", search, w / "search.log", w)
     ens, bundle, sub = w / "ensemble", w / "bundle", w / "submission.csv"
     build = ["ensemble.build", "--experiment", str(exp / "validate"), "--out", str(ens),
@@ -119,6 +120,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--epochs", type=int, default=0, help="epochs per trial (0 = tune.search's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to tune.search as --set KEY=VALUE (repeatable)")
+    p.add_argument("--search-arg", action="append", default=[], metavar="ARG",
+                   help="extra tune.search argument (repeatable: --search-arg=--cv-folds --search-arg=2)")
     p.add_argument("--build-arg", action="append", default=[], metavar="ARG",
                    help="extra ensemble.build argument (repeatable, e.g. --build-arg=--tta --build-arg=off)")
     p.add_argument("--top-k", type=int, default=3, help="ensemble size (default 3)")

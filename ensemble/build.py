@@ -496,7 +496,7 @@ def main(argv=None) -> dict:
         f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
         f"  cross-fitted OOF score {o['crossfit']:.4f}: {what}, the number to trust\n"
         f"  in-sample tuned OOF {o['in_sample']:.4f}: tuned and scored on the same videos, optimistic\n"
-        f"  untuned OOF {o['argmax']:.4f}: argmax, the rule of val/score (threshold 0.5: "
+        f"  untuned OOF {o['argmax']:.4f}: argmax, the rule of val/score_argmax (threshold 0.5: "
         f"{o['raw_ensemble']:.4f}; best single member {o['best_single_score']:.4f})"
     )
     if o["tta"]:

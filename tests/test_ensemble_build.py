@@ -27,7 +27,7 @@ from ensemble.infer import (
     window_starts,
 )
 from features.labels import NUM_CLASSES
-from helpers import make_checkpoint
+from helpers import make_checkpoint, mirror_scene
 
 # ------------------------------------------------------------------------------------------------ windows
 
@@ -89,22 +89,10 @@ def test_sliding_windows_equal_full_sequence_when_context_fits():
 # ------------------------------------------------------------------------------------------------ flip TTA
 
 
-def _mirror(xy: np.ndarray) -> np.ndarray:
-    """Mirror canonical points [T, 9, 2] (y -> -y) and relabel left <-> right (ears, hips)."""
-    from features.skeleton import CANONICAL
-
-    out = xy.copy()
-    out[..., 1] *= -1
-    swap = list(range(len(CANONICAL)))
-    for i, n in enumerate(CANONICAL):
-        if "_left" in n:
-            j = CANONICAL.index(n.replace("_left", "_right"))
-            swap[i], swap[j] = j, i
-    return out[:, swap]
-
-
-def test_flip_equals_features_of_the_mirrored_scene():
-    """features(mirror(scene)) == flip(features(scene)): the TTA transform is the exact mirror."""
+@pytest.mark.parametrize("feature_set", ["pair", "pair_rich"])
+def test_flip_equals_features_of_the_mirrored_scene(feature_set):
+    """features(mirror(scene)) == flip(features(scene)): the TTA (and training augmentation) transform is the
+    exact mirror, for every agent-centred set; the flip list is derived from the names alone."""
     from features import motion
     from features.skeleton import CANONICAL
 
@@ -120,15 +108,14 @@ def test_flip_equals_features_of_the_mirrored_scene():
     )
     am = rng.random((T, C)) < 0.1
     tm = rng.random((T, C)) < 0.1
-    names = motion.pair_feature_names()
-    f = motion.pair_features(a, b, 30.0, agent_missing=am, target_missing=tm)
+    fn = motion.pair_features if feature_set == "pair" else motion.pair_rich_features
+    names = motion.pair_feature_names() if feature_set == "pair" else motion.pair_rich_feature_names()
+    f = fn(a, b, 30.0, agent_missing=am, target_missing=tm)
     swap = [
         CANONICAL.index(n.replace("_left", "\0").replace("_right", "_left").replace("\0", "_right"))
         for n in CANONICAL
     ]
-    g = motion.pair_features(
-        _mirror(a), _mirror(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap]
-    )
+    g = fn(mirror_scene(a), mirror_scene(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap])
     flipped = flip_pair_features(f, names)
     hd = names.index("heading_diff")
     keep = np.abs(np.abs(f[:, hd]) - 180) > 1e-3  # +180 and -180 are the same angle
