@@ -50,10 +50,13 @@ PHASES = (  # (phase, the task event that ends it); the first phase starts when 
 def phases(fit_start: float, fit_end: float) -> list[tuple[str, float]]:
     """Seconds per phase of the one trial that ran since `fit_start` (epoch seconds), from Ray's task events.
     Needs the State API (the dashboard that `tune.driver.init_ray` starts); [] when an event is missing."""
+    import ray
     from ray.util.state import list_tasks
 
     events: dict[tuple[str, str], float] = {}
-    for task in list_tasks(detail=True, limit=10_000, raise_on_missing_output=False):
+    # this Ray's own address: other Ray instances on the machine make the default lookup fail
+    for task in list_tasks(address=ray.get_runtime_context().gcs_address, detail=True, limit=10_000,
+                           raise_on_missing_output=False):
         for ev in task.events or []:
             t = ev["created_ms"] / 1000.0
             if t >= fit_start:

@@ -25,7 +25,8 @@ Arms:
 runs the other one.) Every arm trains with the same function (`tune.trainer.train`, in the trial's process:
 the bench compares searchers, and Ray Train's fixed start-up per trial, measured by `bench.ray_bench`, would
 take most of the wall time), 2 trials at a time, on the same synthetic data and space (batch and window
-pinned small, warm-up 0-1 epochs so that ASHA's grace period, which covers the warm-up, leaves a rung).
+pinned small, 256 windows per epoch, warm-up 0-1 epochs so that ASHA's grace period, which covers the
+warm-up, leaves a rung). A table of all seeds so far is printed after each seed.
 Printed per arm: mean best score over the seeds, its standard deviation and min-max, and the seeds it won
 (ties shared).
 """
@@ -45,6 +46,7 @@ PINNED = {
     "optim.batch_size": 32,
     "data.window": 64,
 }  # small and fixed: the bench compares searchers, not speed
+SAMPLES_PER_EPOCH = 256     # windows per epoch: ~0.3-0.7 CPU-s per trial-epoch here
 WARMUP_RANGE = ("int", 0, 1)   # a 4-epoch trial: grace period 2 covers it, ASHA's rung at epoch 2 remains
 ARMS = ("random", "random+asha", "tpe+asha", "tpe-mv+asha", "tpe-uni+asha", "optuna")
 
@@ -298,7 +300,7 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
         base = load_config(None, {
             "data.root": str(tmp / "synth"), "data.cache": str(tmp / "cache"), "optim.epochs": epochs,
             "run.progress": False, "run.resume": False, "run.patience": 0, "run.threads": 1,
-            "run.checkpoint_every": 1000, **PINNED}).to_dict()
+            "run.checkpoint_every": 1000, "data.samples_per_epoch": SAMPLES_PER_EPOCH, **PINNED}).to_dict()
         if ray.is_initialized():
             ray.shutdown()
         driver.init_ray()
