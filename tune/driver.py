@@ -165,6 +165,9 @@ def search_callbacks(scfg: SearchConfig) -> list:
     return out
 
 
+REUSE_ACTORS = True
+
+
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
     import ray.tune
 
@@ -174,7 +177,11 @@ def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
         tune_config=ray.tune.TuneConfig(
             metric=OBJECTIVE, mode="max", search_alg=build_searcher(scfg, warm),
             scheduler=build_scheduler(scfg), num_samples=scfg.num_samples,
-            time_budget_s=scfg.time_budget or None),
+            time_budget_s=scfg.time_budget or None,
+            # A trial that finished hands its actor (a process with torch and Ray Train imported) to the
+            # next trial: `python -m bench.ray_bench`, second trial. A trial ASHA stopped is still inside
+            # `trainer.fit()`, so Tune waits 2 s for it, then replaces the actor as before.
+            reuse_actors=REUSE_ACTORS),
         run_config=ray.tune.RunConfig(
             name=scfg.name, storage_path=scfg.storage_path(),
             failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
@@ -221,9 +228,21 @@ def init_ray(address: str = "") -> None:
     try:
         ray.init(address="local", num_cpus=os.cpu_count(), resources={"TRAIN_DRIVER": 4},
                  include_dashboard=True, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}})
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}", **local_train_env()}})
     finally:
         os.environ.pop("RAY_GCS_SERVER_PORT", None)
+
+
+def local_train_env() -> dict:
+    """Ray Train settings for a private one-machine Ray (every trial actor inherits them; Ray Train hands
+    them on to its controller and workers): no preemption watcher. A single machine has no spot node to
+    drain, and the watcher is one more actor per trial whose kill logs an error-level `core_worker.cc ...
+    PreemptionWatcher ... max_restarts > 0` line on the console. A value the user set wins. On a cluster
+    (`--address`, RAY_ADDRESS) the watcher stays on: it is what saves a trial on a preempted spot node."""
+    return {PREEMPTION_WATCHER_ENV: os.environ.get(PREEMPTION_WATCHER_ENV, "0")}
+
+
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def _free_port() -> int:
