@@ -33,7 +33,6 @@ Printed per arm: mean best score over the seeds, its standard deviation and min-
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -322,12 +321,21 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
         finally:
             ray.shutdown()
     rows = summarize(best)
-    for r in rows:
-        fr = [f for f in reached[r["arm"]] if f is not None]
-        r["reached_random_best"] = len(fr)
-        r["median_budget_to_random_best"] = statistics.median(fr) if fr else math.nan
     print(table(rows), flush=True)
-    return rows
+    random_mean = statistics.fmean(best["random"])
+    out = []
+    for r in rows:   # bench/__main__'s row format
+        fr = [f for f in reached[r["arm"]] if f is not None]
+        out.append({
+            "stage": f"search: {r['arm']} best ({r['seeds']} seeds, {trials}x{epochs} trial-epochs)",
+            "ours": r["mean"], **({} if r["arm"] == "random" else
+                                  {"baseline": random_mean, "ratio": r["mean"] / max(random_mean, 1e-9)}),
+            "unit": "val/best_score", "target": None,
+            "note": f"std {r['std']:.4f}, min-max {r['min']:.4f}-{r['max']:.4f}, won {r['won']} of "
+                    f"{r['seeds']} seeds; reached random's best in {len(fr)} seeds"
+                    + (f" (median {statistics.median(fr):.2f} of the budget)" if fr else "")
+                    + "; per seed " + ", ".join(f"{b:.4f}" for b in r["per_seed"])})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
