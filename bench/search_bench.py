@@ -1,7 +1,7 @@
 """Search efficiency: which searcher finds the best model for a fixed budget of trial-epochs.
 
-    python -m bench.search_bench              # 5 seeds x 5 arms, 32 trials x 4 epochs (~1 h+ on 2 busy cores)
-    python -m bench.search_bench --quick      # 1 seed, random vs tpe+asha, 6 trials x 4 epochs
+    python -m bench.search_bench              # 5 seeds x 5 arms, 32 trials x 3 epochs (~1 h+ on 2 busy cores)
+    python -m bench.search_bench --quick      # 1 seed, random vs tpe+asha, 6 trials x 3 epochs
     python -m bench.search_bench --seeds 3 --arms tpe+asha,optuna   # random and the named arms only
 
 The budget is counted in trial-epochs: random search runs `trials` trials to the end (`trials x epochs`), and
@@ -19,15 +19,15 @@ Arms:
     tpe-mv+asha     the same with multivariate=True and constant_liar=True (the other setting of both)
     tpe-uni+asha    the same with multivariate=False and constant_liar=False
     optuna          no Ray: `optuna.create_study(sampler=TPESampler(seed), pruner=MedianPruner(n_warmup_steps=
-                    grace)).optimize(objective, n_jobs=2)`, the peer a user would pick instead
+                    1)).optimize(objective, n_jobs=2)`, the peer a user would pick instead
 
 (tpe+asha is one of tpe-mv+asha / tpe-uni+asha, whichever `tune.optuna_ext` makes the default; the full run
 runs the other one.) Every arm trains with the same function (`tune.trainer.train`, in the trial's process:
 the bench compares searchers, and Ray Train's fixed start-up per trial, measured by `bench.ray_bench`, would
 take most of the wall time), 2 trials at a time, on the same synthetic data and space (batch and window
-pinned small, 256 windows per epoch, warm-up 0-1 epochs so that ASHA's grace period, which covers the
-warm-up, leaves a rung). A table of all seeds so far is printed after each seed.
-Printed per arm: mean best score over the seeds, its standard deviation and min-max, and the seeds it won
+pinned small, 10 videos x 600 frames, 128 windows per epoch, no warm-up so that ASHA's grace period, which
+covers the warm-up, is 1 epoch: rungs at epochs 1 and 2; MedianPruner from step 1 likewise). A table of all
+seeds so far is printed after each seed. Printed per arm: mean best score over the seeds, its standard deviation and min-max, and the seeds it won
 (ties shared).
 """
 from __future__ import annotations
@@ -45,8 +45,9 @@ PINNED = {
     "optim.batch_size": 32,
     "data.window": 64,
 }  # small and fixed: the bench compares searchers, not speed
-SAMPLES_PER_EPOCH = 256     # windows per epoch: ~0.3-0.7 CPU-s per trial-epoch here
-WARMUP_RANGE = ("int", 0, 1)   # a 4-epoch trial: grace period 2 covers it, ASHA's rung at epoch 2 remains
+SAMPLES_PER_EPOCH = 128     # windows per epoch: the box is shared, every trial-epoch counts
+DATA = (10, 600)            # synthetic videos x frames
+PINNED_WARMUP = 0           # no warm-up: ASHA's grace period covers it with 1 epoch, rungs at epochs 1 and 2
 ARMS = ("random", "random+asha", "tpe+asha", "tpe-mv+asha", "tpe-uni+asha", "optuna")
 
 
@@ -132,9 +133,7 @@ def table(rows: list[dict]) -> str:
 def bench_space() -> dict:
     from tune import space
 
-    out = space.restrict(space.CPU_SPACE, PINNED)
-    out[space.WARMUP] = WARMUP_RANGE
-    return out
+    return space.restrict(space.CPU_SPACE, {**PINNED, space.WARMUP: PINNED_WARMUP})
 
 
 def tpe_settings(arm: str) -> dict:
@@ -179,8 +178,8 @@ def _ray_arm(arm: str, seed: int, trials: int, epochs: int, base: dict, storage:
 
     budget = trials * epochs
     scfg = search.SearchConfig(name=f"{arm.replace('+', '-')}-{seed}", storage=str(storage),
-                               num_samples=trials, epochs=epochs, seed=seed, grace_period=2,
-                               overrides=dict(PINNED))
+                               num_samples=trials, epochs=epochs, seed=seed, grace_period=1,
+                               overrides={**PINNED, "optim.warmup_epochs": PINNED_WARMUP})
     sampler = (optuna_ext.tpe_sampler(scfg, **tpe_settings(arm)) if arm.startswith("tpe")
                else optuna.samplers.RandomSampler(seed=seed))
     searcher = ConcurrencyLimiter(optuna_ext.optuna_search(
@@ -230,7 +229,7 @@ def _optuna_arm(seed: int, trials: int, epochs: int, base: dict, storage: Path) 
     spent = [0]
     dists = space.to_optuna(bench_space())
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=2))
+                                pruner=optuna.pruners.MedianPruner(n_warmup_steps=1))
 
     class Spent(Exception):
         """The budget ran out during this trial."""
@@ -280,7 +279,7 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
     from tune.config import load_config
     from tune.prepare import smoke_data
 
-    n_seeds, trials, epochs = (1, 6, 4) if quick else (5, 32, 4)
+    n_seeds, trials, epochs = (1, 6, 3) if quick else (5, 32, 3)
     n_seeds = seeds or n_seeds
     if arms:
         arms = ("random", *[a for a in arms if a != "random"])
@@ -295,9 +294,10 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
           f"{trials * epochs} trial-epochs per arm; TPE default {optuna_ext.TPE_DEFAULTS}", flush=True)
     with tempfile.TemporaryDirectory(prefix="mabe-search-bench-") as tmp:
         tmp = Path(tmp)
-        smoke_data(str(tmp / "synth"), str(tmp / "cache"), n_videos=12, n_frames=900)
+        smoke_data(str(tmp / "synth"), str(tmp / "cache"), n_videos=DATA[0], n_frames=DATA[1])
         base = load_config(None, {
             "data.root": str(tmp / "synth"), "data.cache": str(tmp / "cache"), "optim.epochs": epochs,
+            "optim.warmup_epochs": PINNED_WARMUP,
             "run.progress": False, "run.resume": False, "run.patience": 0, "run.threads": 1,
             "run.checkpoint_every": 1000, "data.samples_per_epoch": SAMPLES_PER_EPOCH, **PINNED}).to_dict()
         if ray.is_initialized():
