@@ -27,8 +27,8 @@ the bench compares searchers, and Ray Train's fixed start-up per trial, measured
 take most of the wall time), 2 trials at a time, on the same synthetic data and space (batch and window
 pinned small, 10 videos x 600 frames, 128 windows per epoch, no warm-up so that ASHA's grace period, which
 covers the warm-up, is 1 epoch: rungs at epochs 1 and 2; MedianPruner from step 1 likewise). A table of all
-seeds so far is printed after each seed. Printed per arm: mean best score over the seeds, its standard deviation and min-max, and the seeds it won
-(ties shared).
+seeds so far is printed after each seed. Printed per arm: mean best score over the seeds, its standard
+deviation and min-max, and the seeds it won (ties shared).
 """
 from __future__ import annotations
 
