@@ -48,7 +48,7 @@ PINNED = {
 SAMPLES_PER_EPOCH = 128     # windows per epoch: the box is shared, every trial-epoch counts
 DATA = (10, 600)            # synthetic videos x frames
 PINNED_WARMUP = 0           # no warm-up: ASHA's grace period covers it with 1 epoch, rungs at epochs 1 and 2
-ARMS = ("random", "random+asha", "tpe+asha", "tpe-mv+asha", "tpe-uni+asha", "optuna")
+ARMS = ("random", "tpe+asha", "tpe-mv+asha", "tpe-uni+asha", "optuna", "random+asha")
 
 
 @dataclass
@@ -305,12 +305,11 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
         driver.init_ray()
         try:
             for seed in range(n_seeds):
-                done = {}
-                for arm in arms:
-                    done[arm] = (_optuna_arm(seed, trials, epochs, base, tmp / "exp") if arm == "optuna"
-                                 else _ray_arm(arm, seed, trials, epochs, base, tmp / "exp"))
-                target = done["random"].best()
-                for arm, res in done.items():
+                target = None
+                for arm in arms:   # random first: it sets the target; each arm's line as soon as it is done
+                    res = (_optuna_arm(seed, trials, epochs, base, tmp / "exp") if arm == "optuna"
+                           else _ray_arm(arm, seed, trials, epochs, base, tmp / "exp"))
+                    target = res.best() if target is None else target
                     best[arm].append(res.best())
                     need = res.budget_to_reach(target)
                     reached[arm].append(None if need is None else need / res.budget)
