@@ -139,7 +139,7 @@ def run(quick: bool = False, baseline: bool = False) -> list[dict]:
             tuner = ray.tune.Tuner(
                 driver.make_trainable(driver.train_driver, setup),
                 tune_config=ray.tune.TuneConfig(num_samples=TRIALS, max_concurrent_trials=1,
-                                                reuse_actors=driver.REUSE_ACTORS),
+                                                reuse_actors=driver.REUSE_ACTORS),  # no ASHA here
                 run_config=ray.tune.RunConfig(name="ray-bench", storage_path=str(tmp / "exp"), verbose=0,
                                               callbacks=[clock]))
             t0, wall0 = time.perf_counter(), time.time()

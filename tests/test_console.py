@@ -1,5 +1,5 @@
-"""The search console's filter (tune.driver.quiet_ray_console): Ray's internal lines out, everything else in,
-in order, from several threads."""
+"""tune.driver on a local search: the console filter (quiet_ray_console: Ray's internal lines out, everything
+else in, in order, from several threads), the preemption watcher off, trial actors reused only where safe."""
 from __future__ import annotations
 
 import io
@@ -56,3 +56,12 @@ def test_local_ray_turns_the_preemption_watcher_off_unless_the_user_set_it(monke
     assert local_train_env() == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
     monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1")
     assert local_train_env() == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
+
+
+def test_trial_actors_are_reused_only_when_asha_can_stop_no_trial():
+    from tune.driver import reuse_actors
+    from tune.search_config import SearchConfig
+
+    assert reuse_actors(SearchConfig(epochs=6))                        # CPU default: grace = max_t
+    assert not reuse_actors(SearchConfig(epochs=100))                  # rungs at 6, 12, ...: ASHA stops
+    assert not reuse_actors(SearchConfig(epochs=6, grace_period=2))

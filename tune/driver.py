@@ -173,6 +173,15 @@ def search_callbacks(scfg: SearchConfig) -> list:
 REUSE_ACTORS = True
 
 
+def reuse_actors(scfg: SearchConfig) -> bool:
+    """Whether a finished trial hands its actor (a process with torch and Ray Train imported) to the next
+    trial (`python -m bench.ray_bench`, second trial). Only when ASHA can stop no trial (grace period = max_t,
+    as in the 6-epoch CPU default): a stopped trial's driver is still inside `trainer.fit()`, its Train run
+    going on, and Tune would hand that actor to the next trial, whose reset then fails (Tune waits 2 s for the
+    old thread) and errors the new trial; without reuse, Tune kills the actor and the Train run with it."""
+    return REUSE_ACTORS and scfg.grace() >= scfg.max_t()
+
+
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
     import ray.tune
 
@@ -183,10 +192,7 @@ def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
             metric=OBJECTIVE, mode="max", search_alg=build_searcher(scfg, warm),
             scheduler=build_scheduler(scfg), num_samples=scfg.num_samples,
             time_budget_s=scfg.time_budget or None,
-            # A trial that finished hands its actor (a process with torch and Ray Train imported) to the
-            # next trial: `python -m bench.ray_bench`, second trial. A trial ASHA stopped is still inside
-            # `trainer.fit()`, so Tune waits 2 s for it, then replaces the actor as before.
-            reuse_actors=REUSE_ACTORS),
+            reuse_actors=reuse_actors(scfg)),
         run_config=ray.tune.RunConfig(
             name=scfg.name, storage_path=scfg.storage_path(),
             failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
