@@ -48,6 +48,7 @@ PHASES = (  # (phase, the task events that end it, any of them); a trial starts 
     ("worker group", (("RayTrainWorker.run_train_fn", "RUNNING"),)),
     ("training", (("RayTrainWorker.shutdown", "FINISHED"),)),
 )
+SLACK_S = 5.0   # how far before a trial's start its first event may lie (see phases)
 TRIALS = 2   # one after the other: the second shows what a reused trial actor saves (driver.REUSE_ACTORS)
 
 
@@ -71,10 +72,12 @@ def phases(events: list[tuple[float, str, str]], start: float, end: float) -> li
     (`task_events`); [] when an event is missing."""
     out, prev = [], start
     for phase, ends in PHASES:
-        t = next((t for t, name, state in events if start <= t <= end and (name, state) in ends
-                  and t >= prev), None)
+        # a reused actor's reset may finish just before Tune reports the trial started: a phase of 0 s
+        t = next((t for t, name, state in events if start - SLACK_S <= t <= end and (name, state) in ends
+                  and t >= prev - SLACK_S), None)
         if t is None:
             return []
+        t = max(t, prev)
         out.append((phase, t - prev))
         prev = t
     out.append(("teardown", end - prev))
