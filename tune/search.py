@@ -15,6 +15,9 @@ Commands:
     python -m tune.search --warm-start experiments/old       # seed TPE with a previous study's trials
     python -m tune.search --set optim.epochs=30 --set data.window=512   # pin any TrainConfig field
 
+The console shows Tune's progress table, the trials' lines and ours; Ray's internal log lines stay in its log
+files (/tmp/ray/session_latest/logs) and one line at the end says how many (README "Search").
+
 On a cluster (see README "Cluster"):
 
     ray up cluster.yaml
