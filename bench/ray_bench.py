@@ -108,6 +108,9 @@ def trial_clock():
 def run(quick: bool = False, baseline: bool = False) -> list[dict]:
     import ray
     import ray.tune
+    from optuna.distributions import CategoricalDistribution
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
 
     from tune import driver, keys, search
     from tune.config import TrainConfig
@@ -141,8 +144,13 @@ def run(quick: bool = False, baseline: bool = False) -> list[dict]:
             clock = trial_clock()
             tuner = ray.tune.Tuner(
                 driver.make_trainable(driver.train_driver, setup),
-                tune_config=ray.tune.TuneConfig(num_samples=TRIALS, max_concurrent_trials=1,
-                                                reuse_actors=driver.REUSE_ACTORS),  # no ASHA here
+                # one trial at a time through a searcher, as in a search (Tune caches a finished trial's
+                # actor only while the searcher may still propose trials), the same point each time
+                tune_config=ray.tune.TuneConfig(
+                    num_samples=TRIALS, reuse_actors=driver.REUSE_ACTORS,   # no ASHA here
+                    search_alg=ConcurrencyLimiter(OptunaSearch(
+                        space={"run.seed": CategoricalDistribution([base["run"]["seed"]])},
+                        metric=keys.OBJECTIVE, mode="max"), max_concurrent=1)),
                 run_config=ray.tune.RunConfig(name="ray-bench", storage_path=str(tmp / "exp"), verbose=0,
                                               callbacks=[clock]))
             t0, wall0 = time.perf_counter(), time.time()
