@@ -187,6 +187,10 @@ def run(quick: bool = False, baseline: bool = False) -> list[dict]:
     for i, split in enumerate(splits):
         if split:
             print(f"trial {i + 1} phases: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in split))
+        else:   # name what was there, so a renamed Ray task can be found
+            a, b = windows[i]
+            seen = sorted({(name, state) for t, name, state in events if a - SLACK_S <= t <= b})
+            print(f"trial {i + 1} phases: an event is missing; task events in its window: {seen}")
     split = splits[0]
     return [
         {"stage": "ray: ray.init (once per search)", "ours": init_s, "unit": "s", "target": None},
