@@ -24,6 +24,7 @@ phases read from Ray's own task events (State API), so the cost has a name:
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import tempfile
 import time
@@ -43,7 +44,8 @@ def _config(root: Path, cache: Path, out: Path, epochs: int) -> dict:
 
 
 PHASES = (  # (phase, the task events that end it, any of them); a trial starts when Tune starts it
-    ("trial actor", (("ImplicitFunc.__init__", "FINISHED"), ("ImplicitFunc.reset", "FINISHED"))),
+    # a reused actor's methods carry the trainable's name (`train_driver.reset`)
+    ("trial actor", (("ImplicitFunc.__init__", "FINISHED"), ("*.reset", "FINISHED"))),
     ("controller", (("TrainController.__init__", "FINISHED"),)),
     ("worker group", (("RayTrainWorker.run_train_fn", "RUNNING"),)),
     ("training", (("RayTrainWorker.shutdown", "FINISHED"),)),
@@ -73,8 +75,8 @@ def phases(events: list[tuple[float, str, str]], start: float, end: float) -> li
     out, prev = [], start
     for phase, ends in PHASES:
         # a reused actor's reset may finish just before Tune reports the trial started: a phase of 0 s
-        t = next((t for t, name, state in events if start - SLACK_S <= t <= end and (name, state) in ends
-                  and t >= prev - SLACK_S), None)
+        t = next((t for t, name, state in events if start - SLACK_S <= t <= end and t >= prev - SLACK_S
+                  and any(fnmatch.fnmatchcase(name, n) and state == st for n, st in ends)), None)
         if t is None:
             return []
         t = max(t, prev)

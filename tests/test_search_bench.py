@@ -48,7 +48,7 @@ def test_ray_bench_phases_of_a_reused_trial_end_at_the_actor_reset():
     events = [(10.0, "ImplicitFunc.__init__", "FINISHED"), (12.0, "TrainController.__init__", "FINISHED"),
               (13.0, "RayTrainWorker.run_train_fn", "RUNNING"), (20.0, "RayTrainWorker.shutdown", "FINISHED"),
               # trial 2, same actor
-              (21.5, "ImplicitFunc.reset", "FINISHED"), (22.0, "TrainController.__init__", "FINISHED"),
+              (21.5, "train_driver.reset", "FINISHED"), (22.0, "TrainController.__init__", "FINISHED"),
               (23.0, "RayTrainWorker.run_train_fn", "RUNNING"), (30.0, "RayTrainWorker.shutdown", "FINISHED")]
     assert phases(events, 9.0, 21.0) == [("trial actor", 1.0), ("controller", 2.0), ("worker group", 1.0),
                                          ("training", 7.0), ("teardown", 1.0)]
