@@ -5,7 +5,7 @@ competition metric.
 Commands:
 
     python -m ensemble.build --experiment experiments/<name>            # top 3, best checkpoint per trial
-    python -m ensemble.build --experiment experiments/<name> --top-k 5 --strategy diverse --tta
+    python -m ensemble.build --experiment experiments/<name> --top-k 5 --strategy diverse --tta off
     python -m ensemble.build --experiment runs/v6 --out ensembles/v6          # a `python -m tune.train` run
     python -m ensemble.build --checkpoints runs/a/best runs/b/best            # explicit checkpoint folders
     python -m ensemble.build --experiment experiments/<name> --list          # only print the ranked table
@@ -19,6 +19,8 @@ Strategies for the top K:
   best-per-trial  the best checkpoint of each trial (run), then the K best trials;
   per-fold        the best checkpoint for each validation fold (one model per fold), K best folds;
   diverse         round-robin over model types (conv_bilstm, tcn, hybrid): the best trial of each type first.
+A trial with fold models (one per validation fold, `--cv-folds`) is ranked by the mean of its folds' best
+val/score and brings all of them (best-per-trial, diverse): K trials, K x folds members.
 
 Out-of-fold: each member predicts the videos of its own validation fold from the feature cache (sliding
 windows, see ensemble.infer: by default the settings its val/score was computed with, derived from its
@@ -27,11 +29,19 @@ video's ensemble probabilities are the mean over the members that held it out.
 Probabilities are cached in <out>/oof/<member>.npz, so a re-run re-tunes without re-running the models.
 Tuning (ensemble.thresholds.tune): per-(lab, action) thresholds with per-action fallbacks for unseen labs,
 smoothing window, minimum duration and gap filling; every step is printed with its OOF score next to the
-best single member's and the raw (untuned: default threshold 0.5) ensemble's.
+best single member's and the raw (untuned: default threshold 0.5) ensemble's. These settings, tuned on the
+full OOF set, are what export and predict use; their score on that same set (in-sample) is optimistic.
+The headline is the cross-fitted OOF score (ensemble.thresholds.crossfit): the OOF videos are split into
+groups (their cache folds when they cover at least 2, else --crossfit-groups groups dealt by video,
+stratified by lab, seeded), each group is decided with settings tuned on the other groups, and all groups are
+scored together with the official metric: a number the tuning did not fit. Tuning runs groups + 1 times.
+Flip TTA (--tta auto, the default, pair features only): the OOF set is computed with and without the
+left/right mirror and the variant with the higher cross-fitted score is kept (both are printed).
 
 Output folder (default ensembles/<input name>): members/<name>/ (model.pt, config.json, metrics.json),
-thresholds.json (PostprocessConfig), ensemble.json (members, inference and feature settings, OOF scores),
-oof/*.npz. Next: `python -m ensemble.export --ensemble <out> --out bundle/`.
+thresholds.json (PostprocessConfig), ensemble.json (members, inference and feature settings, OOF scores:
+oof.crossfit, oof.in_sample, oof.argmax, oof.tta), oof/*.npz.
+Next: `python -m ensemble.export --ensemble <out> --out bundle/`.
 """
 
 from __future__ import annotations
@@ -42,12 +52,13 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ensemble.experiment import Candidate, discover, fetch_experiment
-from ensemble.infer import InferSettings, oof_probs, settings_for
+from ensemble.infer import InferSettings, flip_permutation, oof_probs, settings_for
 from features import files, storage
 from features.cli import ArgumentParser, check_range
 from features.errors import MabeDataError, cli_guard
@@ -57,31 +68,36 @@ STRATEGIES = ("best-per-trial", "per-fold", "diverse")
 
 
 def select(cands: list[Candidate], k: int, strategy: str = "best-per-trial") -> list[Candidate]:
-    """The K members (see the module docstring); candidates must be sorted best first."""
+    """The members (see the module docstring); candidates must be sorted best first. A trial trained on
+    several validation folds (fold models, `--cv-folds`) counts as one: its best checkpoint of each fold,
+    ranked by their mean val/score (its objective), all of them members."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if k < 1:
         raise ValueError("top-k must be >= 1")
-    best_of: dict[str, Candidate] = {}
+    best_of: dict[tuple[str, int], Candidate] = {}
     for c in cands:
-        best_of.setdefault(c.trial, c)
-    per_trial = list(best_of.values())  # still sorted best first
-    if strategy == "best-per-trial":
-        return per_trial[:k]
+        best_of.setdefault((c.trial, c.val_fold), c)
     if strategy == "per-fold":
         by_fold: dict[int, Candidate] = {}
-        for c in per_trial:
+        for c in best_of.values():  # still sorted best first
             by_fold.setdefault(c.val_fold, c)
         return list(by_fold.values())[:k]
-    queues: dict[str, list[Candidate]] = {}
-    for c in per_trial:
-        queues.setdefault(c.model, []).append(c)
-    out: list[Candidate] = []
-    while len(out) < k and any(queues.values()):
-        for q in sorted(queues.values(), key=lambda q: -q[0].score if q else 0.0):
-            if q and len(out) < k:
-                out.append(q.pop(0))
-    return out
+    folds_of: dict[str, list[Candidate]] = {}
+    for c in best_of.values():
+        folds_of.setdefault(c.trial, []).append(c)
+    mean = {t: float(np.mean([c.score for c in cs])) for t, cs in folds_of.items()}
+    trials = sorted(folds_of, key=lambda t: -mean[t])  # stable: ties keep the best-first order
+    if strategy == "diverse":
+        queues: dict[str, list[str]] = {}
+        for t in trials:
+            queues.setdefault(folds_of[t][0].model, []).append(t)
+        trials = []
+        while len(trials) < k and any(queues.values()):
+            for q in sorted(queues.values(), key=lambda q: -mean[q[0]] if q else 0.0):
+                if q and len(trials) < k:
+                    trials.append(q.pop(0))
+    return [c for t in trials[:k] for c in sorted(folds_of[t], key=lambda c: c.val_fold)]
 
 
 def format_table(cands: list[Candidate], chosen: list[Candidate], limit: int = 30) -> str:
@@ -175,17 +191,52 @@ def member_settings(chosen: list[Candidate], settings: InferSettings | dict | No
 
 
 def oof_members(chosen: list[Candidate], cache, settings: list[InferSettings], out: Path,
-                progress: bool = True) -> dict[str, dict[int, np.ndarray]]:
+                progress: bool = True, variant: str = "") -> dict[str, dict[int, np.ndarray]]:
     """Copy each member to out/members/<name> and compute its OOF probabilities with its settings (cached in
-    out/oof/<name>.npz); {unique member name: {video_id: probs}} in the order of `chosen`."""
+    out/oof/<name><variant>.npz; a variant, e.g. ".tta", is not copied again); {unique member name:
+    {video_id: probs}} in the order of `chosen`."""
     per_member: dict[str, dict[int, np.ndarray]] = {}
     for c, st in zip(chosen, settings):
-        name = c.name
+        name = c.name + (f"-f{c.val_fold}" if sum(x.trial == c.trial for x in chosen) > 1 else "")
         while name in per_member:
             name += "_"
-        copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
-        per_member[name] = oof_probs(c.path, cache, st, out / "oof" / f"{name}.npz", progress=progress)
+        if not variant:
+            copy_checkpoint(c.path, out / "members" / name, CKPT_FILES)
+        per_member[name] = oof_probs(c.path, cache, st, out / "oof" / f"{name}{variant}.npz",
+                                     progress=progress)
     return per_member
+
+
+def crossfit_groups(cache, videos, n_groups: int = 2, seed: int = 0) -> tuple[dict[int, int], str]:
+    """Cross-fit groups of the OOF videos: ({video_id: group}, how). Their cache folds when the videos
+    cover at least 2 of them (fold models), else `n_groups` groups dealt by video, stratified by lab, seeded
+    (features.cache.assign_folds)."""
+    from features.cache import assign_folds
+
+    idx = cache.index
+    rows = idx[idx["video_id"].isin([int(v) for v in videos])].drop_duplicates("video_id")
+    folds = {int(v): int(f) for v, f in zip(rows["video_id"], rows["fold"])}
+    if len(set(folds.values())) >= 2:
+        return folds, f"cache folds {sorted(set(folds.values()))}"
+    dealt = assign_folds(rows[["video_id", "lab_id"]], n_groups, seed)
+    return dealt, f"{n_groups} groups dealt by video (stratified by lab, seed {seed})"
+
+
+def crossfit_score(cache, per_member: dict[str, dict[int, np.ndarray]], groups: dict[int, int],
+                   tune_post: bool):
+    """thresholds.crossfit of the members' averaged OOF probabilities (CrossFitResult)."""
+    from ensemble.thresholds import crossfit
+
+    return crossfit(oof_items(cache, average_oof(per_member)), groups, tune_post=tune_post)
+
+
+def flip_available(cache) -> bool:
+    """Whether the cache's feature set has an exact left/right mirror (the `pair` set; see ensemble.infer)."""
+    try:
+        flip_permutation(list(cache.feature_names))
+    except ValueError:
+        return False
+    return True
 
 
 def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print):
@@ -258,6 +309,9 @@ def build(
     tune_post: bool = True,
     progress: bool = True,
     log=print,
+    tta: str | None = None,
+    crossfit_groups_n: int = 2,
+    crossfit_seed: int = 0,
 ) -> dict:
     """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json).
     settings: None = each member's own (derived from its training config, as its val/score), a dict of
@@ -265,7 +319,13 @@ def build(
     member's settings are written to ensemble.json (`members[i].infer`) so predict does the same.
     `out` must be new, empty or an ensemble folder this function wrote (marker `.mabe-tune.json`, or an
     older one with ensemble.json), and contain none of the inputs (MabeDataError otherwise); the folder's lock
-    is held while it is written (a second build of the same folder says it waits)."""
+    is held while it is written (a second build of the same folder says it waits).
+    tta: None = as `settings` say (off by default), "on" / "off" force it, "auto" = compute the OOF set
+    with and without flip TTA and keep the one with the higher cross-fitted score (pair features only).
+    The tuned score is also cross-fitted (`crossfit_groups`, thresholds.crossfit): oof.crossfit is the
+    number to trust, oof.in_sample (= oof.tuned) is tuned and scored on the same videos."""
+    if tta not in (None, "auto", "on", "off"):
+        raise ValueError(f"tta must be None, 'auto', 'on' or 'off', got {tta!r}")
     from features.cache import FeatureCache
 
     t0 = time.perf_counter()
@@ -281,6 +341,8 @@ def build(
         )
     chosen = select(cands, top_k, strategy)
     per_settings = member_settings(chosen, settings)
+    if tta in ("on", "off", "auto"):  # auto: start without, try with
+        per_settings = [replace(st, tta=tta == "on") for st in per_settings]
     log(f"{len(cands)} checkpoints found, {len(chosen)} chosen ({strategy}, top {top_k}):")
     log(format_table(cands, chosen))
 
@@ -295,7 +357,37 @@ def build(
                 shutil.copytree(out / "oof", tmp / "oof")
             (tmp / "members").mkdir()
             per_member = oof_members(chosen, cache, per_settings, tmp, progress)
+            groups, how = crossfit_groups(cache, average_oof(per_member), crossfit_groups_n, crossfit_seed)
+            cf = crossfit_score(cache, per_member, groups, tune_post)
+            cf_seconds = cf.seconds
+            tta_scores = None
+            if tta == "auto" and not flip_available(cache):
+                log("\nflip TTA: not available for this feature set (needs the agent-centred pair set): off")
+            elif tta == "auto":
+                flip_settings = [replace(st, tta=True) for st in per_settings]
+                flipped = oof_members(chosen, cache, flip_settings, tmp, progress, variant=".tta")
+                cf_flip = crossfit_score(cache, flipped, groups, tune_post)
+                cf_seconds += cf_flip.seconds
+                tta_scores = {"off": cf.score, "on": cf_flip.score, "chosen": cf_flip.score > cf.score}
+                log(f"\nflip TTA: cross-fitted OOF {cf.score:.4f} without, {cf_flip.score:.4f} with -> "
+                    f"{'on' if tta_scores['chosen'] else 'off'}")
+                if tta_scores["chosen"]:
+                    per_member, per_settings, cf = flipped, flip_settings, cf_flip
+            t_tune = time.perf_counter()
             cfg, oof = score_oof(cache, per_member, tune_post, log)
+            t_tune = time.perf_counter() - t_tune
+            n_groups = len(cf.configs)
+            oof.update({
+                "crossfit": cf.score,
+                "in_sample": oof["tuned"],
+                "argmax": oof["raw_ensemble_argmax"],
+                "crossfit_groups": {"n": n_groups, "how": how},
+                "crossfit_seconds": round(cf_seconds, 2),
+                "tta": tta_scores,
+            })
+            runs = f"{n_groups} + 1" if not tta_scores else f"2 x {n_groups} + 1 (with and without flip TTA)"
+            log(f"  cross-fit over {how}: tuning ran {runs} times, {cf_seconds:.1f}s cross-fit + "
+                f"{t_tune:.1f}s on the full OOF")
             summary = {
                 "members": [member_info(n, c, st) for n, c, st in zip(per_member, chosen, per_settings)],
                 "strategy": strategy,
@@ -357,13 +449,19 @@ def parse_args(argv=None):
                    "each member's data.infer_window, else 2 x its training window data.window)")
     p.add_argument("--stride", type=int, help="step between windows (default: window - 2 * trim)")
     p.add_argument("--trim", type=int, help="frames dropped at inner window edges (default: window // 8)")
-    p.add_argument("--tta", action="store_true", help="average with left/right mirrored pair features "
-                   "(recorded in ensemble.json: predict does the same)")
+    p.add_argument("--tta", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="left/right-mirror TTA (pair features): auto (default) computes the OOF set with "
+                   "and without it and keeps the higher cross-fitted score; --tta (= on) forces it, "
+                   "--tta off skips it (recorded in ensemble.json: predict does the same)")
+    p.add_argument("--crossfit-groups", type=int, default=2, help="cross-fit groups when the OOF videos come "
+                   "from one cache fold (default 2; with fold models the groups are their folds)")
+    p.add_argument("--crossfit-seed", type=int, default=0, help="seed of those groups (default 0)")
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     args = p.parse_args(argv)
-    check_range(p, args, {"--top-k": 1, "--window": 1, "--stride": 1, "--trim": 0, "--threads": 0})
+    check_range(p, args, {"--top-k": 1, "--window": 1, "--stride": 1, "--trim": 0, "--threads": 0,
+                          "--crossfit-groups": 2})
     return args
 
 
@@ -383,20 +481,27 @@ def main(argv=None) -> dict:
         cands = discover(inputs)
         print(format_table(cands, select(cands, args.top_k, args.strategy) if cands else [], limit=10_000))
         return {}
-    settings = {"window": args.window, "stride": args.stride, "trim": args.trim, "tta": args.tta}
+    settings = {"window": args.window, "stride": args.stride, "trim": args.trim}
     if args.window is not None:  # refuse an impossible override before any work
         try:
             InferSettings.derive(args.window, args.stride, args.trim)
         except ValueError as exc:
             raise MabeDataError(str(exc)) from None
     out = args.out or str(Path("ensembles") / names[0])
-    s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune)
+    s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune,
+              tta=args.tta, crossfit_groups_n=args.crossfit_groups, crossfit_seed=args.crossfit_seed)
     o = s["oof"]
+    what = "thresholds tuned on other folds" if not args.no_tune else "--no-tune: default thresholds"
     print(
         f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
-        f"  OOF: best single {o['best_single_score']:.4f}, raw ensemble {o['raw_ensemble']:.4f}, "
-        f"tuned {o['tuned']:.4f}"
+        f"  cross-fitted OOF score {o['crossfit']:.4f}: {what}, the number to trust\n"
+        f"  in-sample tuned OOF {o['in_sample']:.4f}: tuned and scored on the same videos, optimistic\n"
+        f"  untuned OOF {o['argmax']:.4f}: argmax, the rule of val/score_argmax (threshold 0.5: "
+        f"{o['raw_ensemble']:.4f}; best single member {o['best_single_score']:.4f})"
     )
+    if o["tta"]:
+        print(f"  flip TTA {'on' if o['tta']['chosen'] else 'off'}: cross-fitted {o['tta']['on']:.4f} with, "
+              f"{o['tta']['off']:.4f} without")
     print(f"next: python -m ensemble.export --ensemble {out} --out bundle/")
     return s
 

@@ -109,7 +109,8 @@ def best_row(exp: str | os.PathLike) -> tuple[dict, str, str]:
 def best_trial(exp: str | os.PathLike) -> tuple[dict, dict]:
     """(config dict, results row) of the best trial of a finished `python -m tune.search` experiment.
 
-    The config is the best checkpoint's config.json: a path relative to the experiment folder, an absolute
+    The config is the best checkpoint's config.json (a cross-validated trial's: its fold0/config.json, the
+    trial's config with its first validation fold): a path relative to the experiment folder, an absolute
     one, or a URI of remote Ray storage (s3://, gs://: results.csv is mirrored locally, checkpoints are
     not)."""
     exp = Path(exp).expanduser()
@@ -121,6 +122,8 @@ def best_trial(exp: str | os.PathLike) -> tuple[dict, dict]:
         path = Path(ckpt).expanduser()
         cfg_file = str(path if path.is_absolute() else exp / path) + "/config.json"
     text = read_text(cfg_file)
+    if text is None:  # a cross-validated trial (data.cv_folds > 1): fold0/ holds the trial's config
+        text = read_text(cfg_file[: -len("config.json")] + "fold0/config.json")
     if text is None:
         raise MabeDataError(f"best trial's checkpoint has no readable config.json "
                             f"({score_col}={best[score_col]})", file=cfg_file)
@@ -155,7 +158,7 @@ class Candidate:
     """One checkpoint folder found below the input."""
 
     path: Path
-    trial: str  # trial id / run name the checkpoint belongs to
+    trial: str  # trial id / run name the checkpoint belongs to (a fold model: the cross-validated trial's)
     score: float  # validation score of that epoch (val/score)
     epoch: int
     model: str  # model.name
@@ -174,13 +177,21 @@ def is_checkpoint(d: Path) -> bool:
     return is_complete(d) and not re.search(r"\.(tmp|old)-", d.name)
 
 
+def fold_of(ckpt: Path) -> int | None:
+    """k of a fold model's `fold<k>/` folder (a cross-validated run, data.cv_folds > 1: its checkpoint
+    folder holds one complete checkpoint per validation fold), else None."""
+    m = re.fullmatch(r"fold(\d+)", Path(ckpt).name)
+    return int(m.group(1)) if m else None
+
+
 def trial_of(ckpt: Path) -> str:
     """`train-<id>` a few levels above the checkpoint (Ray run / local run folder of a trial), else the
-    name of the run folder holding it (`runs/v6/best` -> v6)."""
-    for p in [ckpt, *list(ckpt.parents)[:3]]:
+    name of the run folder holding it (`runs/v6/best` -> v6, `runs/cv/best/fold1` -> cv)."""
+    for p in [ckpt, *list(ckpt.parents)[:4]]:
         if p.name.startswith("train-"):
             return p.name
-    return ckpt.parent.name or "run"
+    run = ckpt.parent.parent if fold_of(ckpt) is not None else ckpt.parent
+    return run.name or "run"
 
 
 def _candidate(d: Path, statuses: dict[str, str]) -> Candidate | None:
@@ -207,6 +218,11 @@ def _candidate(d: Path, statuses: dict[str, str]) -> Candidate | None:
     )
 
 
+def _in_ray_copy(d: Path) -> bool:
+    """A checkpoint in Ray's storage: a `checkpoint_*` folder, or a fold<k>/ folder in one."""
+    return "checkpoint_" in d.name or (fold_of(d) is not None and "checkpoint_" in d.parent.name)
+
+
 def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
     """Every checkpoint folder at or below `paths`, identical weights once, best score first."""
     found: dict[str, Candidate] = {}
@@ -222,7 +238,7 @@ def discover(paths: list[str | os.PathLike]) -> list[Candidate]:
                 continue
             old = found.get(c.sha256)
             # the same weights in Ray's storage and in the local run folder: prefer Ray's checkpoint_* copy
-            if old is None or ("checkpoint_" in d.name and "checkpoint_" not in old.path.name):
+            if old is None or (_in_ray_copy(d) and not _in_ray_copy(old.path)):
                 found[c.sha256] = c
     return sorted(found.values(), key=lambda c: (-c.score, c.trial, -c.epoch))
 

@@ -178,10 +178,16 @@ def flip_pair_features(x: np.ndarray, names: list[str]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor) -> torch.Tensor:
+def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor, lab: str | None = None) -> torch.Tensor:
     """Softmax over the allowed classes of a batch of windows: xb (B, W, F), allowed_b (B, C) -> (B, W, C)."""
     mask = torch.ones(xb.shape[:2], dtype=torch.bool, device=xb.device)
-    logits = model(xb, mask).float()  # (B, W, C)
+    # conditioned models (models.ModelConfig condition_actions / lab_embedding) read the whitelist and the lab
+    if getattr(model, "lab_emb", None) is not None:  # an unseen lab (or None) -> its "unknown lab" vector
+        logits = model(xb, mask, allowed_b, model.lab_index([lab] * xb.shape[0])).float()
+    elif getattr(model, "condition_actions", False):
+        logits = model(xb, mask, allowed_b).float()
+    else:
+        logits = model(xb, mask).float()  # (B, W, C)
     logits = logits.masked_fill(~allowed_b[:, None, :], -torch.inf)
     return torch.softmax(logits, dim=-1)
 
@@ -193,8 +199,10 @@ def sliding_probs(
     allowed: np.ndarray,
     settings: InferSettings | None = None,
     device: str | torch.device = "cpu",
+    lab: str | None = None,
 ) -> np.ndarray:
-    """Probabilities float32 [P, T, C] of one video's pairs, x float [P, T, F], allowed bool [P, C]."""
+    """Probabilities float32 [P, T, C] of one video's pairs, x float [P, T, F], allowed bool [P, C]; lab: the
+    video's lab_id (read by lab-conditioned models; None or an unseen lab = their 'unknown lab')."""
     s = settings or InferSettings()
     x = np.asarray(x, dtype=np.float32)
     P, T, _ = x.shape
@@ -217,7 +225,7 @@ def sliding_probs(
     for i in range(0, len(jobs), s.batch):
         chunk = jobs[i : i + s.batch]
         xb = torch.stack([xt[p, st : st + length] for p, st in chunk]).to(device)  # (B, W, F)
-        pb = _window_probs(model, xb, allowed_t[[p for p, _ in chunk]]).cpu().numpy()  # (B, W, C)
+        pb = _window_probs(model, xb, allowed_t[[p for p, _ in chunk]], lab).cpu().numpy()  # (B, W, C)
         for (p, st), probs in zip(chunk, pb):
             a, b = kept_range(st, length, T, s.trim)
             out[p, a:b] += probs[a - st : b - st]
@@ -232,8 +240,10 @@ def video_probs(
     settings: InferSettings | None = None,
     feature_names: list[str] | None = None,
     device: str | torch.device = "cpu",
+    lab: str | None = None,
 ) -> np.ndarray:
-    """Ensemble average over `models` (and the mirrored input when settings.tta) -> float32 [P, T, C]."""
+    """Ensemble average over `models` (and the mirrored input when settings.tta) -> float32 [P, T, C]; lab:
+    the video's lab_id (`sliding_probs`)."""
     s = settings or InferSettings()
     inputs = [x]
     if s.tta:
@@ -243,7 +253,7 @@ def video_probs(
     total = None
     for model in models:
         for xi in inputs:
-            p = sliding_probs(model, xi, allowed, s, device)
+            p = sliding_probs(model, xi, allowed, s, device, lab)
             total = p if total is None else total + p
     return np.clip(total / float(len(models) * len(inputs)), 0.0, 1.0)
 
@@ -318,9 +328,10 @@ def oof_probs(
         from tqdm import tqdm
 
         it = tqdm(vids, desc=f"oof {ckpt_dir.parent.name}/{ckpt_dir.name}", leave=False)
+    lab_of = {int(v): str(lab) for v, lab in zip(cache.index["video_id"], cache.index["lab_id"])}
     for v in it:
         x = np.asarray(cache.x(v), dtype=np.float32)
-        out[v] = video_probs([model], x, cache.allowed(v), settings, names, device)
+        out[v] = video_probs([model], x, cache.allowed(v), settings, names, device, lab=lab_of[v])
     if cache_file is not None:
         with files.atomic_file(cache_file) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" appended
             arrays = {f"v{v}": p.astype(np.float16) for v, p in out.items()}

@@ -134,7 +134,8 @@ class Ensemble:
                     video=vf.video_id,
                 )
             for model, settings in models:
-                p = video_probs([model], vf.x, vf.allowed, settings, fs.feature_names(), self.device)
+                p = video_probs([model], vf.x, vf.allowed, settings, fs.feature_names(), self.device,
+                                lab=vf.lab_id)
                 total = p if total is None else total + p
         return first, total / self.n_models
 

@@ -13,10 +13,16 @@
 A step's change is kept only if it raises the exact score, so the result is never below the start (the
 final config is re-scored through the real post-processing path, `evaluate`). A per-action fallback
 threshold (median over labs of the tuned values) covers labs that were not in the out-of-fold set.
+
+`crossfit(items, groups)` is the score of the tuning *procedure* on videos it did not see: for each group of
+videos, `tune` on the other groups' items and decide that group's frames with the result; then all groups are
+scored together (per-lab pooling over every video, as the metric does), not averaged per group. The score of
+`tune` on the same items it was tuned on (in-sample) is optimistic; the cross-fitted one is not fitted.
 Imports only numpy (and pandas through ensemble.metric).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -301,6 +307,34 @@ def _config(labs: list[_Lab], start: PostprocessConfig, **changes) -> Postproces
     fallback.update({a: float(np.median(v)) for a, v in per_action.items()})
     return replace(start, thresholds={**start.thresholds, **thresholds}, action_thresholds=fallback,
                    **changes)
+
+
+@dataclass
+class CrossFitResult:
+    score: float  # the official metric over all groups' held-out decisions together
+    configs: dict[int, PostprocessConfig]  # group -> the config tuned on the other groups
+    seconds: float = 0.0
+
+
+def crossfit(items: list[OOFItem], groups: dict[int, int], start: PostprocessConfig | None = None,
+             grid: TuneGrid | None = None, beta: float = 1.0, tune_post: bool = True) -> CrossFitResult:
+    """Cross-fitted score of tuning (see the module doc). groups: video_id -> group (every item's video must
+    have one); each group's items are decided with `tune` of the other groups' items (`start` when there
+    are none, or with tune_post=False), then every decision is scored together."""
+    t0 = time.perf_counter()
+    start = start or PostprocessConfig()
+    missing = {it.video_id for it in items} - set(groups)
+    if missing:
+        raise ValueError(f"crossfit: videos without a group: {sorted(missing)[:5]}")
+    pairs, configs = [], {}
+    for g in sorted({groups[it.video_id] for it in items}):
+        fit = [it for it in items if groups[it.video_id] != g]
+        cfg = tune(fit, start, grid, beta).config if tune_post and fit else start
+        configs[g] = cfg
+        pairs += [PairFrames(it.lab_id, it.video_id, it.agent, it.target, it.labels,
+                             frame_decisions(it.probs, it.allowed_raw, cfg, it.lab_id), it.allowed_raw)
+                  for it in items if groups[it.video_id] == g]
+    return CrossFitResult(score_frames(pairs, beta), configs, time.perf_counter() - t0)
 
 
 def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: TuneGrid | None = None,

@@ -5,8 +5,9 @@ Layout of a cache folder (docs/contracts.md):
     index.parquet          one row per (video, pair): video_id, lab_id, agent, target, pair, n_frames,
                            n_frames_orig, fps, fold, split, file, allowed list<bool>[38],
                            allowed_raw list<bool>[38]
-    meta.json              settings, feature_names, num_features, n_folds, seed, split, fingerprint, summary,
-                           skipped_videos [{video_id, reason}], exclude_videos, excluded_videos
+    meta.json              settings, feature_names, num_features, n_folds, seed, split, fold_labs,
+                           fold_lab_ids, fingerprint, summary, skipped_videos [{video_id, reason}],
+                           exclude_videos, excluded_videos
     videos/<id>.x.npy      float32 [P, T, F]   (np.load(mmap_mode="r"))
     videos/<id>.y.npy      int8 [P, T]          (all background for unannotated/test videos)
 
@@ -16,7 +17,9 @@ interrupted or failed build leaves no half-written cache, and the leftovers of a
 removed by the next build under the same lock. A re-run whose fingerprint (settings, folds,
 seed, split, feature version, and the size + mtime of every input file) matches the existing meta.json does
 nothing. Folds are grouped by video and stratified by lab: within each lab the videos are shuffled with the
-seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0.
+seed and dealt round-robin, continuing the deal across labs so small labs do not pile into fold 0. Only the
+videos of the fold labs are dealt (`fold_labs="test"`, the default: the labs of the hidden test and of
+test.csv, features.quirks.test_labs); the others get fold -1 and are always in training.
 
 Bad videos: a video whose tracking or annotation file is missing, unreadable or malformed is skipped with a
 one-line warning and listed in meta.json `skipped_videos` with the reason; `strict=True` (`--strict`) aborts
@@ -46,7 +49,7 @@ from features.files import check_not_inside, check_replaceable, claim, staged_di
 from features.io import kaggle_paths, metadata_path, read_metadata
 from features.labels import NUM_CLASSES
 from features.pipeline import FEATURE_VERSION, FeatureSettings, load_video
-from features.quirks import KNOWN_BAD_LABELS
+from features.quirks import KNOWN_BAD_LABELS, test_labs
 
 _BAD_VIDEO = (MabeDataError, OSError, ValueError, KeyError, IndexError)  # what skips a video (not strict)
 
@@ -165,8 +168,14 @@ def publish_cache(local: str | Path, storage_uri: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ folds
-def assign_folds(videos: pd.DataFrame, n_folds: int, seed: int) -> dict[int, int]:
-    """video_id -> fold in 0..n_folds-1, grouped by video, stratified by lab_id, seeded."""
+FOLD_LABS = ("test", "all")  # features.build --fold-labs
+
+
+def assign_folds(videos: pd.DataFrame, n_folds: int, seed: int, fold_labs=None) -> dict[int, int]:
+    """video_id -> fold in 0..n_folds-1, grouped by video, stratified by lab_id, seeded: within each lab
+    (sorted) the videos are shuffled and dealt round-robin, the deal continuing across labs.
+    fold_labs: the labs whose videos are dealt (None = every lab); videos of other labs get fold -1 (always
+    in training, never validated)."""
     if n_folds < 1:
         raise ValueError("n_folds must be >= 1")
     rng = np.random.default_rng(seed)
@@ -174,10 +183,25 @@ def assign_folds(videos: pd.DataFrame, n_folds: int, seed: int) -> dict[int, int
     deal = 0
     for lab in sorted(videos["lab_id"].unique()):
         ids = np.sort(videos.loc[videos["lab_id"] == lab, "video_id"].to_numpy())
+        if fold_labs is not None and lab not in fold_labs:
+            folds.update({int(vid): -1 for vid in ids})
+            continue
         for vid in rng.permutation(ids):
             folds[int(vid)] = deal % n_folds
             deal += 1
     return folds
+
+
+def resolve_fold_labs(data_root: str | Path, fold_labs: str) -> list[str] | None:
+    """--fold-labs -> the labs folds are dealt over: "test" = features.quirks.test_labs (the hidden test's 15
+    labs plus those of <data_root>/test.csv, if present), "all" = None (every lab)."""
+    if fold_labs not in FOLD_LABS:
+        raise MabeDataError(f"--fold-labs must be one of {', '.join(FOLD_LABS)} (got {fold_labs!r})")
+    if fold_labs == "all":
+        return None
+    test_csv = metadata_path(data_root, "test")
+    labs = read_metadata(test_csv)["lab_id"].astype(str).unique() if test_csv.is_file() else ()
+    return test_labs(labs)
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -189,9 +213,11 @@ def _file_stamp(p: Path | None) -> list:
 
 
 def fingerprint(
-    data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int, videos: pd.DataFrame
+    data_root: Path, split: str, settings: FeatureSettings, n_folds: int, seed: int, videos: pd.DataFrame,
+    fold_labs: list[str] | None = None,
 ) -> str:
-    """Hash of everything a cache depends on (settings, folds, and the size + mtime of every input file)."""
+    """Hash of everything a cache depends on (settings, folds and their labs, and the size + mtime of every
+    input file)."""
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -202,6 +228,7 @@ def fingerprint(
                 "n_folds": n_folds,
                 "seed": seed,
                 "split": split,
+                **({"fold_labs": fold_labs} if fold_labs is not None else {}),
                 "meta": _file_stamp(metadata_path(data_root, split)),
             },
             sort_keys=True,
@@ -293,6 +320,7 @@ def build_cache(
     force: bool = False,
     exclude_videos=None,
     strict: bool = False,
+    fold_labs: str = "test",
 ) -> dict:
     """Build (or find up to date) the feature cache of `data_root` in `out`; returns a summary dict.
 
@@ -301,6 +329,9 @@ def build_cache(
     skipped_videos [{video_id, reason}], excluded_videos.
     exclude_videos: video ids left out of a TRAINING cache (None: features.quirks.KNOWN_BAD_LABELS; ignored
     for split "test"). strict: a bad video aborts the build (MabeDataError) instead of being skipped.
+    fold_labs: "test" (default) deals the folds over the test labs only (`resolve_fold_labs`: the hidden
+    test's 15 labs + those of test.csv), videos of other labs get fold -1 (always trained on); "all" deals
+    them over every lab. Recorded in meta.json `fold_labs` (and the dealt labs in `fold_lab_ids`).
 
     `out` must be new, empty or a cache this function wrote (its `.mabe-tune.json` marker, or an older
     cache's meta.json + index.parquet); anything else is refused (MabeDataError) unless `force`. An `out`
@@ -335,16 +366,19 @@ def build_cache(
             raise MabeDataError(
                 "video is listed in the metadata but has no tracking file", file=tr, video=int(vid)
             )
-    fp = fingerprint(data_root, split, settings, n_folds, seed, videos)
+    labs = resolve_fold_labs(data_root, fold_labs) if split == "train" else None
+    fp = fingerprint(data_root, split, settings, n_folds, seed, videos, labs)
     with waiting_lock(out, f"another build of {out}"):
         check_replaceable(out, KIND, force=force, legacy=_is_old_cache)  # it may have changed while we waited
         return _build_locked(out, fp, data_root, split, settings, videos, n_folds, seed, workers, progress,
-                             strict=strict, exclude=exclude, excluded=excluded)
+                             strict=strict, exclude=exclude, excluded=excluded,
+                             fold_labs=(fold_labs, labs))
 
 
 def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: FeatureSettings,
                   videos: pd.DataFrame, n_folds: int, seed: int, workers: int, progress: bool, *,
-                  strict: bool = True, exclude: list = (), excluded: list = ()) -> dict:
+                  strict: bool = True, exclude: list = (), excluded: list = (),
+                  fold_labs: tuple = ("all", None)) -> dict:
     if (out / "meta.json").is_file() and (out / "index.parquet").is_file():
         try:
             old = json.loads((out / "meta.json").read_text())
@@ -360,7 +394,7 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
         claim(tmp, KIND)
         (tmp / "videos").mkdir()
         summary = _build_into(tmp, data_root, split, settings, videos, n_folds, seed, workers, progress, t0,
-                              strict)
+                              strict, fold_labs[1])
         summary.update(out=str(out), fingerprint=fp, excluded_videos=list(excluded))
         meta_out = {
             "format": CACHE_FORMAT,
@@ -371,6 +405,8 @@ def _build_locked(out: Path, fp: str, data_root: Path, split: str, settings: Fea
             "n_folds": n_folds if split == "train" else 0,
             "seed": seed,
             "split": split,
+            "fold_labs": fold_labs[0] if split == "train" else None,
+            "fold_lab_ids": fold_labs[1],
             "data_root": str(data_root),
             "fingerprint": fp,
             "summary": summary,
@@ -400,9 +436,9 @@ def _is_old_cache(out: Path) -> bool:
 
 def _build_into(tmp: Path, data_root: Path, split: str, settings: FeatureSettings, videos: pd.DataFrame,
                 n_folds: int, seed: int, workers: int, progress: bool, t0: float,
-                strict: bool = True) -> dict:
+                strict: bool = True, fold_labs: list[str] | None = None) -> dict:
     """Compute every video into tmp/videos and write tmp/index.parquet; returns the summary (no out/fp)."""
-    folds = assign_folds(videos, n_folds, seed) if split == "train" else {}
+    folds = assign_folds(videos, n_folds, seed, fold_labs) if split == "train" else {}
     columns = [c for c in videos.columns]
     jobs = [{c: r[c] for c in columns} for _, r in videos.iterrows()]
     results = []

@@ -9,6 +9,14 @@ Two feature sets:
   acceleration: M mice x K points -> 2MK + MK + MK values (4 x 18 -> 144 + 72 + 72 = 288).
 - `pair_features` (default): agent-centred, rotation-invariant features of one (agent, target) pair over
   the canonical skeleton (features.skeleton.CANONICAL); names in `pair_feature_names()`.
+- `pair_rich_features` (opt-in, `feature_set="pair_rich"`): the pair set plus all 9 x 9 agent-target point
+  distances (`xdist_<agent point>__<target point>`; for a self pair these are the within-mouse distances),
+  the agent's points in the TARGET's body frame (`tf_<point>_x/_y`) and the 36 within-agent distances
+  (`adist_<p>__<q>`, posture); names in `pair_rich_feature_names()`. All are invariant under rotation and
+  translation; under a left/right mirror `_left`/`_right` names swap and `_y` coordinates change sign
+  (what `ensemble.infer.flip_permutation` derives from the names). No distance to the arena wall: the
+  metadata gives the arena's size in cm but not where it lies in the image, and an arena placed from the
+  tracked points' extent would not be rotation invariant.
 """
 
 from __future__ import annotations
@@ -189,3 +197,32 @@ def pair_features(
         np.full((T, 1), float(is_self)),
     ]
     return np.concatenate(cols, axis=1)
+
+
+# ------------------------------------------------------------------------------------------ rich pair set
+AGENT_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (p, q) for i, p in enumerate(CANONICAL) for q in CANONICAL[i + 1:]
+)  # the 36 unordered point pairs of one mouse, in CANONICAL order
+
+
+def pair_rich_feature_names() -> list[str]:
+    """Names of `pair_rich_features`: the pair set, then 81 + 18 + 36 columns (cm)."""
+    names = pair_feature_names()
+    names += [f"xdist_{p}__{q}" for p in CANONICAL for q in CANONICAL]  # agent point -> target point
+    names += [f"tf_{p}_{ax}" for p in CANONICAL for ax in ("x", "y")]  # agent in the target's body frame
+    names += [f"adist_{p}__{q}" for p, q in AGENT_PAIRS]  # within the agent
+    return names
+
+
+def pair_rich_features(agent: np.ndarray, target: np.ndarray, fps: float, **kw) -> np.ndarray:
+    """`pair_features` (same arguments) plus the rich columns; float64 [T, len(pair_rich_feature_names())]."""
+    a = np.asarray(agent, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    T, K = a.shape[0], a.shape[1]
+    base = pair_features(a, t, fps, **kw)
+    cross = np.linalg.norm(a[:, :, None, :] - t[:, None, :, :], axis=-1).reshape(T, K * K)
+    h_t = heading_deg(t[:, TAIL], t[:, NOSE])
+    in_target = to_body_frame(a, t[:, CENTER], h_t).reshape(T, -1)
+    i, j = np.array([(INDEX[p], INDEX[q]) for p, q in AGENT_PAIRS]).T
+    within = np.linalg.norm(a[:, i] - a[:, j], axis=-1)
+    return np.concatenate([base, cross, in_target, within], axis=1)

@@ -81,7 +81,12 @@ _SCALE_PAIR_PREFIX = (
     ("t_accel", 1000.0),  # cm/s^2
     ("a_body_len", 10.0),
     ("t_body_len", 10.0),  # cm
+    ("xdist_", 10.0),
+    ("adist_", 10.0),
+    ("tf_", 10.0),  # cm (pair_rich set)
 )
+PAIR_SETS = ("pair", "pair_rich")  # agent-centred sets (features.motion), left/right mirror TTA applies
+FEATURE_SETS = PAIR_SETS + ("motion",)
 
 
 def _scale_of(name: str) -> float:
@@ -104,8 +109,10 @@ class FeatureSettings:
     """How features are computed; saved in the cache's meta.json and in every checkpoint's config."""
 
     feature_set: str = field(default="pair", metadata={"help": (
-        "'pair': agent-centred rotation-invariant pair features; 'motion': the seed's coordinates + speed + "
-        "acceleration of all mice (4 mice x 18 points -> 288 values)")})
+        "'pair': agent-centred rotation-invariant pair features (79); 'pair_rich': the pair set + all 81 "
+        "agent-target point distances, the agent in the target's body frame, 36 within-agent distances "
+        "(214); 'motion': the seed's coordinates + speed + acceleration of all mice (4 mice x 18 points -> "
+        "288 values)")})
     target_fps: float | None = field(default=30.0, metadata={"help": (
         "resample every video to this frame rate ('none' keeps each video's own fps)")})
     max_gap_s: float = field(default=10 / 30, metadata={"help": (
@@ -123,8 +130,8 @@ class FeatureSettings:
         "labels as written (the pre-issue-14 behaviour, for comparisons)")})
 
     def __post_init__(self):
-        if self.feature_set not in ("pair", "motion"):
-            raise ValueError(f"feature_set must be 'pair' or 'motion', got {self.feature_set!r}")
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {self.feature_set!r}")
         if self.target_fps is not None:
             self.target_fps = float(self.target_fps)
             if not self.target_fps > 0:
@@ -162,6 +169,8 @@ class FeatureSettings:
     def feature_names(self) -> list[str]:
         if self.feature_set == "pair":
             return motion.pair_feature_names()
+        if self.feature_set == "pair_rich":
+            return motion.pair_rich_feature_names()
         if self.motion_points == "raw":
             return motion.motion_feature_names(self.max_mice, [f"p{k:02d}" for k in range(RAW_POINTS)])
         names = motion.motion_feature_names(self.max_mice, CANONICAL)
@@ -366,9 +375,10 @@ def _pair_matrix(pairs, tracking: Tracking, canon, missing, mouse_pos, fps, ppc,
         per_mouse, valid_mice, width = _per_mouse_motion(tracking, canon, cm, mouse_pos, fps, ppc, plan,
                                                          settings)
     for p, (a, t) in enumerate(pairs):
-        if settings.feature_set == "pair":
+        if settings.feature_set in PAIR_SETS:
             ia, it = mouse_pos[a], mouse_pos[t]
-            f = motion.pair_features(
+            fn = motion.pair_features if settings.feature_set == "pair" else motion.pair_rich_features
+            f = fn(
                 cm[:, ia],
                 cm[:, it],
                 plan.target_fps,

@@ -25,6 +25,13 @@
 2. Known bad labels (`KNOWN_BAD_LABELS`): AdaptableSnail 1212811043 has erroneous annotations and mouse
    identities permuted against the tracking (competition discussion 612531; several top solutions drop it).
    `features.build --exclude-videos` leaves it out of training caches by default.
+
+3. The labs of the hidden test set (`HIDDEN_TEST_LABS`): the public test.csv lists one placeholder video
+   (AdaptableSnail 438887472); the hidden one (about 200 videos) holds only the 15 "adjective-animal" labs of
+   train.csv, the 368 annotated training videos named <Adjective><Animal> (competition data page and
+   discussion; docs/mabe.md, Counts). The public sets CalMS21_*, CRIM13 and MABe22_* are training-only.
+   `test_labs(data_root)` adds the labs of the data's own test.csv (the synthetic twin's, or a future
+   release's): cross-validation folds are dealt over these labs (`features.cache.assign_folds`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,12 @@ LABEL_FPS: dict[tuple[str, float], float] = {("AdaptableSnail", 25.0): 30.0}
 KNOWN_LABEL_FPS_VIDEOS: tuple[int, ...] = (143861384, 878123481, 1212811043, 1596473327)
 # Training videos whose labels are wrong: excluded from training caches by default.
 KNOWN_BAD_LABELS: tuple[int, ...] = (1212811043,)
+# The 15 labs of the hidden test set (evidence above, 3.): what validation folds are dealt over by default.
+HIDDEN_TEST_LABS: tuple[str, ...] = (
+    "AdaptableSnail", "BoisterousParrot", "CautiousGiraffe", "DeliriousFly", "ElegantMink", "GroovyShrew",
+    "InvincibleJellyfish", "JovialSwallow", "LyricalHare", "NiftyGoldfinch", "PleasantMeerkat",
+    "ReflectiveManatee", "SparklingTapir", "TranquilPanther", "UppityFerret",
+)
 
 
 def label_fps(lab_id: str, fps: float) -> float:
@@ -46,6 +59,12 @@ def label_fps(lab_id: str, fps: float) -> float:
         if lab == str(lab_id) and abs(fps - tracked) < 0.01:
             return labelled
     return fps
+
+
+def test_labs(test_csv_labs=()) -> list[str]:
+    """The labs a model is judged on: HIDDEN_TEST_LABS plus `test_csv_labs` (the lab_id column of the data's
+    own test.csv, if any), sorted."""
+    return sorted(set(HIDDEN_TEST_LABS) | {str(lab) for lab in test_csv_labs})
 
 
 def _rescale(frames, num: float, den: float) -> np.ndarray:

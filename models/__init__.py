@@ -7,8 +7,10 @@ Registry (`build_model(cfg, in_features, num_classes=38)`):
 
 Every model is wrapped in `FrameClassifier`, which owns the input standardisation (per-feature mean/std
 buffers set by the trainer from training data, saved in `model.pt`) and the NaN -> 0 rule, so a checkpoint
-rebuilds its exact inputs from raw cached features. Importing this package does not import torch;
-`build_model` does.
+rebuilds its exact inputs from raw cached features. With `condition_actions` it also appends the pair's
+candidate-action flags (the whitelist, `allowed` (B, 38)) to every frame's input, and with `lab_embedding` a
+learned vector of the window's lab (index from `lab_index`, 0 = unknown): forward(x, mask, allowed, lab).
+Importing this package does not import torch; `build_model` does.
 """
 from __future__ import annotations
 
@@ -31,6 +33,17 @@ class ModelConfig:
                        metadata={"help": "hybrid's second stage: 'gru', 'lstm' or 'attention'"})
     heads: int = field(default=4, metadata={"help": "attention heads (hybrid with stage='attention')"})
     dropout: float = field(default=0.1, metadata={"help": "dropout probability inside the network"})
+    condition_actions: bool = field(default=False, metadata={"help": (
+        "give the model the pair's candidate actions (its whitelist from behaviors_labeled, 38 flags) as "
+        "extra input channels on every frame")})
+    lab_embedding: int = field(default=0, metadata={"help": (
+        "size of a learned per-lab embedding appended to every frame's input (0 = off); a lab not seen in "
+        "training (or None) gets the learned 'unknown lab' vector")})
+    lab_dropout: float = field(default=0.1, metadata={"help": (
+        "with lab_embedding: probability that a training window is shown as 'unknown lab' (how that "
+        "fallback vector is learned)")})
+    labs: list = field(default_factory=list, metadata={"help": (
+        "with lab_embedding: the training labs, in embedding order (filled by the trainer from the cache)")})
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -46,6 +59,9 @@ class ModelConfig:
             raise ValueError(f"model.hidden={self.hidden} must be divisible by model.heads={self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if int(self.lab_embedding) < 0 or not 0.0 <= self.lab_dropout < 1.0:
+            raise ValueError("model.lab_embedding must be >= 0 and model.lab_dropout in [0, 1)")
+        self.labs = [str(x) for x in self.labs]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +86,11 @@ def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
     else:  # __post_init__ already refuses this; kept for configs built by hand
         raise ValueError(f"unknown model {cfg.name!r}; registered: {MODEL_NAMES}")
     sub = C(**{f.name: getattr(cfg, f.name) for f in fields(C)})
-    return FrameClassifier(M(sub, in_features, num_classes), in_features)
+    extra = (num_classes if cfg.condition_actions else 0) + int(cfg.lab_embedding)
+    return FrameClassifier(M(sub, in_features + extra, num_classes), in_features,
+                           condition_actions=bool(cfg.condition_actions),
+                           lab_embedding=int(cfg.lab_embedding), labs=list(cfg.labs),
+                           lab_dropout=float(cfg.lab_dropout))
 
 
 def count_parameters(model) -> int:

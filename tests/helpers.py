@@ -225,3 +225,17 @@ def make_bundle(base: Path, cache: Path, second: str = "tcn", tune_post: bool = 
           tune_post=tune_post, progress=False, log=lambda *a: None)
     export(base / "ens", base / "bundle", log=lambda *a: None, **export_kw)
     return base / "bundle"
+
+
+def mirror_scene(xy: np.ndarray) -> np.ndarray:
+    """Mirror canonical points [T, 9, 2] (y -> -y) and relabel left <-> right (ears, hips)."""
+    from features.skeleton import CANONICAL
+
+    out = xy.copy()
+    out[..., 1] *= -1
+    swap = list(range(len(CANONICAL)))
+    for i, n in enumerate(CANONICAL):
+        if "_left" in n:
+            j = CANONICAL.index(n.replace("_left", "_right"))
+            swap[i], swap[j] = j, i
+    return out[:, swap]

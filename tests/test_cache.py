@@ -140,7 +140,11 @@ def test_build_layout_index_meta_arrays(dataset, tmp_path):
     assert len(idx) == s["pairs"]
     snail = int(meta.loc[meta.lab_id == "AdaptableSnail", "video_id"].iloc[0])
     assert len(cache.pairs(snail)) == 16  # 12 ordered pairs + 4 self pairs (rear) of the 4-mouse whitelist
-    assert set(idx["fold"]) <= {0, 1}
+    assert set(idx["fold"]) <= {0, 1, -1}
+    # --fold-labs test (default): CalMS21_task1 is not a test lab -> fold -1; the 3 test-lab videos: 0, 1, 0
+    assert set(idx.loc[idx.lab_id == "CalMS21_task1", "fold"]) == {-1}
+    assert sorted(idx.groupby("video_id")["fold"].first()) == [-1, 0, 0, 1]
+    assert cache.meta["fold_labs"] == "test" and "CalMS21_task1" not in cache.meta["fold_lab_ids"]
     assert (idx.groupby("video_id")["fold"].nunique() == 1).all()  # grouped by video
     assert cache.num_features == FeatureSettings().num_features == len(cache.meta["feature_names"])
     for vid in cache.video_ids:
@@ -246,6 +250,40 @@ def test_assign_folds_grouped_stratified_seeded():
         counts.groupby(level=0).max() - counts.groupby(level=0).min() <= 1
     ).all()  # each lab spread evenly
     assert sorted(pd.Series(f).value_counts().tolist()) == [4, 4, 4, 4, 4]
+
+
+def test_assign_folds_over_fold_labs_hand_computed():
+    """Labs are dealt in sorted order, one deal across labs; labs outside fold_labs get -1 (always trained).
+    With one video per test lab the shuffle cannot matter: AdaptableSnail 1 -> 0, BoisterousParrot 30 -> 1,
+    (CRIM13 10, 11 -> -1), TranquilPanther 20 -> deal 2 % 2 = 0."""
+    videos = pd.DataFrame({"video_id": [1, 10, 11, 20, 30],
+                           "lab_id": ["AdaptableSnail", "CRIM13", "CRIM13", "TranquilPanther",
+                                      "BoisterousParrot"]})
+    from features.quirks import HIDDEN_TEST_LABS, test_labs
+
+    assert len(HIDDEN_TEST_LABS) == 15 and "CRIM13" not in test_labs() and "X" in test_labs(["X"])
+    assert assign_folds(videos, 2, seed=0, fold_labs=test_labs()) == {1: 0, 30: 1, 10: -1, 11: -1, 20: 0}
+    # "all": CRIM13 takes deals 2 and 3 (folds 0 and 1, in the seeded order), TranquilPanther deal 4 -> 0
+    f = assign_folds(videos, 2, seed=0)
+    assert (f[1], f[30], f[20], sorted([f[10], f[11]])) == (0, 1, 0, [0, 1])
+
+
+def test_fold_labs_all_and_select_rows(dataset, tmp_path):
+    from tune.data import select_rows
+
+    root, _ = dataset
+    test_s = build_cache(root, tmp_path / "t", FeatureSettings(), progress=False, n_folds=2)
+    test_c = FeatureCache(test_s["out"])
+    all_s = build_cache(root, tmp_path / "a", FeatureSettings(), progress=False, n_folds=2, fold_labs="all")
+    all_c = FeatureCache(all_s["out"])
+    assert all_c.meta["fold_labs"] == "all" and all_c.meta["fold_lab_ids"] is None
+    assert -1 not in set(all_c.index["fold"]) and all_s["fingerprint"] != test_c.meta["fingerprint"]
+    calms = set(test_c.index.loc[test_c.index.lab_id == "CalMS21_task1", "video_id"])
+    for k in (0, 1):  # a fold -1 video is trained on whatever the validation fold, never validated
+        train, val = select_rows(test_c, k)
+        assert calms <= set(train.video_id) and not calms & set(val.video_id)
+    with pytest.raises(MabeDataError, match="fold-labs"):
+        build_cache(root, tmp_path / "x", FeatureSettings(), progress=False, fold_labs="some")
 
 
 def test_cli_build_and_skip(dataset, tmp_path, capsys):

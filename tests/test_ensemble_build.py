@@ -27,7 +27,7 @@ from ensemble.infer import (
     window_starts,
 )
 from features.labels import NUM_CLASSES
-from helpers import make_checkpoint
+from helpers import make_checkpoint, mirror_scene
 
 # ------------------------------------------------------------------------------------------------ windows
 
@@ -89,22 +89,10 @@ def test_sliding_windows_equal_full_sequence_when_context_fits():
 # ------------------------------------------------------------------------------------------------ flip TTA
 
 
-def _mirror(xy: np.ndarray) -> np.ndarray:
-    """Mirror canonical points [T, 9, 2] (y -> -y) and relabel left <-> right (ears, hips)."""
-    from features.skeleton import CANONICAL
-
-    out = xy.copy()
-    out[..., 1] *= -1
-    swap = list(range(len(CANONICAL)))
-    for i, n in enumerate(CANONICAL):
-        if "_left" in n:
-            j = CANONICAL.index(n.replace("_left", "_right"))
-            swap[i], swap[j] = j, i
-    return out[:, swap]
-
-
-def test_flip_equals_features_of_the_mirrored_scene():
-    """features(mirror(scene)) == flip(features(scene)): the TTA transform is the exact mirror."""
+@pytest.mark.parametrize("feature_set", ["pair", "pair_rich"])
+def test_flip_equals_features_of_the_mirrored_scene(feature_set):
+    """features(mirror(scene)) == flip(features(scene)): the TTA (and training augmentation) transform is the
+    exact mirror, for every agent-centred set; the flip list is derived from the names alone."""
     from features import motion
     from features.skeleton import CANONICAL
 
@@ -120,15 +108,14 @@ def test_flip_equals_features_of_the_mirrored_scene():
     )
     am = rng.random((T, C)) < 0.1
     tm = rng.random((T, C)) < 0.1
-    names = motion.pair_feature_names()
-    f = motion.pair_features(a, b, 30.0, agent_missing=am, target_missing=tm)
+    fn = motion.pair_features if feature_set == "pair" else motion.pair_rich_features
+    names = motion.pair_feature_names() if feature_set == "pair" else motion.pair_rich_feature_names()
+    f = fn(a, b, 30.0, agent_missing=am, target_missing=tm)
     swap = [
         CANONICAL.index(n.replace("_left", "\0").replace("_right", "_left").replace("\0", "_right"))
         for n in CANONICAL
     ]
-    g = motion.pair_features(
-        _mirror(a), _mirror(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap]
-    )
+    g = fn(mirror_scene(a), mirror_scene(b), 30.0, agent_missing=am[:, swap], target_missing=tm[:, swap])
     flipped = flip_pair_features(f, names)
     hd = names.index("heading_diff")
     keep = np.abs(np.abs(f[:, hd]) - 180) > 1e-3  # +180 and -180 are the same angle
@@ -230,6 +217,16 @@ def test_select_strategies():
         B.select(cands, 2, "random")
 
 
+def test_select_takes_a_trials_fold_models_together():
+    """Trial a trained fold models on folds 0 and 1 (best 0.5 and 0.3: mean 0.4), b one model (0.45): b ranks
+    first, and a brings both its folds' best checkpoints."""
+    cands = [_cand("a", 0.5, fold=0), _cand("b", 0.45), _cand("a", 0.35, fold=0), _cand("a", 0.3, fold=1)]
+    assert [(c.trial, c.score) for c in B.select(cands, 1)] == [("b", 0.45)]
+    for strategy in ("best-per-trial", "diverse"):
+        got = B.select(cands, 2, strategy)
+        assert [(c.trial, c.score) for c in got] == [("b", 0.45), ("a", 0.5), ("a", 0.3)]
+
+
 def test_average_oof_hand_computed():
     a = {1: np.full((1, 2, NUM_CLASSES), 0.2, np.float32), 2: np.full((1, 2, NUM_CLASSES), 0.6, np.float32)}
     b = {1: np.full((1, 2, NUM_CLASSES), 0.4, np.float32)}
@@ -272,6 +269,16 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     assert "next: python -m ensemble.export" in printed
     oof = s["oof"]
     assert oof["tuned"] >= oof["raw_ensemble"] - 1e-12  # tuning never makes the OOF score worse
+    # the headline: cross-fitted over the members' folds (0 and 1), in-sample beside it
+    assert f"cross-fitted OOF score {oof['crossfit']:.4f}: thresholds tuned on other folds" in printed
+    assert f"in-sample tuned OOF {oof['in_sample']:.4f}: tuned and scored on the same videos" in printed
+    assert oof["in_sample"] == oof["tuned"] and oof["crossfit_groups"]["n"] == 2
+    assert "cache folds [0, 1]" in oof["crossfit_groups"]["how"]
+    # flip TTA (the default --tta auto, pair features): both OOF sets scored, the better one kept
+    flip = oof["tta"]
+    assert flip["chosen"] == (flip["on"] > flip["off"]) and oof["crossfit"] == max(flip["on"], flip["off"])
+    assert f"flip TTA {'on' if flip['chosen'] else 'off'}" in printed
+    assert all(m["infer"]["tta"] == flip["chosen"] for m in s["members"])
     assert sorted(m["val_fold"] for m in s["members"]) == [0, 1]
     # both folds validated by a different member: every labelled video is in the OOF set
     info = json.loads((out / "ensemble.json").read_text())
@@ -296,9 +303,27 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
         settings=InferSettings(window=64, stride=32, trim=8),
         progress=False,
         log=lambda *a: None,
+        tta="auto",
     )
+    assert len(npz) == 4  # 2 members x (plain, .tta)
     assert [p.stat().st_mtime_ns for p in npz] == stamps
     assert s2["oof"]["tuned"] == pytest.approx(oof["tuned"])
+    assert s2["oof"]["crossfit"] == pytest.approx(oof["crossfit"])
+
+
+def test_crossfit_groups_folds_or_dealt(tiny_cache):
+    """OOF videos from 2 cache folds: the folds are the groups; from one fold: 2 groups dealt by video."""
+    from features.cache import FeatureCache
+
+    cache = FeatureCache(tiny_cache[1])
+    idx = cache.index[cache.index["fold"] >= 0].drop_duplicates("video_id")
+    fold_of = dict(zip(idx["video_id"].astype(int), idx["fold"].astype(int)))
+    groups, how = B.crossfit_groups(cache, list(fold_of))
+    assert groups == fold_of and how == f"cache folds {sorted(set(fold_of.values()))}"
+    one_fold = [v for v, f in fold_of.items() if f == 0]
+    groups, how = B.crossfit_groups(cache, one_fold, n_groups=2, seed=0)
+    assert sorted(groups) == sorted(one_fold) and "2 groups dealt by video" in how
+    assert len(set(groups.values())) == min(2, len(one_fold))
 
 
 def test_oof_cache_invalidated_by_other_settings(tiny_cache, tmp_path):

@@ -130,8 +130,8 @@ def test_val_score_oof_and_predict_give_the_same_probabilities(trained):
         for k, i in enumerate(grp):
             trainer[(int(va.video_id[i]), int(va.agent[i]), int(va.target[i]))] = probs[k]
     weight = torch.ones(NUM_CLASSES)  # (val/loss only)
-    assert evaluate(model, va, weight, "cpu", settings)["val/score"] == pytest.approx(
-        load_metrics(best)["val/score"], abs=1e-12)
+    val = evaluate(model, va, weight, "cpu", settings, objective=cfg.run.objective)
+    assert val["val/score"] == pytest.approx(load_metrics(best)["val/score"], abs=1e-12)
 
     # 2. the OOF set of ensemble.build (stored as float16: the same values rounded)
     oof = oof_probs(best, cache)  # default settings: the checkpoint's own
@@ -139,9 +139,10 @@ def test_val_score_oof_and_predict_give_the_same_probabilities(trained):
     for v, probs in oof.items():
         for p, (a, t) in enumerate(cache.pairs(v)):
             np.testing.assert_array_equal(probs[p], trainer[(v, a, t)].astype(np.float16).astype(np.float32))
-    # the build's argmax OOF score of this single member is the trainer's val/score (up to the few near-tie
-    # frames whose argmax the float16 storage flips: 0.004127 vs 0.004122 here)
-    assert argmax_score(oof_items(cache, oof)) == pytest.approx(load_metrics(best)["val/score"], abs=1e-3)
+    # the build's argmax OOF score of this single member is the trainer's val/score_argmax (up to the few
+    # near-tie frames whose argmax the float16 storage flips: 0.004127 vs 0.004122 here)
+    assert argmax_score(oof_items(cache, oof)) == pytest.approx(load_metrics(best)["val/score_argmax"],
+                                                                abs=1e-3)
 
     # 3. ensemble.predict: features from the raw tracking file, the member's settings from ensemble.json
     ens = Ensemble(base / "bundle")

@@ -77,3 +77,58 @@ def test_tcn_receptive_field():
 
     # kernel 3, dilations 1, 2, 4: 1 + 2 * (1 + 2 + 4) = 15 frames
     assert TCN(TCNConfig(hidden=4, tcn_layers=3), 2).receptive_field() == 15
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_condition_actions_reads_the_candidate_actions(name):
+    """With condition_actions the pair's whitelist is an input: changing it changes the logits, the checkpoint
+    rebuilds with the same input width, and a conditioned model refuses to run without it."""
+    from models.checkpoint import rebuild_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, hidden=16, tcn_layers=2, condition_actions=True)
+    model = build_model(cfg, in_features=F, num_classes=C).eval()
+    x, mask = _batch()
+    a1 = torch.zeros(2, C, dtype=torch.bool)
+    a1[:, [0, 3]] = True
+    a2 = a1.clone()
+    a2[:, 7] = True
+    with torch.no_grad():
+        assert not torch.allclose(model(x, mask, a1), model(x, mask, a2))
+        again = rebuild_model({"model": cfg.to_dict()}, model.state_dict()).eval()
+        torch.testing.assert_close(again(x, mask, a1), model(x, mask, a1))
+        plain = build_model(ModelConfig(name=name, hidden=16, tcn_layers=2), F, C).eval()
+        torch.testing.assert_close(plain(x, mask, a1), plain(x, mask))  # unconditioned models ignore it
+    with pytest.raises(ValueError, match="candidate actions"):
+        model(x, mask)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_lab_embedding_and_unknown_lab_fallback(name):
+    """A lab-conditioned model's output depends on the lab; a lab it never saw (or None) uses row 0, the
+    learned 'unknown lab' vector; the checkpoint rebuilds the vocabulary from its config."""
+    from models.checkpoint import rebuild_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, hidden=16, tcn_layers=2, lab_embedding=4, labs=["LabA", "LabB"])
+    model = build_model(cfg, in_features=F, num_classes=C).eval()
+    assert model.lab_index(["LabB", "LabA", "NewLab"]).tolist() == [2, 1, 0]
+    with torch.no_grad():
+        model.lab_emb.weight.copy_(torch.arange(12, dtype=torch.float32).view(3, 4))  # three distinct rows
+    x, mask = _batch()
+    with torch.no_grad():
+        a, b = (model(x, mask, None, model.lab_index([lab] * 2)) for lab in ("LabA", "LabB"))
+        unseen = model(x, mask, None, model.lab_index(["NewLab"] * 2))
+        assert not torch.allclose(a, b) and not torch.allclose(a, unseen)
+        torch.testing.assert_close(unseen, model(x, mask))  # no lab given = unknown lab
+        again = rebuild_model({"model": cfg.to_dict()}, model.state_dict()).eval()
+        assert again.labs == ["LabA", "LabB"]
+        torch.testing.assert_close(again(x, mask, None, again.lab_index(["LabB"] * 2)), b)
+    # in training, lab_dropout shows a share of windows as unknown (how row 0 learns)
+    model.train()
+    lab = model.lab_index(["LabA"] * 2000)
+    emb = []
+    model.lab_emb.register_forward_hook(lambda m, i, o: emb.append(i[0]))
+    torch.manual_seed(1)
+    model(torch.zeros(2000, 4, F), torch.ones(2000, 4, dtype=torch.bool), None, lab)
+    assert 0.05 < float((emb[0] == 0).float().mean()) < 0.15  # lab_dropout 0.1

@@ -100,6 +100,64 @@ def test_pair_features_rotation_and_translation_invariant():
     np.testing.assert_allclose(f, g, atol=1e-9)
 
 
+def test_pair_rich_hand_values():
+    names = motion.pair_rich_feature_names()
+    col = {n: i for i, n in enumerate(names)}
+    assert len(names) == 79 + 81 + 18 + 36 == FeatureSettings(feature_set="pair_rich").num_features
+    assert names[:79] == motion.pair_feature_names()  # the pair set first, unchanged
+    # agent at the origin facing +x, target 10 cm ahead facing -x (test_pair_features_hand_values' scene)
+    a = np.repeat(_mouse((0, 0), 0)[None], 3, axis=0)
+    t = np.repeat(_mouse((10, 0), 180)[None], 3, axis=0)
+    f = motion.pair_rich_features(a, t, 30.0)
+    np.testing.assert_allclose(f[:, :79], motion.pair_features(a, t, 30.0))
+    # noses at x=4 and x=6: 2 cm; agent nose (4, 0) to target tail_base (14, 0): 10 cm
+    np.testing.assert_allclose(f[0, col["xdist_nose__nose"]], 2.0)
+    np.testing.assert_allclose(f[0, col["xdist_nose__tail_base"]], 10.0)
+    # agent ear_left (8/3, 1) to target ear_right (facing -x, its right is +y: (10 - 8/3, 1)): 10 - 16/3
+    np.testing.assert_allclose(f[0, col["xdist_ear_left__ear_right"]], 10 - 16 / 3)
+    # the agent seen from the target: its centre 10 cm straight ahead, its nose 6 cm ahead, its left ear
+    # (8/3, 1) -> offset (-22/3, 1) from the target, rotated by -180 deg -> (22/3, -1)
+    np.testing.assert_allclose(f[0, [col["tf_body_center_x"], col["tf_body_center_y"]]], [10, 0], atol=1e-12)
+    np.testing.assert_allclose(f[0, col["tf_nose_x"]], 6.0)
+    np.testing.assert_allclose(f[0, [col["tf_ear_left_x"], col["tf_ear_left_y"]]], [22 / 3, -1], atol=1e-12)
+    np.testing.assert_allclose(f[0, col["adist_nose__tail_base"]], 8.0)  # body length
+    np.testing.assert_allclose(f[0, col["adist_ear_left__ear_right"]], 2.0)
+
+
+def test_pair_rich_self_pair_gives_within_mouse_distances():
+    a = np.random.default_rng(3).normal(0, 3, size=(4, C, 2))
+    names = motion.pair_rich_feature_names()
+    f = motion.pair_rich_features(a, a, 30.0, is_self=True)
+    x0 = names.index("xdist_nose__nose")
+    cross = f[:, x0:x0 + C * C].reshape(-1, C, C)
+    np.testing.assert_allclose(np.diagonal(cross, axis1=1, axis2=2), 0.0)
+    np.testing.assert_allclose(cross, cross.transpose(0, 2, 1))
+    iu = np.triu_indices(C, 1)
+    np.testing.assert_allclose(f[:, names.index("adist_nose__ear_left"):], cross[:, iu[0], iu[1]])
+
+
+def test_pair_rich_rotation_and_translation_invariant():
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 5, size=(30, C, 2)).cumsum(0)
+    t = rng.normal(0, 5, size=(30, C, 2)).cumsum(0) - 15
+    f = motion.pair_rich_features(a, t, 30.0)
+    th = np.radians(-113.0)
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    shift = np.array([-7.0, 301.0])
+    g = motion.pair_rich_features(a @ R.T + shift, t @ R.T + shift, 30.0)
+    np.testing.assert_allclose(f, g, atol=1e-9)
+
+
+def test_pipeline_pair_rich_extends_pair():
+    s = FeatureSettings(feature_set="pair_rich", target_fps=None)
+    rich = video_features(_row(), _tracking_moving(), s)
+    pair = video_features(_row(), _tracking_moving(), FeatureSettings(target_fps=None))
+    assert rich.x.shape == pair.x.shape[:2] + (214,) and np.isfinite(rich.x).all()
+    np.testing.assert_array_equal(rich.x[..., :79], pair.x)  # today's columns, bit for bit
+    scales = dict(zip(s.feature_names(), s.scales()))
+    assert scales["xdist_nose__nose"] == scales["tf_nose_x"] == scales["adist_nose__neck"] == 10
+
+
 def test_self_pair_uses_agent_for_target():
     a = np.repeat(_mouse((3, 4), 30)[None], 2, axis=0)
     names = motion.pair_feature_names()

@@ -4,6 +4,7 @@ checkpoint."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -42,16 +43,22 @@ def test_two_worker_ddp_run_checkpoint_loads(ray_local, cache_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_worker_failure_restarts_from_checkpoint(ray_local, cache_dir, tmp_path):
+@pytest.mark.parametrize("cv_folds", [1, 2])
+def test_worker_failure_restarts_from_checkpoint(ray_local, cache_dir, tmp_path, cv_folds):
     from tune.ray_train import run_ray_train
 
     marker = tmp_path / "failed-once"
     cfg = small_cfg(cache_dir, tmp_path / "local", **{"optim.epochs": 3, "run.checkpoint_every": 1,
-                                                      "run.fail_once_marker": str(marker)})
+                                                      "run.fail_once_marker": str(marker),
+                                                      "data.cv_folds": cv_folds})
     res = run_ray_train(cfg, workers=1, storage_path=str(tmp_path / "ray"), name="failonce", max_failures=1)
     assert res.error is None and marker.exists()
-    # the first attempt died right after reporting epoch 1; the restart resumed there
+    # the first attempt died right after reporting epoch 1; the restart resumed there (every fold model)
     assert res.metrics["epoch"] == 3 and res.metrics["start_epoch"] == 1
+    if cv_folds == 2:
+        assert {"val/score_fold0", "val/score_fold1"} <= set(res.metrics)
+        for k in (0, 1):
+            assert load_metrics(Path(res.checkpoint.path) / f"fold{k}")["epoch"] == 3
 
 
 def test_trainer_kwargs_make_local_paths_absolute(tmp_path, monkeypatch):

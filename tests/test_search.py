@@ -34,6 +34,11 @@ def test_parse_args_defaults_and_smoke():
     assert g.space == "full" and g.gpus_per_worker() == 0.25
     assert sp.LR not in g.search_space() and sp.LR not in g.v6_point()
     assert g.experiment_path() == "s3://bucket/mabe/n" and g.local_dir().name == "n"
+    assert (s.fold_labs, s.cv_folds) == ("test", 1)
+    cv = search.parse_args(["--cv-folds", "3", "--fold-labs", "all", "--name", "cv"])
+    assert (cv.fold_labs, cv.cv_folds) == ("all", 3)
+    assert search.base_config(cv, "data/x", "data/x/cache").data.cv_folds == 3
+    assert search.base_config(s, "data/x", "data/x/cache").data.cv_folds == 1
 
 
 @pytest.mark.parametrize("n, startup", [(2, 4), (8, 4), (12, 4), (18, 6), (30, 10), (200, 10)])
@@ -157,7 +162,7 @@ def test_search_machinery_trivial_trainable(ray_local, tmp_path):
     assert len(table) == 4 and list(table["trial"]) == [1, 2, 3, 4]
     # trial 1 is the V6 point
     first = table.iloc[0]
-    for key, value in sp.V6_POINT.items():
+    for key, value in scfg.v6_point().items():  # V6_POINT restricted to the CPU space's keys
         assert first[key] == value, key
     # V6: lr 4e-4 -> target = 1 - |log10(4e-4) + 3| / 3 = 1 - 0.39794/3 = 0.867353, reached at epoch 3 of 3;
     # ASHA (grace 1 here) never stops the V6 trial, so it trains all 3 epochs

@@ -10,9 +10,14 @@ from tune import space as sp
 
 
 def test_builtin_spaces_are_valid_and_contain_v6():
+    assert set(sp.V6_POINT) == set(sp.SPACE)
     for s in (sp.SPACE, sp.CPU_SPACE):
         sp.validate_space(s)
-        assert sp.contains(s, sp.V6_POINT) == []
+        assert sp.contains(s, {k: v for k, v in sp.V6_POINT.items() if k in s}) == []
+    # the lab-aware knobs: searched on the cluster, off (V6) in trial 1, not in the CPU default
+    assert not set(sp.LAB_AWARE) & set(sp.CPU_SPACE) and set(sp.LAB_AWARE) <= set(sp.SPACE)
+    assert [sp.V6_POINT[k] for k in sp.LAB_AWARE] == [1.0, 0.0, 0.0, 0.0, False, 0]
+    assert config.TrainConfig().replace(**{k: sp.V6_POINT[k] for k in sp.LAB_AWARE}) == config.TrainConfig()
     # the knobs are all searched
     for key in (sp.LR, sp.WARMUP, sp.BG_WEIGHT, sp.FREQ_POWER, sp.MODEL, sp.HIDDEN, sp.DROPOUT, sp.WINDOW,
                 sp.BATCH):

@@ -13,6 +13,7 @@ from ensemble.thresholds import (
     OOFItem,
     TuneGrid,
     _counts,
+    crossfit,
     _prepare,
     _score,
     _sweep_scores,
@@ -125,3 +126,56 @@ def test_oof_item_validates():
         OOFItem("L", 1, 1, 2, np.zeros((3, 5)), np.zeros(3, int), mask())
     with pytest.raises(MabeDataError, match="NaN"):
         OOFItem("L", 1, 1, 2, np.full((3, NUM_CLASSES), np.nan), np.zeros(3, int), mask())
+
+
+# ------------------------------------------------------------------------------------------------ cross-fit
+ONLY_THR = TuneGrid(windows=(1,), min_durations=(1,), gap_fills=(0,))  # thresholds only: hand-computable
+
+
+def sniff_video(video: int, p_sniff: float, p_bg: float, lab: str = "L"):
+    """4 sniff frames with p = p_sniff, then 4 background frames with p(sniff) = p_bg."""
+    labels = np.array([SNIFF] * 4 + [0] * 4)
+    probs = np.zeros((8, NUM_CLASSES), dtype=np.float32)
+    probs[:, SNIFF] = np.where(labels == SNIFF, p_sniff, p_bg)
+    return OOFItem(lab, video, 1, 2, probs, labels, mask(SNIFF))
+
+
+def test_crossfit_hand_computed():
+    """Video 1 (sniff 0.3, background 0.1) alone is best at threshold 0.125; video 2 (0.7 / 0.5) at 0.525.
+    In-sample, one threshold for both: t in (0.1, 0.3] gives TP 8, FP 4 (video 2's background), FN 0:
+    F1 = 16 / 20 = 0.8; t in (0.5, 0.7] gives TP 4, FN 4: 8 / 12. So 0.125 and 0.8.
+    Cross-fitted: video 1 decided at 0.525 (tuned on video 2): TP 0, FN 4; video 2 at 0.125 (tuned on
+    video 1): TP 4, FP 4. Pooled over the lab: TP 4, FP 4, FN 4 -> F1 = 8 / 16 = 0.5 (not the mean of the
+    per-video scores, 0 and 2/3)."""
+    items = [sniff_video(1, 0.3, 0.1), sniff_video(2, 0.7, 0.5)]
+    full = tune(items, grid=ONLY_THR)
+    assert full.config.thresholds["L"]["sniff"] == 0.125
+    assert full.steps["verified"] == pytest.approx(0.8)
+    cf = crossfit(items, {1: 0, 2: 1}, grid=ONLY_THR)
+    assert cf.configs[0].thresholds["L"]["sniff"] == 0.525  # group 0 (video 1) tuned on video 2
+    assert cf.configs[1].thresholds["L"]["sniff"] == 0.125
+    assert cf.score == pytest.approx(0.5)
+    # without tuning, every group keeps the start: the cross-fitted score is the untuned one
+    assert crossfit(items, {1: 0, 2: 1}, tune_post=False).score == evaluate(items, PostprocessConfig())
+    with pytest.raises(ValueError, match="without a group"):
+        crossfit(items, {1: 0})
+
+
+def test_crossfit_equals_in_sample_when_one_threshold_fits_all_groups():
+    items = [sniff_video(v, 0.3, 0.1) for v in (1, 2, 3)]
+    assert crossfit(items, {1: 0, 2: 1, 3: 1}, grid=ONLY_THR).score == tune(items, grid=ONLY_THR).steps[
+        "verified"] == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crossfit_below_in_sample_when_tuning_fits_noise(seed):
+    """Probabilities unrelated to the labels: in-sample tuning fits the noise, the cross-fitted score does
+    not get it."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for v in range(6):
+        labels = np.repeat(rng.choice([0, SNIFF, ATTACK], 10), 8)
+        probs = (rng.random((80, NUM_CLASSES)) * 0.9).astype(np.float32)
+        items.append(OOFItem("AB"[v % 2], v, 1, 2, probs, labels, mask(SNIFF, ATTACK)))
+    groups = {v: v % 3 for v in range(6)}
+    assert crossfit(items, groups, grid=SMALL).score < tune(items, grid=SMALL).steps["verified"]

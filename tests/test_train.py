@@ -264,3 +264,54 @@ def test_early_stopping_and_mixup(cache_dir, tmp_path):
     # a finished (early-stopped) run is not restarted by a resume
     again = train(cfg)
     assert again["stopped_early"] and again["start_epoch"] == 2
+
+
+def test_two_fold_run_checkpoints_mean_resume_and_ensemble(synth_small, tmp_path):
+    """data.cv_folds=2: two fold models in lockstep, each a complete checkpoint in last/ and best/ fold<k>/;
+    val/score is the mean of the fold scores; a second run resumes both; ensemble.build uses both."""
+    import json
+
+    from ensemble import build as B
+    from ensemble.infer import InferSettings
+
+    run = tmp_path / "cv"
+    cfg = small_cfg(synth_small.cache, run,
+                    **{"optim.epochs": 2, "data.cv_folds": 2, "run.checkpoint_every": 1})
+    reports = []
+    train(cfg, report=lambda m, d: reports.append((dict(m), d)))
+    for sub in ("last", "best"):
+        for k in (0, 1):
+            d = run / sub / f"fold{k}"
+            assert {"model.pt", "config.json", "metrics.json", "state.pt"} <= {p.name for p in d.iterdir()}
+            assert load_train_config(d).data.val_fold == k
+        assert not (run / sub / "model.pt").exists()  # the trial level is no model
+    m, ckpt = reports[-1]
+    assert ckpt == str(run / "last")
+    scores = [json.loads((run / "last" / f"fold{k}" / "metrics.json").read_text())["val/score"]
+              for k in (0, 1)]
+    print(f"fold scores {scores}, mean {m['val/score']}")
+    assert m["val/score"] == pytest.approx(sum(scores) / 2)
+    assert [m["val/score_fold0"], m["val/score_fold1"]] == scores and "val/score_argmax" in m
+    assert json.loads((run / "last" / "metrics.json").read_text())["val/score"] == m["val/score"]
+
+    # Ray hands over its copy of the last checkpoint (resume_from): a fresh run folder continues both folds
+    import shutil
+
+    shutil.copytree(run / "last", tmp_path / "ray-copy")
+    out_ray = train(cfg.replace(**{"optim.epochs": 3, "run.out_dir": str(tmp_path / "cv-ray"),
+                                   "run.resume": False}), resume_from=tmp_path / "ray-copy")
+    assert out_ray["start_epoch"] == 2 and out_ray["epochs_run"] == 3
+    ray_last = tmp_path / "cv-ray" / "last"
+    epochs = [json.loads((ray_last / f"fold{k}" / "metrics.json").read_text())["epoch"] for k in (0, 1)]
+    assert epochs == [3, 3]
+
+    reports2 = []
+    out2 = train(cfg.replace(**{"optim.epochs": 3}), report=lambda m, d: reports2.append(m))
+    assert [r["epoch"] for r in reports2] == [3] and out2["start_epoch"] == 2
+    assert json.loads((run / "last" / "fold1" / "metrics.json").read_text())["epoch"] == 3
+
+    # the trial's two fold models are one candidate trial: top 1 takes both, each predicting its own fold
+    s = B.build([run / "best"], tmp_path / "ens", 1, "best-per-trial",
+                settings=InferSettings(window=64, stride=32, trim=8), progress=False, log=lambda *a: None)
+    assert sorted(m["val_fold"] for m in s["members"]) == [0, 1]
+    assert len({m["name"] for m in s["members"]}) == 2

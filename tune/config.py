@@ -46,6 +46,9 @@ class DataConfig:
     cache: str = _h("data/synth/cache", "feature cache folder (features.cache layout: index.parquet, "
                                         "meta.json, videos/)")
     val_fold: int = _h(0, "held-out fold k of the cache's folds (validation videos); -1 = no validation")
+    cv_folds: int = _h(1, "validation folds per run: K > 1 trains K models in lockstep, one per fold "
+                          "val_fold, val_fold + 1, ... (mod the cache's n_folds); val/score is their mean, "
+                          "checkpoints last/ and best/ hold fold<k>/ sub-folders")
     window: int = _h(256, "training window length in (cached) frames")
     samples_per_epoch: int = _h(0, "windows drawn per epoch; 0 = training frames / window (each frame ~once)")
     behaviour_bias: float = _h(0.5, "probability that a window is centred near a random behaviour frame "
@@ -56,6 +59,9 @@ class DataConfig:
     infer_window: int = _h(0, "sliding window (frames) of validation, OOF and test inference; 0 = 2 x window "
                               "(stride and edge trim derived: ensemble.infer.InferSettings.for_config)")
     labs: list = _h([], "train/validate only on these lab_ids (empty = all)")
+    lab_alpha: float = _h(1.0, "lab-balanced sampling: a window's lab is drawn with p(lab) ~ frames(lab) ** "
+                               "lab_alpha, its frame as before within the lab (1 = frame-proportional, as "
+                               "without it; 0 = every lab equally often)")
 
     def __post_init__(self):
         _check(self.window >= 8, f"data.window={self.window} must be >= 8")
@@ -65,6 +71,9 @@ class DataConfig:
         _check(self.in_memory_gb >= 0, "data.in_memory_gb must be >= 0")
         _check(self.infer_window == 0 or self.infer_window >= 8, "data.infer_window must be 0 or >= 8")
         _check(self.val_fold >= -1, "data.val_fold must be >= -1")
+        _check(0.0 <= self.lab_alpha <= 1.0, f"data.lab_alpha={self.lab_alpha} must be in [0, 1]")
+        _check(self.cv_folds >= 1, "data.cv_folds must be >= 1")
+        _check(self.cv_folds == 1 or self.val_fold >= 0, "data.cv_folds > 1 needs a data.val_fold >= 0")
         self.labs = [str(x) for x in self.labs]
 
 
@@ -84,6 +93,19 @@ class OptimConfig:
     class_weight_power: float = _h(0.5, "action weight = (f_background / f_action) ** power (0 = all 1)")
     class_weight_cap: float = _h(8.0, "upper bound of an action's class weight (V6: 8)")
     mixup_alpha: float = _h(0.0, "mixup Beta(alpha, alpha) between windows of a batch (0 = off)")
+    per_lab_class_weights: bool = _h(False, "class weights from each lab's own class frequencies (a window "
+                                           "uses its lab's weights) instead of the pooled ones")
+    ema_decay: float = _h(0.0, "exponential moving average of the weights with this decay (0 = off; e.g. "
+                               "0.999): validation and the saved model.pt use the EMA weights, the resume "
+                               "state keeps the raw ones")
+    aug_flip: float = _h(0.0, "probability of a window's left/right mirror (exact on the pair sets; "
+                              "tune/augment.py)")
+    aug_jitter: float = _h(0.0, "probability of Gaussian jitter on a window's continuous features")
+    aug_jitter_std: float = _h(0.05, "std of that jitter, in cached (scaled, O(1)) feature units")
+    aug_stretch: float = _h(0.0, "probability of a window's time stretch (resampled, rates rescaled)")
+    aug_stretch_max: float = _h(0.2, "playback rate drawn log-uniformly in [1/(1+m), 1+m]")
+    aug_part_dropout: float = _h(0.0, "probability of zeroing one body part's features in a window (its "
+                                      "missing flags set)")
 
     def __post_init__(self):
         _check(self.epochs >= 1, "optim.epochs must be >= 1")
@@ -98,6 +120,11 @@ class OptimConfig:
         _check(self.class_weight_power >= 0, "optim.class_weight_power must be >= 0")
         _check(self.mixup_alpha >= 0 and self.grad_clip >= 0 and self.weight_decay >= 0,
                "mixup_alpha, grad_clip and weight_decay must be >= 0")
+        _check(0.0 <= self.ema_decay < 1.0, f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
+        for k in ("aug_flip", "aug_jitter", "aug_stretch", "aug_part_dropout"):
+            _check(0.0 <= getattr(self, k) <= 1.0, f"optim.{k}={getattr(self, k)} must be in [0, 1]")
+        _check(self.aug_jitter_std >= 0 and 0 < self.aug_stretch_max <= 1,
+               "optim.aug_jitter_std must be >= 0 and optim.aug_stretch_max in (0, 1]")
 
     def effective_lr(self) -> float:
         """The peak LR actually used at `batch_size` (see the module docstring for the rule)."""
@@ -116,6 +143,10 @@ class RunConfig:
     threads: int = _h(0, "torch CPU threads (0 = torch default). Use 1 when several runs share a few cores: "
                          "measured here, 2 OpenMP threads on a busy 2-core box made a step 15x slower")
     progress: bool = _h(True, "show tqdm progress bars")
+    objective: str = _h("tuned", "what val/score is: 'tuned' = the competition score after per-action "
+                                 "thresholds tuned on this validation set's own probabilities (what the "
+                                 "thresholded submission gets; fine for ranking); 'argmax' = the score of "
+                                 "the argmax (val/score_argmax is always reported)")
     fail_once_marker: str = _h("", "test hook: after the first checkpoint, raise once unless this file "
                                     "exists (and create it), to exercise restart-from-checkpoint")
 
@@ -124,6 +155,8 @@ class RunConfig:
                f"run.device={self.device!r}: 'auto', 'cpu' or 'cuda'")
         _check(self.checkpoint_every >= 1, "run.checkpoint_every must be >= 1")
         _check(self.patience >= 0 and self.threads >= 0, "run.patience and run.threads must be >= 0")
+        _check(self.objective in ("tuned", "argmax"),
+               f"run.objective={self.objective!r}: 'tuned' or 'argmax'")
 
 
 @dataclass

@@ -176,24 +176,86 @@ def class_weights(freq: np.ndarray, bg_weight: float, power: float, cap: float, 
     return w.astype(np.float32)
 
 
-def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float, rng: np.random.Generator):
+def lab_class_weights(table: PairTable, bg_weight: float, power: float, cap: float) -> np.ndarray:
+    """float32 [P, 38]: each pair's class weights (`class_weights`) from its own lab's class frequencies
+    (`optim.per_lab_class_weights`): an action that is common in one lab and rare in another weighs less
+    in the first."""
+    n = int(table.length.sum())
+    labs, code = np.unique(table.lab_id.astype(str), return_inverse=True)
+    row_lab = np.repeat(code, table.length)
+    y = table.y[:n]
+    out = np.zeros((len(table.length), NUM_CLASSES), np.float32)
+    for k in range(len(labs)):
+        yk = y[(row_lab == k) & (y >= 0)]
+        counts = np.bincount(yk, minlength=NUM_CLASSES).astype(np.float64)
+        w = class_weights(counts / max(counts.sum(), 1.0), bg_weight, power, cap, int((row_lab == k).sum()))
+        out[code == k] = w
+    return out
+
+
+def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float, rng: np.random.Generator,
+                   lab_alpha: float = 1.0):
     """n windows as (pair index [n], start frame [n]); a window may run past a short pair's end (then padded).
 
     Uniform windows cover every frame with equal probability; with probability `behaviour_bias` a window
-    is instead placed to contain a random frame carrying a behaviour label.
+    is instead placed to contain a random frame carrying a behaviour label. lab_alpha != 1 first draws each
+    window's lab with p(lab) = frames(lab) ** lab_alpha / sum over labs, then its frame as above among that
+    lab's frames (`lab_frames`); lab_alpha = 1 is the frame-proportional draw, exactly as without it.
     """
-    cum = np.cumsum(table.length)
-    frame = rng.integers(0, cum[-1], size=n)  # a frame uniformly over all frames
-    if behaviour_bias > 0:
-        beh = np.flatnonzero(table.y > 0)
-        if beh.size:
-            use = rng.random(n) < behaviour_bias
-            frame[use] = beh[rng.integers(0, beh.size, size=int(use.sum()))]
-    pair = np.searchsorted(cum, frame, side="right")
+    if lab_alpha == 1.0:
+        cum = np.cumsum(table.length)
+        frame = rng.integers(0, cum[-1], size=n)  # a frame uniformly over all frames
+        if behaviour_bias > 0:
+            beh = np.flatnonzero(table.y > 0)
+            if beh.size:
+                use = rng.random(n) < behaviour_bias
+                frame[use] = beh[rng.integers(0, beh.size, size=int(use.sum()))]
+        pair = np.searchsorted(cum, frame, side="right")
+    else:
+        pair, frame = _lab_balanced_frames(table, n, behaviour_bias, rng, lab_alpha)
     local = frame - table.start[pair]
     start = local - rng.integers(0, window, size=n)  # the chosen frame lands anywhere in the window
     start = np.clip(start, 0, np.maximum(table.length[pair] - window, 0))
     return pair.astype(np.int64), start.astype(np.int64)
+
+
+def lab_shares(table: PairTable, lab_alpha: float) -> dict[str, float]:
+    """p(lab) of lab-balanced sampling: frames(lab) ** lab_alpha, normalised (alpha 1: the frame shares)."""
+    labs, code = np.unique(table.lab_id.astype(str), return_inverse=True)
+    frames = np.bincount(code, weights=table.length, minlength=len(labs))
+    w = frames ** float(lab_alpha)
+    return dict(zip(labs.tolist(), (w / w.sum()).tolist()))
+
+
+def _lab_balanced_frames(table: PairTable, n: int, behaviour_bias: float, rng: np.random.Generator,
+                         lab_alpha: float):
+    """(pair [n], global frame [n]): lab by `lab_shares`, then uniform over the lab's frames (or, with
+    probability behaviour_bias, over its behaviour frames where it has any)."""
+    shares = lab_shares(table, lab_alpha)
+    labs = list(shares)
+    code = np.searchsorted(np.asarray(labs), table.lab_id.astype(str))
+    lab = rng.choice(len(labs), size=n, p=np.asarray([shares[k] for k in labs]))
+    use = rng.random(n) < behaviour_bias if behaviour_bias > 0 else np.zeros(n, bool)
+    pair_of_row = np.repeat(np.arange(len(table.length)), table.length)  # global row -> pair (TAIL excluded)
+    beh_rows = np.flatnonzero(table.y[: len(pair_of_row)] > 0)
+    beh_lab = code[pair_of_row[beh_rows]]
+    pair, frame = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for k in range(len(labs)):
+        mine = np.flatnonzero(lab == k)
+        if not mine.size:
+            continue
+        pairs_k = np.flatnonzero(code == k)
+        cum = np.cumsum(table.length[pairs_k])
+        u = rng.integers(0, cum[-1], size=mine.size)  # uniform over the lab's frames
+        j = np.searchsorted(cum, u, side="right")
+        pair[mine] = pairs_k[j]
+        frame[mine] = table.start[pairs_k[j]] + u - (cum[j] - table.length[pairs_k[j]])
+        beh_k = beh_rows[beh_lab == k]
+        on = use[mine]
+        if beh_k.size and on.any():
+            rows = beh_k[rng.integers(0, beh_k.size, size=int(on.sum()))]
+            pair[mine[on]], frame[mine[on]] = pair_of_row[rows], rows
+    return pair, frame
 
 
 def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
@@ -247,12 +309,12 @@ def gather_loop(table: PairTable, pair: np.ndarray, start: np.ndarray, window: i
 
 
 def epoch_batches(table: PairTable, n_windows: int, window: int, batch: int, behaviour_bias: float, seed: int,
-                  epoch: int, rank: int = 0, world: int = 1):
+                  epoch: int, rank: int = 0, world: int = 1, lab_alpha: float = 1.0):
     """The (pair, start) arrays of every batch of this rank in this epoch (global batch split across
-    ranks)."""
+    ranks); lab_alpha: `sample_windows`."""
     rng = np.random.default_rng([seed, epoch])
     steps = max(1, -(-n_windows // batch))
-    pair, start = sample_windows(table, steps * batch, window, behaviour_bias, rng)
+    pair, start = sample_windows(table, steps * batch, window, behaviour_bias, rng, lab_alpha)
     pair, start = pair[rank::world], start[rank::world]
     local = batch // world if batch >= world else 1
     return [(pair[i * local:(i + 1) * local], start[i * local:(i + 1) * local]) for i in range(steps)]

@@ -29,14 +29,15 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, allowed: torch.Tenso
 
 
 def hard_targets(target: torch.Tensor, allowed: torch.Tensor, weight: torch.Tensor, smoothing: float):
-    """Int labels -> (soft targets (B, T, C), frame weights (B, T)); IGNORE frames get weight 0."""
+    """Int labels -> (soft targets (B, T, C), frame weights (B, T)); IGNORE frames get weight 0.
+    weight: class weights (C,), or per window (B, C) (per-lab class weights)."""
     valid = target >= 0
     t = target.clamp(min=0).long()
-    q = F_.one_hot(t, weight.numel()).float()  # (B, T, C)
+    q = F_.one_hot(t, weight.shape[-1]).float()  # (B, T, C)
     if smoothing > 0:
         a = allowed[:, None, :].float()
         q = (1 - smoothing) * q + smoothing * a / a.sum(-1, keepdim=True)
-    w = weight[t] * valid.float()  # (B, T)
+    w = (weight[t] if weight.dim() == 1 else weight.gather(1, t)) * valid.float()  # (B, T)
     return q, w
 
 

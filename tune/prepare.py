@@ -9,6 +9,7 @@ Sizes of the synthetic sets: tune/presets.py.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -16,13 +17,14 @@ from pathlib import Path
 from features import storage
 from features.errors import MabeDataError
 from tune.config import TrainConfig
-from tune.presets import SYNTH_SIZES
+from tune.presets import SYNTH_DIFFICULTY, SYNTH_SIZES
 from tune.search_config import SearchConfig
 
 
 def search_data_paths(scfg: SearchConfig) -> tuple[str, str]:
     """(data root, feature cache), local ones absolute, s3:// and gs:// URIs as given: --data and --cache,
-    else ./data/synth(-smoke)[/cache]; remote --data without --cache: a node-local build folder
+    else the embedded twin ./data/synth-hard (--smoke-test: ./data/synth-smoke) and its cache/;
+    remote --data without --cache: a node-local build folder
     (`features.storage.stage_root()/build/<data name>`), published to --storage by `prepare_search_data`."""
     if storage.is_remote(scfg.data):
         name = scfg.data.rstrip("/").rsplit("/", 1)[-1]
@@ -31,7 +33,7 @@ def search_data_paths(scfg: SearchConfig) -> tuple[str, str]:
         root = Path(scfg.data).resolve()
         cache = scfg.cache or Path("data/cache") / root.name
     else:
-        root = Path("data/synth-smoke" if scfg.smoke_test else "data/synth").resolve()
+        root = Path("data/synth-smoke" if scfg.smoke_test else "data/synth-hard").resolve()
         cache = scfg.cache or root / "cache"
     return str(root), (cache if storage.is_remote(cache) else str(Path(cache).resolve()))
 
@@ -66,21 +68,39 @@ def prepare_search_data(scfg: SearchConfig, cfg: TrainConfig) -> TrainConfig:
         if not (root_p / "train.csv").exists():
             raise MabeDataError("no train.csv: --data must be a Kaggle-layout folder",
                                 file=storage.join(cfg.data.root, "train.csv"))
-    elif not (root_p / "train.csv").exists():
-        from features.synth import generate
-
-        n_videos, n_frames = SYNTH_SIZES["smoke" if scfg.smoke_test else "search"]
-        print(f"generating synthetic data: {n_videos} videos x {n_frames} frames -> {root_p}")
-        generate(root_p, n_videos=n_videos, n_frames=n_frames, seed=0)
-    if storage.is_remote(cfg.data.root) or not (cache_p / "index.parquet").exists():
+    fresh = not scfg.data and _embedded_twin(root_p, "smoke" if scfg.smoke_test else "search")
+    if fresh or storage.is_remote(cfg.data.root) or _cached_fold_labs(cache_p) != scfg.fold_labs:
         from features.cache import build_cache
 
         print(f"feature cache -> {cache_p}")
         build_cache(root_p, cache_p, cfg.feature_settings(), workers=max(1, (os.cpu_count() or 1)), n_folds=5,
-                    seed=0, progress=False, strict=scfg.strict_data)
+                    seed=0, progress=False, strict=scfg.strict_data, fold_labs=scfg.fold_labs)
     if scfg.is_remote_storage():
         return replace(cfg, data=replace(cfg.data, cache=publish_cache(cache_p, scfg.storage_path())))
     return cfg
+
+
+def _embedded_twin(root: Path, preset: str) -> bool:
+    """Generate the embedded synthetic twin of `preset` (sizes and difficulty: tune/presets.py) at `root`
+    unless it holds one already; returns whether it was generated."""
+    if (root / "train.csv").exists():
+        return False
+    from features.synth import generate
+
+    (n_videos, n_frames), difficulty = SYNTH_SIZES[preset], SYNTH_DIFFICULTY[preset]
+    print(f"generating the {difficulty} synthetic twin: {n_videos} videos x {n_frames} frames -> {root}")
+    generate(root, n_videos=n_videos, n_frames=n_frames, seed=0, difficulty=difficulty)
+    return True
+
+
+def _cached_fold_labs(cache: Path) -> str | None:
+    """The fold_labs a built cache was dealt with (older caches: "all"); None when there is no cache."""
+    if not (cache / "index.parquet").exists():
+        return None
+    try:
+        return json.loads((cache / "meta.json").read_text()).get("fold_labs") or "all"
+    except (OSError, ValueError):
+        return None
 
 
 def smoke_data(root: str, cache: str, n_videos: int = SYNTH_SIZES["smoke"][0],

@@ -2,6 +2,9 @@
 
 - `SYNTH_SIZES`: (videos, frames per video) of the synthetic Kaggle twin: "smoke" for every --smoke-test,
   "search" for the embedded default search (`python -m tune.search` without --data).
+- `SYNTH_DIFFICULTY`: the twin's `features.synth --difficulty` per preset: the embedded search uses the hard
+  twin (lab annotation styles, look-alikes: a score there says something), every --smoke-test the easy one
+  (mechanics only, fast, its numbers reproducible).
 - `SEARCH_SMOKE`: SearchConfig fields of `python -m tune.search --smoke-test` (explicit flags still win).
 - `SEARCH_SMOKE_OVERRIDES`: TrainConfig fields pinned for every trial of a smoke search (not searched).
 - `TRAIN_SMOKE`: TrainConfig overrides of `python -m tune.train --smoke-test` (data under data/smoke).
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 SYNTH_SIZES = {"smoke": (6, 900), "search": (16, 3600)}
+SYNTH_DIFFICULTY = {"smoke": "easy", "search": "hard"}
 
 SEARCH_SMOKE = {"num_samples": 2, "max_concurrent": 2, "epochs": 2, "grace_period": 1}
 SEARCH_SMOKE_OVERRIDES = {"optim.batch_size": 32, "data.window": 64, "model.hidden": 16}

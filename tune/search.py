@@ -7,7 +7,7 @@ The seed's V6 configuration is always trial 1, so the final table shows how far 
 
 Commands:
 
-    python -m tune.search                      # embedded default: synthetic data in ./data/synth, local Ray,
+    python -m tune.search                      # embedded default: hard twin (data/synth-hard), local Ray,
                                                # small CPU search (~15 min on 2 cores), ranked table
     python -m tune.search --smoke-test         # the same in about a minute
     python -m tune.search --data /kaggle/mabe  # a real Kaggle download (train.csv, train_tracking/, ...)
@@ -65,6 +65,7 @@ def base_config(scfg: SearchConfig, data_root: str, cache: str) -> TrainConfig:
     overrides = {"data.root": data_root, "data.cache": cache, "optim.epochs": scfg.epochs,
                  "run.progress": False, "run.resume": True, "run.patience": 0,
                  "run.threads": max(1, int(scfg.cpus_per_worker)),
+                 **({"data.cv_folds": scfg.cv_folds} if scfg.cv_folds != 1 else {}),
                  **scfg.overrides, "run.out_dir": scfg.scratch_dir()}
     return load_config(scfg.config_file or None, overrides)
 
@@ -207,7 +208,7 @@ FLAGS = ["data", "cache", "name", "storage", "resume", "num_samples", "max_concu
          "cpus_per_worker", "gpus_per_trial", "epochs", "grace_period", "time_budget", "seed",
          "gpu_hour_cost",
          "optuna_storage", "warm_start", "address", "max_failures", "space", "config_file", "smoke_test",
-         "strict_data"]
+         "strict_data", "fold_labs", "cv_folds"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,9 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tune.search", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic "
                     "data, local Ray, a ~15 minute CPU search. Objective: val/best_score (validation "
-                    "competition score, best so far). Trial 1 is always the seed's V6 configuration.",
+                    "competition score after thresholds tuned on the validation fold, run.objective; the "
+                    "mean over --cv-folds folds; best so far). Trial 1 is always the seed's V6 "
+                    "configuration.",
         epilog=__doc__.split("Commands:")[1].split("Outputs,")[0])
-    cli.add_flags(p, SearchConfig, only=FLAGS, rename={"config_file": "config"})
+    cli.add_flags(p, SearchConfig, only=FLAGS, rename={"config_file": "config"},
+                  choices={"fold_labs": ("test", "all")})
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="pin a TrainConfig field for every trial (removed from the search space)")
     return p

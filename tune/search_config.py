@@ -23,7 +23,8 @@ OPTUNA_ENV = "OPTUNA_STORAGE"   # the Optuna database URL from the environment (
 class SearchConfig:
     """Everything `python -m tune.search` needs; printed at start and saved as `search.json`."""
 
-    data: str = _h("", "Kaggle-layout data folder (\"\" = synthetic data in ./data/synth, created once)")
+    data: str = _h("", "Kaggle-layout data folder (\"\" = the hard synthetic twin in ./data/synth-hard, "
+                       "created once)")
     cache: str = _h("", "feature cache folder (\"\" = <data>/cache for synthetic data, "
                         "./data/cache/<data name> otherwise)")
     name: str = _h("", "experiment name (\"\" = search-<UTC time>); reuse with --resume")
@@ -58,6 +59,11 @@ class SearchConfig:
     smoke_test: bool = _h(False, "tiny synthetic data, 2 trials x 2 epochs (~1 min)")
     strict_data: bool = _h(False, "stop the cache build (exit 2, one line) at the first bad video instead of "
                                   "skipping it (a skipped video is listed in the cache's meta.json)")
+    fold_labs: str = _h("test", "labs the cache's validation folds are dealt over: 'test' (the hidden test's "
+                                "15 labs + test.csv's; other labs always train) or 'all' (features.build "
+                                "--fold-labs)")
+    cv_folds: int = _h(1, "validation folds per trial (data.cv_folds): K > 1 trains K models in lockstep, "
+                          "one per fold, and the objective is their mean val/score")
     space: str = _h("cpu", "search space: 'cpu' small models (the default without GPUs) or 'full' (the "
                            "default with --gpus-per-trial > 0)")
     overrides: dict = field(default_factory=dict, metadata={
@@ -74,6 +80,8 @@ class SearchConfig:
             (self.reduction_factor >= 2, "reduction factor must be >= 2"),
             (self.time_budget >= 0 and self.gpu_hour_cost >= 0, "--time-budget/--gpu-hour-cost must be >= 0"),
             (self.space in ("cpu", "full"), f"--space {self.space!r}: 'cpu' or 'full'"),
+            (self.fold_labs in ("test", "all"), f"--fold-labs {self.fold_labs!r}: 'test' or 'all'"),
+            (self.cv_folds >= 1, "--cv-folds must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:

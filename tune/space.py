@@ -13,8 +13,9 @@ Optuna or Tune: `tune.search` turns a space into distributions with `to_optuna` 
 point to `tune.config` as overrides.
 
 `V6_POINT` is the seed's best configuration (docs/history.md, V6: batch 384, LR 4e-4, 3 warm-up epochs,
-class weights [1, 5, 8, 8] = background 1, actions min(8, sqrt(f_bg / f_action))). Every search
-evaluates it first, so its table shows how far the search beat the known baseline.
+class weights [1, 5, 8, 8] = background 1, actions min(8, sqrt(f_bg / f_action)); frame-proportional
+sampling, no EMA, no augmentation). Every search evaluates it first (restricted to the keys its space
+searches), so its table shows how far the search beat the known baseline.
 
 Inspect:  python -m tune.space            (prints both spaces and the V6 point)
 """
@@ -33,6 +34,16 @@ HIDDEN = "model.hidden"
 DROPOUT = "model.dropout"
 WINDOW = "data.window"
 BATCH = "optim.batch_size"
+LAB_ALPHA = "data.lab_alpha"             # p(lab) ~ frames(lab) ** alpha (1 = frame-proportional, V6)
+EMA_DECAY = "optim.ema_decay"            # EMA of the weights for validation and model.pt (0 = off, V6)
+AUG_FLIP = "optim.aug_flip"              # probability of a window's left/right mirror (0 = off, V6)
+AUG_JITTER = "optim.aug_jitter"          # probability of Gaussian feature jitter (0 = off, V6)
+ACTIONS_IN = "model.condition_actions"   # the pair's candidate actions as a model input (off, V6)
+LAB_EMB = "model.lab_embedding"          # size of a learned lab embedding input (0 = off, V6)
+# The lab-aware knobs (issue 15) are searched on the cluster only: in the embedded CPU default they would
+# change its sampled points (and its results) and add per-step work. The feature set is not searched: a
+# search trains every trial on one cache (`data.cache`), and the trainer refuses features the cache lacks.
+LAB_AWARE = (LAB_ALPHA, EMA_DECAY, AUG_FLIP, AUG_JITTER, ACTIONS_IN, LAB_EMB)
 
 # The full space: what a GPU cluster search explores.
 SPACE: dict[str, tuple] = {
@@ -45,11 +56,17 @@ SPACE: dict[str, tuple] = {
     DROPOUT: ("uniform", 0.0, 0.5),
     WINDOW: ("choice", [128, 256, 512]),
     BATCH: ("choice", [64, 128, 256, 384]),
+    LAB_ALPHA: ("uniform", 0.0, 1.0),
+    EMA_DECAY: ("choice", [0.0, 0.99, 0.999]),
+    AUG_FLIP: ("uniform", 0.0, 0.5),
+    AUG_JITTER: ("uniform", 0.0, 0.5),
+    ACTIONS_IN: ("choice", [False, True]),
+    LAB_EMB: ("choice", [0, 8, 16]),
 }
 
 # The embedded CPU default (2 cores, ~15 minutes): same knobs, smaller models and windows.
 CPU_SPACE: dict[str, tuple] = {
-    **SPACE,
+    **{k: v for k, v in SPACE.items() if k not in LAB_AWARE},
     HIDDEN: ("choice", [16, 32, 64]),
     WINDOW: ("choice", [64, 128, 256]),
     BATCH: ("choice", [16, 32, 64, 384]),
@@ -68,6 +85,12 @@ V6_POINT: dict[str, Any] = {
     DROPOUT: 0.1,
     WINDOW: 256,
     BATCH: 384,
+    LAB_ALPHA: 1.0,  # frame-proportional sampling, no EMA, no augmentation: the recipe as V6 ran it
+    EMA_DECAY: 0.0,
+    AUG_FLIP: 0.0,
+    AUG_JITTER: 0.0,
+    ACTIONS_IN: False,
+    LAB_EMB: 0,
 }
 
 KINDS = ("loguniform", "uniform", "int", "choice")
