@@ -223,11 +223,17 @@ def crossfit_groups(cache, videos, n_groups: int = 2, seed: int = 0) -> tuple[di
 
 
 def crossfit_score(cache, per_member: dict[str, dict[int, np.ndarray]], groups: dict[int, int],
-                   tune_post: bool):
-    """thresholds.crossfit of the members' averaged OOF probabilities (CrossFitResult)."""
-    from ensemble.thresholds import crossfit
+                   tune_post: bool, scope: str = "auto"):
+    """thresholds.crossfit of the members' averaged OOF probabilities: (CrossFitResult, scope, {scope:
+    cross-fitted score}). scope "auto" tries every thresholds.SCOPES and keeps the highest cross-fitted one
+    (per (lab, action), per action, none): per-lab thresholds overfit when each lab has few OOF videos."""
+    from ensemble.thresholds import SCOPES, crossfit
 
-    return crossfit(oof_items(cache, average_oof(per_member)), groups, tune_post=tune_post)
+    items = oof_items(cache, average_oof(per_member))
+    scopes = (SCOPES if scope == "auto" else (scope,)) if tune_post else ("none",)
+    results = {sc: crossfit(items, groups, tune_post=tune_post, scope=sc) for sc in scopes}
+    best = max(scopes, key=lambda sc: results[sc].score)  # ties: the first, the finer scope
+    return results[best], best, {sc: r.score for sc, r in results.items()}
 
 
 def flip_available(cache) -> bool:
@@ -239,7 +245,8 @@ def flip_available(cache) -> bool:
     return True
 
 
-def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print):
+def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print,
+              scope: str = "lab"):
     """Score single members and their average (threshold 0.5 and argmax), tune post-processing on the average;
     returns (PostprocessConfig, oof summary dict) and logs the table."""
     from ensemble.postprocess import PostprocessConfig
@@ -263,7 +270,7 @@ def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bo
         log(f"  single {n:<30} {s:>13.5f} {single_argmax[n]:>8.5f}{mark}")
     log(f"  {'raw ensemble':<37} {raw:>13.5f} {raw_argmax:>8.5f}")
     if tune_post:
-        result = tune(items, default)
+        result = tune(items, default, scope=scope)
         cfg, steps = result.config, dict(result.steps)
         log("  tuning steps:")
         log(result.summary())
@@ -312,6 +319,7 @@ def build(
     tta: str | None = None,
     crossfit_groups_n: int = 2,
     crossfit_seed: int = 0,
+    threshold_scope: str = "auto",
 ) -> dict:
     """Rank, select, OOF, tune; write the ensemble folder `out`; returns the summary (= ensemble.json).
     settings: None = each member's own (derived from its training config, as its val/score), a dict of
@@ -323,7 +331,10 @@ def build(
     tta: None = as `settings` say (off by default), "on" / "off" force it, "auto" = compute the OOF set
     with and without flip TTA and keep the one with the higher cross-fitted score (pair features only).
     The tuned score is also cross-fitted (`crossfit_groups`, thresholds.crossfit): oof.crossfit is the
-    number to trust, oof.in_sample (= oof.tuned) is tuned and scored on the same videos."""
+    number to trust, oof.in_sample (= oof.tuned) is tuned and scored on the same videos.
+    threshold_scope: "lab", "action" or "none" (ensemble.thresholds.tune), or "auto" = the one with the
+    highest cross-fitted score (oof.threshold_scope); the deployed thresholds are that scope's, tuned on the
+    full OOF."""
     if tta not in (None, "auto", "on", "off"):
         raise ValueError(f"tta must be None, 'auto', 'on' or 'off', got {tta!r}")
     from features.cache import FeatureCache
@@ -358,7 +369,7 @@ def build(
             (tmp / "members").mkdir()
             per_member = oof_members(chosen, cache, per_settings, tmp, progress)
             groups, how = crossfit_groups(cache, average_oof(per_member), crossfit_groups_n, crossfit_seed)
-            cf = crossfit_score(cache, per_member, groups, tune_post)
+            cf, scope, scope_scores = crossfit_score(cache, per_member, groups, tune_post, threshold_scope)
             cf_seconds = cf.seconds
             tta_scores = None
             if tta == "auto" and not flip_available(cache):
@@ -366,15 +377,20 @@ def build(
             elif tta == "auto":
                 flip_settings = [replace(st, tta=True) for st in per_settings]
                 flipped = oof_members(chosen, cache, flip_settings, tmp, progress, variant=".tta")
-                cf_flip = crossfit_score(cache, flipped, groups, tune_post)
+                cf_flip, scope_flip, scores_flip = crossfit_score(cache, flipped, groups, tune_post,
+                                                                  threshold_scope)
                 cf_seconds += cf_flip.seconds
                 tta_scores = {"off": cf.score, "on": cf_flip.score, "chosen": cf_flip.score > cf.score}
                 log(f"\nflip TTA: cross-fitted OOF {cf.score:.4f} without, {cf_flip.score:.4f} with -> "
                     f"{'on' if tta_scores['chosen'] else 'off'}")
                 if tta_scores["chosen"]:
                     per_member, per_settings, cf = flipped, flip_settings, cf_flip
+                    scope, scope_scores = scope_flip, scores_flip
+            if len(scope_scores) > 1:
+                log("\nthreshold scope: cross-fitted OOF " + ", ".join(
+                    f"{sc} {v:.4f}" for sc, v in scope_scores.items()) + f" -> {scope}")
             t_tune = time.perf_counter()
-            cfg, oof = score_oof(cache, per_member, tune_post, log)
+            cfg, oof = score_oof(cache, per_member, tune_post, log, scope)
             t_tune = time.perf_counter() - t_tune
             n_groups = len(cf.configs)
             oof.update({
@@ -382,10 +398,12 @@ def build(
                 "in_sample": oof["tuned"],
                 "argmax": oof["raw_ensemble_argmax"],
                 "crossfit_groups": {"n": n_groups, "how": how},
+                "threshold_scope": {"chosen": scope, "crossfit": scope_scores},
                 "crossfit_seconds": round(cf_seconds, 2),
                 "tta": tta_scores,
             })
-            runs = f"{n_groups} + 1" if not tta_scores else f"2 x {n_groups} + 1 (with and without flip TTA)"
+            runs = f"{len(scope_scores)} x {n_groups} + 1" if not tta_scores else (
+                f"2 x {len(scope_scores)} x {n_groups} + 1 (scopes, with and without flip TTA)")
             log(f"  cross-fit over {how}: tuning ran {runs} times, {cf_seconds:.1f}s cross-fit + "
                 f"{t_tune:.1f}s on the full OOF")
             summary = {
@@ -456,6 +474,9 @@ def parse_args(argv=None):
     p.add_argument("--crossfit-groups", type=int, default=2, help="cross-fit groups when the OOF videos come "
                    "from one cache fold (default 2; with fold models the groups are their folds)")
     p.add_argument("--crossfit-seed", type=int, default=0, help="seed of those groups (default 0)")
+    p.add_argument("--threshold-scope", choices=("auto", "lab", "action", "none"), default="auto",
+                   help="thresholds per (lab, action), per action (labs pooled) or none (0.5); auto "
+                   "(default) keeps the scope with the highest cross-fitted OOF score")
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -489,9 +510,12 @@ def main(argv=None) -> dict:
             raise MabeDataError(str(exc)) from None
     out = args.out or str(Path("ensembles") / names[0])
     s = build(inputs, out, args.top_k, args.strategy, args.cache, settings, tune_post=not args.no_tune,
-              tta=args.tta, crossfit_groups_n=args.crossfit_groups, crossfit_seed=args.crossfit_seed)
+              tta=args.tta, crossfit_groups_n=args.crossfit_groups, crossfit_seed=args.crossfit_seed,
+              threshold_scope=args.threshold_scope)
     o = s["oof"]
-    what = "thresholds tuned on other folds" if not args.no_tune else "--no-tune: default thresholds"
+    scope = o["threshold_scope"]["chosen"]
+    what = (f"thresholds ({scope} scope) tuned on other folds" if not args.no_tune
+            else "--no-tune: default thresholds")
     print(
         f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"
         f"  cross-fitted OOF score {o['crossfit']:.4f}: {what}, the number to trust\n"

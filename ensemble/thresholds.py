@@ -317,10 +317,11 @@ class CrossFitResult:
 
 
 def crossfit(items: list[OOFItem], groups: dict[int, int], start: PostprocessConfig | None = None,
-             grid: TuneGrid | None = None, beta: float = 1.0, tune_post: bool = True) -> CrossFitResult:
+             grid: TuneGrid | None = None, beta: float = 1.0, tune_post: bool = True,
+             scope: str = "lab") -> CrossFitResult:
     """Cross-fitted score of tuning (see the module doc). groups: video_id -> group (every item's video must
-    have one); each group's items are decided with `tune` of the other groups' items (`start` when there
-    are none, or with tune_post=False), then every decision is scored together."""
+    have one); each group's items are decided with `tune(scope=scope)` of the other groups' items (`start`
+    when there are none, or with tune_post=False), then every decision is scored together."""
     t0 = time.perf_counter()
     start = start or PostprocessConfig()
     missing = {it.video_id for it in items} - set(groups)
@@ -329,7 +330,7 @@ def crossfit(items: list[OOFItem], groups: dict[int, int], start: PostprocessCon
     pairs, configs = [], {}
     for g in sorted({groups[it.video_id] for it in items}):
         fit = [it for it in items if groups[it.video_id] != g]
-        cfg = tune(fit, start, grid, beta).config if tune_post and fit else start
+        cfg = tune(fit, start, grid, beta, scope).config if tune_post and fit else start
         configs[g] = cfg
         pairs += [PairFrames(it.lab_id, it.video_id, it.agent, it.target, it.labels,
                              frame_decisions(it.probs, it.allowed_raw, cfg, it.lab_id), it.allowed_raw)
@@ -337,10 +338,23 @@ def crossfit(items: list[OOFItem], groups: dict[int, int], start: PostprocessCon
     return CrossFitResult(score_frames(pairs, beta), configs, time.perf_counter() - t0)
 
 
+SCOPES = ("lab", "action", "none")
+
+
 def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: TuneGrid | None = None,
-         beta: float = 1.0) -> TuneResult:
-    """Thresholds, smoothing window and minimum duration that maximise the OOF metric (see module doc)."""
+         beta: float = 1.0, scope: str = "lab") -> TuneResult:
+    """Thresholds, smoothing window and minimum duration that maximise the OOF metric (see module doc).
+
+    scope: "lab" = a threshold per (lab, action); "action" = one threshold per action for every lab (the labs
+    pooled while tuning: fewer values, less to overfit when each lab has few videos; written as the config's
+    per-action thresholds); "none" = the starting config as it is (nothing tuned)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     start = start or PostprocessConfig()
+    if scope == "none":
+        return TuneResult(start, {"defaults": evaluate(items, start, beta)})
+    if scope == "action":
+        return _tune_pooled(items, start, grid, beta)
     grid = grid or TuneGrid()
     thr_grid = np.asarray(sorted(grid.thresholds), dtype=np.float64)
     steps: dict[str, float] = {}
@@ -388,3 +402,23 @@ def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: Tun
         best_cfg, final = start, base
     steps["verified"] = final
     return TuneResult(best_cfg, steps, stats.get("candidates", 0))
+
+
+POOLED = "*"  # the one pseudo-lab of scope "action"
+
+
+def _tune_pooled(items: list[OOFItem], start: PostprocessConfig, grid: TuneGrid | None,
+                 beta: float) -> TuneResult:
+    """`tune` with every item in one pseudo-lab; its per-(lab, action) thresholds become per-action ones, and
+    the result is scored (and verified against the start) on the real labs."""
+    pooled = [replace(it, lab_id=POOLED) for it in items]
+    res = tune(pooled, start, grid, beta, "lab")
+    cfg = res.config
+    per_action = {**start.action_thresholds, **cfg.thresholds.get(POOLED, {})}
+    cfg = replace(cfg, thresholds={k: v for k, v in cfg.thresholds.items() if k != POOLED},
+                  action_thresholds=per_action)
+    base, final = evaluate(items, start, beta), evaluate(items, cfg, beta)
+    if final < base:
+        cfg, final = start, base
+    return TuneResult(cfg, {"defaults": base, "pooled (tuning objective)": res.steps["verified"],
+                            "verified": final}, res.candidates)

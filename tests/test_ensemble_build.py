@@ -270,7 +270,11 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     oof = s["oof"]
     assert oof["tuned"] >= oof["raw_ensemble"] - 1e-12  # tuning never makes the OOF score worse
     # the headline: cross-fitted over the members' folds (0 and 1), in-sample beside it
-    assert f"cross-fitted OOF score {oof['crossfit']:.4f}: thresholds tuned on other folds" in printed
+    scope = oof["threshold_scope"]
+    assert set(scope["crossfit"]) == {"lab", "action", "none"}
+    assert scope["crossfit"][scope["chosen"]] == max(scope["crossfit"].values()) == oof["crossfit"]
+    assert (f"cross-fitted OOF score {oof['crossfit']:.4f}: thresholds ({scope['chosen']} scope) tuned on "
+            "other folds") in printed
     assert f"in-sample tuned OOF {oof['in_sample']:.4f}: tuned and scored on the same videos" in printed
     assert oof["in_sample"] == oof["tuned"] and oof["crossfit_groups"]["n"] == 2
     assert "cache folds [0, 1]" in oof["crossfit_groups"]["how"]

@@ -31,3 +31,27 @@ def test_budget_to_reach_is_the_spend_at_the_first_report_that_reaches_the_targe
     assert budget_to_reach(log, 0.55, 7) == 7
     arm = Arm("tpe+asha", 6, log)
     assert arm.best() == 0.5 and arm.spent() == 6 and arm.budget_to_reach(0.5) == 4
+
+
+def test_summarize_counts_seeds_won_with_ties_and_the_spread():
+    from bench.search_bench import summarize
+
+    rows = {r["arm"]: r for r in summarize({"random": [0.3, 0.5, 0.4], "tpe": [0.4, 0.5, 0.2]})}
+    assert rows["random"]["won"] == 2 and rows["tpe"]["won"] == 2    # seed 1 is a tie: both win it
+    assert rows["tpe"]["min"] == 0.2 and rows["tpe"]["max"] == 0.5
+    assert abs(rows["random"]["mean"] - 0.4) < 1e-12 and abs(rows["random"]["std"] - 0.1) < 1e-12
+
+
+def test_ray_bench_phases_of_a_reused_trial_end_at_the_actor_reset():
+    from bench.ray_bench import phases
+
+    events = [(10.0, "ImplicitFunc.__init__", "FINISHED"), (12.0, "TrainController.__init__", "FINISHED"),
+              (13.0, "RayTrainWorker.run_train_fn", "RUNNING"), (20.0, "RayTrainWorker.shutdown", "FINISHED"),
+              # trial 2, same actor
+              (21.5, "train_driver.reset", "FINISHED"), (22.0, "TrainController.__init__", "FINISHED"),
+              (23.0, "RayTrainWorker.run_train_fn", "RUNNING"), (30.0, "RayTrainWorker.shutdown", "FINISHED")]
+    assert phases(events, 9.0, 21.0) == [("trial actor", 1.0), ("controller", 2.0), ("worker group", 1.0),
+                                         ("training", 7.0), ("teardown", 1.0)]
+    assert [p for p, _ in phases(events, 21.0, 31.0)][0] == "trial actor"
+    assert phases(events, 21.0, 31.0)[0][1] == 0.5
+    assert phases(events[:3], 9.0, 21.0) == []     # a missing event: no split

@@ -161,6 +161,28 @@ def test_crossfit_hand_computed():
         crossfit(items, {1: 0})
 
 
+def test_threshold_scopes_hand_computed():
+    """Lab A: video 1 (sniff 0.3, background 0.1); lab B: video 2 (0.7 / 0.5). Scope "lab": A at 0.125 and B
+    at 0.525 are both perfect: score (1 + 1) / 2 = 1. Scope "action": one threshold for both labs, tuned with
+    the labs pooled: 0.125 (pooled F1 0.8, see above) -> A 1, B TP 4 FP 4 = 2/3: (1 + 2/3) / 2 = 5/6, written
+    as the per-action threshold. Scope "none": 0.5 -> A nothing (0), B TP 4 FP 4 (2/3): 1/3."""
+    items = [sniff_video(1, 0.3, 0.1, lab="A"), sniff_video(2, 0.7, 0.5, lab="B")]
+    lab = tune(items, grid=ONLY_THR, scope="lab")
+    assert lab.config.thresholds == {"A": {"sniff": 0.125}, "B": {"sniff": 0.525}}
+    assert lab.steps["verified"] == pytest.approx(1.0)
+    action = tune(items, grid=ONLY_THR, scope="action")
+    assert action.config.thresholds == {} and action.config.action_thresholds == {"sniff": 0.125}
+    assert action.steps["verified"] == pytest.approx(5 / 6)
+    assert evaluate(items, action.config) == pytest.approx(5 / 6)
+    none = tune(items, grid=ONLY_THR, scope="none")
+    assert none.config == PostprocessConfig() and none.steps["defaults"] == pytest.approx(1 / 3)
+    # cross-fitted, each lab is decided by the other lab's tuning: lab A at 0.525 (0), lab B at 0.125 (2/3)
+    for scope in ("lab", "action"):
+        assert crossfit(items, {1: 0, 2: 1}, grid=ONLY_THR, scope=scope).score == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="scope"):
+        tune(items, scope="video")
+
+
 def test_crossfit_equals_in_sample_when_one_threshold_fits_all_groups():
     items = [sniff_video(v, 0.3, 0.1) for v in (1, 2, 3)]
     assert crossfit(items, {1: 0, 2: 1, 3: 1}, grid=ONLY_THR).score == tune(items, grid=ONLY_THR).steps[

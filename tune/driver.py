@@ -3,7 +3,12 @@ Tune"), its resources, the searcher (TPE inside a ConcurrencyLimiter), ASHA, the
 Ray. `tune.search` puts them together."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,6 +170,18 @@ def search_callbacks(scfg: SearchConfig) -> list:
     return out
 
 
+REUSE_ACTORS = True
+
+
+def reuse_actors(scfg: SearchConfig) -> bool:
+    """Whether a finished trial hands its actor (a process with torch and Ray Train imported) to the next
+    trial (`python -m bench.ray_bench`, second trial). Only when ASHA can stop no trial (grace period = max_t,
+    as in the 6-epoch CPU default): a stopped trial's driver is still inside `trainer.fit()`, its Train run
+    going on, and Tune would hand that actor to the next trial, whose reset then fails (Tune waits 2 s for the
+    old thread) and errors the new trial; without reuse, Tune kills the actor and the Train run with it."""
+    return REUSE_ACTORS and scfg.grace() >= scfg.max_t()
+
+
 def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
     import ray.tune
 
@@ -174,7 +191,8 @@ def build_tuner(scfg: SearchConfig, trainable: Callable, base: dict, warm=()):
         tune_config=ray.tune.TuneConfig(
             metric=OBJECTIVE, mode="max", search_alg=build_searcher(scfg, warm),
             scheduler=build_scheduler(scfg), num_samples=scfg.num_samples,
-            time_budget_s=scfg.time_budget or None),
+            time_budget_s=scfg.time_budget or None,
+            reuse_actors=reuse_actors(scfg)),
         run_config=ray.tune.RunConfig(
             name=scfg.name, storage_path=scfg.storage_path(),
             failure_config=ray.tune.FailureConfig(max_failures=scfg.max_failures),
@@ -221,9 +239,21 @@ def init_ray(address: str = "") -> None:
     try:
         ray.init(address="local", num_cpus=os.cpu_count(), resources={"TRAIN_DRIVER": 4},
                  include_dashboard=True, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}})
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}", **local_train_env()}})
     finally:
         os.environ.pop("RAY_GCS_SERVER_PORT", None)
+
+
+def local_train_env() -> dict:
+    """Ray Train settings for a private one-machine Ray (every trial actor inherits them; Ray Train hands
+    them on to its controller and workers): no preemption watcher. A single machine has no spot node to
+    drain, and the watcher is one more actor per trial whose kill logs an error-level `core_worker.cc ...
+    PreemptionWatcher ... max_restarts > 0` line on the console. A value the user set wins. On a cluster
+    (`--address`, RAY_ADDRESS) the watcher stays on: it is what saves a trial on a preempted spot node."""
+    return {PREEMPTION_WATCHER_ENV: os.environ.get(PREEMPTION_WATCHER_ENV, "0")}
+
+
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def _free_port() -> int:
@@ -232,3 +262,71 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Ray's internal lines that reach the console of a search, dropped there (Ray's own log files under
+# /tmp/ray/session_*/logs keep them): a worker's C++ log line at error or warning level (e.g. `core_worker.cc:
+# ... PreemptionWatcher ... max_restarts > 0`, logged when Ray Train creates an actor with restarts),
+# everything Ray Train's controller actor prints (Ray's code only, e.g. the traceback of its request to the
+# autoscaling coordinator timing out on a busy machine), and the raylet's warning that many worker processes
+# were started (`... which is 4x the maximum expected startup concurrency ...`: each trial starts several
+# actors, one process each, on 2 CPUs).
+RAY_INTERNAL_LINES = re.compile(
+    r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [EWF] \d+ \d+\] \w+\.cc:\d+:"
+    r"|the maximum expected startup concurrency"
+    r"|^\S*\(TrainController pid=\d+")
+
+
+class LineFilter(io.TextIOBase):
+    """A text stream that forwards whole lines to `stream` except those `drop` matches; counts what it
+    dropped. Thread-safe (Ray's log thread and the main thread both print)."""
+
+    def __init__(self, stream, drop: re.Pattern):
+        self.stream, self.drop, self.dropped = stream, drop, 0
+        self._buf = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buf += text
+            *lines, self._buf = self._buf.split("\n")
+            keep = [ln for ln in lines if not self.drop.search(ln)]
+            self.dropped += len(lines) - len(keep)
+            if keep:
+                self.stream.write("\n".join(keep) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._buf and not self.drop.search(self._buf):
+                self.stream.write(self._buf)
+                self._buf = ""
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def quiet_ray_console():
+    """Inside: stdout and stderr without Ray's internal lines (`RAY_INTERNAL_LINES`); Ray prints the
+    workers' output and its own warnings through `sys.stdout`/`sys.stderr`, so our lines and Tune's table
+    pass untouched. Prints one line saying how many it dropped and where they are."""
+    out, err = LineFilter(sys.stdout, RAY_INTERNAL_LINES), LineFilter(sys.stderr, RAY_INTERNAL_LINES)
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = out.stream, err.stream
+        if out.dropped + err.dropped:
+            print(f"({out.dropped + err.dropped} internal Ray log lines not shown: they are in Ray's log "
+                  "files, /tmp/ray/session_latest/logs)")

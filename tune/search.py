@@ -15,6 +15,9 @@ Commands:
     python -m tune.search --warm-start experiments/old       # seed TPE with a previous study's trials
     python -m tune.search --set optim.epochs=30 --set data.window=512   # pin any TrainConfig field
 
+The console shows Tune's progress table, the trials' lines and ours; Ray's internal log lines stay in its log
+files (/tmp/ray/session_latest/logs) and one line at the end says how many (README "Search").
+
 On a cluster (see README "Cluster"):
 
     ray up cluster.yaml
@@ -48,7 +51,7 @@ from tune import results
 from tune import space as space_mod
 from tune.config import TrainConfig, load_config, parse_set_args
 from tune.keys import DATA_ERROR
-from tune.driver import build_tuner, init_ray, restore_tuner, train_driver
+from tune.driver import build_tuner, init_ray, quiet_ray_console, restore_tuner, train_driver
 from tune.optuna_ext import warm_start_trials
 from tune.prepare import prepare_search_data, search_data_paths
 from tune.presets import SEARCH_SMOKE, SEARCH_SMOKE_OVERRIDES
@@ -254,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             print("search:", json.dumps(scfg.public(), default=str))
             print("space:\n" + space_mod.describe(scfg.search_space()))
             base = prepare_search_data(scfg, base)   # bad input stops here (exit 2), before Ray starts
-            init_ray(scfg.address)
             try:
-                summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
+                with quiet_ray_console():   # Ray's internal lines stay in its log files (tune.driver)
+                    init_ray(scfg.address)
+                    summary = run_search(scfg, train_driver, base.to_dict(), checked=True)
             except Interrupted as exc:
                 print(f"python -m tune.search: {exc}", file=sys.stderr)
                 return 130  # the shell's code for Ctrl-C
