@@ -226,7 +226,7 @@ def crossfit_score(cache, per_member: dict[str, dict[int, np.ndarray]], groups: 
                    tune_post: bool, scope: str = "auto"):
     """thresholds.crossfit of the members' averaged OOF probabilities: (CrossFitResult, scope, {scope:
     cross-fitted score}). scope "auto" tries every thresholds.SCOPES and keeps the highest cross-fitted one
-    (per (lab, action), per action, none): per-lab thresholds overfit when each lab has few OOF videos."""
+    (lab, action, none, argmax: ensemble.thresholds.tune): per-lab thresholds overfit on few OOF videos."""
     from ensemble.thresholds import SCOPES, crossfit
 
     items = oof_items(cache, average_oof(per_member))
@@ -474,9 +474,10 @@ def parse_args(argv=None):
     p.add_argument("--crossfit-groups", type=int, default=2, help="cross-fit groups when the OOF videos come "
                    "from one cache fold (default 2; with fold models the groups are their folds)")
     p.add_argument("--crossfit-seed", type=int, default=0, help="seed of those groups (default 0)")
-    p.add_argument("--threshold-scope", choices=("auto", "lab", "action", "none"), default="auto",
-                   help="thresholds per (lab, action), per action (labs pooled) or none (0.5); auto "
-                   "(default) keeps the scope with the highest cross-fitted OOF score")
+    p.add_argument("--threshold-scope", choices=("auto", "lab", "action", "none", "argmax"), default="auto",
+                   help="thresholds per (lab, action), per action (labs pooled), none (0.5) or argmax (an "
+                   "action beats background, the trainer's rule); auto (default) keeps the one with the "
+                   "highest cross-fitted OOF score")
     p.add_argument("--no-tune", action="store_true", help="keep default post-processing (threshold 0.5)")
     p.add_argument("--list", action="store_true", help="only print the ranked table")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")

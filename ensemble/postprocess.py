@@ -41,6 +41,8 @@ class PostprocessConfig:
     thresholds: {lab_id: {action: threshold}}; an action is predicted on a frame only if p >= threshold.
     action_thresholds: {action: threshold}, the fallback for (lab, action) pairs not in `thresholds`.
     default_threshold: the fallback for actions in neither.
+    argmax: an action must also beat the background's (smoothed) probability on the frame; with all
+        thresholds 0 this is the trainer's argmax rule (`val/score_argmax`), deployable as it is.
     """
 
     smooth_window: int = 1
@@ -49,6 +51,7 @@ class PostprocessConfig:
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     action_thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.5
+    argmax: bool = False
 
     def __post_init__(self):
         for name in ("smooth_window", "min_duration"):
@@ -143,9 +146,11 @@ def drop_short(labels: np.ndarray, min_duration: int) -> np.ndarray:
     return np.repeat(np.where(short, BACKGROUND, vals), stops - starts).astype(labels.dtype)
 
 
-def decide_frames(probs: np.ndarray, allowed: np.ndarray, thr: np.ndarray) -> np.ndarray:
+def decide_frames(probs: np.ndarray, allowed: np.ndarray, thr: np.ndarray,
+                  background: np.ndarray | None = None) -> np.ndarray:
     """One class per frame from (already smoothed) probs: argmax of p - thr over allowed classes with
-    p >= thr, else background. Ties go to the lower class id. int64[T].
+    p >= thr (and p > background[t] when given: `PostprocessConfig.argmax`), else background. Ties go to the
+    lower class id. int64[T].
 
     probs may hold all 38 columns or only the allowed ones (`allowed` then says which classes they are, in
     order: see `frame_decisions`)."""
@@ -157,6 +162,8 @@ def decide_frames(probs: np.ndarray, allowed: np.ndarray, thr: np.ndarray) -> np
     if cols.size == 0 or probs.shape[0] == 0:
         return np.zeros(probs.shape[0], dtype=np.int64)
     margin = probs.astype(np.float64) - thr[cols][None, :]
+    if background is not None:
+        margin = np.where(probs > np.asarray(background)[:, None], margin, -np.inf)
     best = margin.argmax(axis=1)  # first maximum: the lower class id on ties
     return np.where(margin[np.arange(margin.shape[0]), best] >= 0, cols[best], BACKGROUND)
 
@@ -186,7 +193,8 @@ def frame_decisions(probs: np.ndarray, allowed: np.ndarray, cfg: PostprocessConf
     cols = np.flatnonzero(allowed)
     cols = cols[cols != BACKGROUND]
     # only the allowed columns are smoothed and compared (the others can never be predicted)
-    pred = decide_frames(smooth(probs[:, cols], cfg.smooth_window), allowed, cfg.threshold_vector(lab_id))
+    bg = smooth(probs[:, [BACKGROUND]], cfg.smooth_window)[:, 0] if cfg.argmax else None
+    pred = decide_frames(smooth(probs[:, cols], cfg.smooth_window), allowed, cfg.threshold_vector(lab_id), bg)
     return drop_short(fill_gaps(pred, cfg.gap_fill), cfg.min_duration)
 
 

@@ -338,7 +338,8 @@ def crossfit(items: list[OOFItem], groups: dict[int, int], start: PostprocessCon
     return CrossFitResult(score_frames(pairs, beta), configs, time.perf_counter() - t0)
 
 
-SCOPES = ("lab", "action", "none")
+SCOPES = ("lab", "action", "none", "argmax")
+ARGMAX = PostprocessConfig(default_threshold=0.0, argmax=True)  # scope "argmax": the trainer's rule
 
 
 def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: TuneGrid | None = None,
@@ -347,12 +348,14 @@ def tune(items: list[OOFItem], start: PostprocessConfig | None = None, grid: Tun
 
     scope: "lab" = a threshold per (lab, action); "action" = one threshold per action for every lab (the labs
     pooled while tuning: fewer values, less to overfit when each lab has few videos; written as the config's
-    per-action thresholds); "none" = the starting config as it is (nothing tuned)."""
+    per-action thresholds); "none" = the starting config as it is (nothing tuned); "argmax" = `ARGMAX`, the
+    trainer's argmax rule (an action wins a frame when its probability beats the background's), untuned."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     start = start or PostprocessConfig()
-    if scope == "none":
-        return TuneResult(start, {"defaults": evaluate(items, start, beta)})
+    if scope in ("none", "argmax"):
+        cfg = start if scope == "none" else ARGMAX
+        return TuneResult(cfg, {"defaults": evaluate(items, cfg, beta)})
     if scope == "action":
         return _tune_pooled(items, start, grid, beta)
     grid = grid or TuneGrid()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ensemble.metric import PairFrames, pairs_to_solution, score
 from ensemble.postprocess import (
+    frame_decisions,
     PostprocessConfig,
     decide_frames,
     drop_short,
@@ -70,6 +71,25 @@ def test_decide_by_margin_over_threshold():
     probs[2, [SNIFF, REAR]] = [0.6, 0.99]     # rear not allowed -> sniff
     probs[3, [SNIFF, ATTACK]] = [0.625, 0.875]  # exact tie 0.125 / 0.125 -> the lower class id (attack)
     np.testing.assert_array_equal(decide_frames(probs, mask(SNIFF, ATTACK), thr), [SNIFF, 0, SNIFF, ATTACK])
+
+
+def test_argmax_rule_background_competes():
+    """PostprocessConfig.argmax: an action must also beat the background's probability. Frame 0: sniff 0.4 vs
+    background 0.6 -> background (a 0.3 threshold alone would say sniff); frame 1: sniff 0.45, attack 0.35,
+    background 0.2 -> sniff; frame 2: sniff 0.5 = background 0.5 -> background (the tie goes to the lower
+    class id, background, as np.argmax does)."""
+    probs = np.zeros((3, NUM_CLASSES))
+    probs[0, [0, SNIFF]] = [0.6, 0.4]
+    probs[1, [0, SNIFF, ATTACK]] = [0.2, 0.45, 0.35]
+    probs[2, [0, SNIFF]] = [0.5, 0.5]
+    allowed = mask(SNIFF, ATTACK)
+    low = PostprocessConfig(default_threshold=0.3)
+    np.testing.assert_array_equal(frame_decisions(probs, allowed, low), [SNIFF, SNIFF, SNIFF])
+    rule = PostprocessConfig(default_threshold=0.0, argmax=True)
+    np.testing.assert_array_equal(frame_decisions(probs, allowed, rule), [0, SNIFF, 0])
+    np.testing.assert_array_equal(frame_decisions(probs, allowed, rule), probs.argmax(1))
+    assert PostprocessConfig.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
+    assert PostprocessConfig.from_dict({"default_threshold": 0.5}).argmax is False  # older thresholds.json
 
 
 def test_threshold_precedence_and_json_round_trip():

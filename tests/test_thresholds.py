@@ -183,6 +183,25 @@ def test_threshold_scopes_hand_computed():
         tune(items, scope="video")
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_argmax_scope_is_the_trainers_argmax_score(seed):
+    """Scope "argmax" deploys the rule val/score_argmax and ensemble.build's untuned OOF score report: the
+    same score, through the post-processing path predict uses."""
+    from ensemble.build import argmax_score
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for v in range(4):
+        labels = rng.choice([0, SNIFF, CLASS_OF["attack"]], size=60, p=[0.6, 0.25, 0.15])
+        probs = np.zeros((60, NUM_CLASSES))
+        probs[:, [0, SNIFF, CLASS_OF["attack"]]] = rng.dirichlet([1, 1, 1], size=60)
+        items.append(OOFItem(f"L{v % 2}", v, 1, 2, probs, labels, mask(SNIFF, CLASS_OF["attack"])))
+    res = tune(items, scope="argmax")
+    assert res.config.argmax and res.steps["defaults"] == pytest.approx(argmax_score(items))
+    assert crossfit(items, {v: v % 2 for v in range(4)}, scope="argmax").score == pytest.approx(
+        argmax_score(items))
+
+
 def test_crossfit_equals_in_sample_when_one_threshold_fits_all_groups():
     items = [sniff_video(v, 0.3, 0.1) for v in (1, 2, 3)]
     assert crossfit(items, {1: 0, 2: 1, 3: 1}, grid=ONLY_THR).score == tune(items, grid=ONLY_THR).steps[
