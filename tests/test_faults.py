@@ -220,12 +220,13 @@ PREDICT = ["--device", "cpu", "--threads", 1, "--no-progress"]
 
 
 def ensemble_content(ens: Path) -> dict:
-    """An ensemble folder without its clock readings: member files, thresholds, ensemble.json less `seconds`,
-    and the OOF arrays (npz files carry zip timestamps)."""
+    """An ensemble folder without its clock readings: member files, thresholds, ensemble.json less `seconds`
+    and `oof.crossfit_seconds`, and the OOF arrays (npz files carry zip timestamps)."""
     import numpy as np
 
     info = json.loads((ens / "ensemble.json").read_text())
     info.pop("seconds", None)
+    info.get("oof", {}).pop("crossfit_seconds", None)
     oof = {}
     for f in sorted((ens / "oof").glob("*.npz")):
         with np.load(f) as z:
