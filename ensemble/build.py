@@ -233,7 +233,8 @@ def crossfit_score(cache, per_member: dict[str, dict[int, np.ndarray]], groups: 
     scopes = (SCOPES if scope == "auto" else (scope,)) if tune_post else ("none",)
     results = {sc: crossfit(items, groups, tune_post=tune_post, scope=sc) for sc in scopes}
     best = max(scopes, key=lambda sc: results[sc].score)  # ties: the first, the finer scope
-    return results[best], best, {sc: r.score for sc, r in results.items()}
+    spent = sum(r.seconds for r in results.values())
+    return replace(results[best], seconds=spent), best, {sc: r.score for sc, r in results.items()}
 
 
 def flip_available(cache) -> bool:
@@ -515,7 +516,7 @@ def main(argv=None) -> dict:
               threshold_scope=args.threshold_scope)
     o = s["oof"]
     scope = o["threshold_scope"]["chosen"]
-    what = (f"thresholds ({scope} scope) tuned on other folds" if not args.no_tune
+    what = (f"threshold scope {scope}, tuned on other folds" if not args.no_tune
             else "--no-tune: default thresholds")
     print(
         f"\n[ensemble.build] {len(s['members'])} members in {s['seconds']}s -> {out}\n"

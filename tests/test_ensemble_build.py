@@ -274,7 +274,7 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     scope = oof["threshold_scope"]
     assert set(scope["crossfit"]) == {"lab", "action", "none", "argmax"}
     assert scope["crossfit"][scope["chosen"]] == max(scope["crossfit"].values()) == oof["crossfit"]
-    assert (f"cross-fitted OOF score {oof['crossfit']:.4f}: thresholds ({scope['chosen']} scope) tuned on "
+    assert (f"cross-fitted OOF score {oof['crossfit']:.4f}: threshold scope {scope['chosen']}, tuned on "
             "other folds") in printed
     assert f"in-sample tuned OOF {oof['in_sample']:.4f}: tuned and scored on the same videos" in printed
     assert oof["in_sample"] == oof["tuned"] and oof["crossfit_groups"]["n"] == 2
