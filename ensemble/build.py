@@ -246,6 +246,35 @@ def flip_available(cache) -> bool:
     return True
 
 
+def cross_fit_choices(chosen, cache, per_member, per_settings, tmp: Path, progress: bool, tune_post: bool,
+                      tta: str | None, threshold_scope: str, n_groups: int, seed: int, log=print):
+    """What the cross-fitted OOF score decides: the threshold scope (`crossfit_score`) and, with tta "auto",
+    flip TTA (the OOF set computed with the mirror too, kept when it scores higher). Returns (CrossFitResult
+    of the choice, its seconds summed over every try; (per_member, per_settings, scope, {scope: score},
+    tta scores or None, how the groups were made))."""
+    groups, how = crossfit_groups(cache, average_oof(per_member), n_groups, seed)
+    cf, scope, scope_scores = crossfit_score(cache, per_member, groups, tune_post, threshold_scope)
+    tta_scores = None
+    if tta == "auto" and not flip_available(cache):
+        log("\nflip TTA: not available for this feature set (needs the agent-centred pair set): off")
+    elif tta == "auto":
+        flip_settings = [replace(st, tta=True) for st in per_settings]
+        flipped = oof_members(chosen, cache, flip_settings, tmp, progress, variant=".tta")
+        cf_flip, scope_flip, scores_flip = crossfit_score(cache, flipped, groups, tune_post, threshold_scope)
+        tta_scores = {"off": cf.score, "on": cf_flip.score, "chosen": cf_flip.score > cf.score}
+        log(f"\nflip TTA: cross-fitted OOF {cf.score:.4f} without, {cf_flip.score:.4f} with -> "
+            f"{'on' if tta_scores['chosen'] else 'off'}")
+        spent = cf.seconds + cf_flip.seconds
+        if tta_scores["chosen"]:
+            per_member, per_settings, cf = flipped, flip_settings, cf_flip
+            scope, scope_scores = scope_flip, scores_flip
+        cf = replace(cf, seconds=spent)
+    if len(scope_scores) > 1:
+        log("\nthreshold scope: cross-fitted OOF " + ", ".join(
+            f"{sc} {v:.4f}" for sc, v in scope_scores.items()) + f" -> {scope}")
+    return cf, (per_member, per_settings, scope, scope_scores, tta_scores, how)
+
+
 def score_oof(cache, per_member: dict[str, dict[int, np.ndarray]], tune_post: bool, log=print,
               scope: str = "lab"):
     """Score single members and their average (threshold 0.5 and argmax), tune post-processing on the average;
@@ -369,27 +398,10 @@ def build(
                 shutil.copytree(out / "oof", tmp / "oof")
             (tmp / "members").mkdir()
             per_member = oof_members(chosen, cache, per_settings, tmp, progress)
-            groups, how = crossfit_groups(cache, average_oof(per_member), crossfit_groups_n, crossfit_seed)
-            cf, scope, scope_scores = crossfit_score(cache, per_member, groups, tune_post, threshold_scope)
+            cf, (per_member, per_settings, scope, scope_scores, tta_scores, how) = cross_fit_choices(
+                chosen, cache, per_member, per_settings, tmp, progress, tune_post, tta, threshold_scope,
+                crossfit_groups_n, crossfit_seed, log)
             cf_seconds = cf.seconds
-            tta_scores = None
-            if tta == "auto" and not flip_available(cache):
-                log("\nflip TTA: not available for this feature set (needs the agent-centred pair set): off")
-            elif tta == "auto":
-                flip_settings = [replace(st, tta=True) for st in per_settings]
-                flipped = oof_members(chosen, cache, flip_settings, tmp, progress, variant=".tta")
-                cf_flip, scope_flip, scores_flip = crossfit_score(cache, flipped, groups, tune_post,
-                                                                  threshold_scope)
-                cf_seconds += cf_flip.seconds
-                tta_scores = {"off": cf.score, "on": cf_flip.score, "chosen": cf_flip.score > cf.score}
-                log(f"\nflip TTA: cross-fitted OOF {cf.score:.4f} without, {cf_flip.score:.4f} with -> "
-                    f"{'on' if tta_scores['chosen'] else 'off'}")
-                if tta_scores["chosen"]:
-                    per_member, per_settings, cf = flipped, flip_settings, cf_flip
-                    scope, scope_scores = scope_flip, scores_flip
-            if len(scope_scores) > 1:
-                log("\nthreshold scope: cross-fitted OOF " + ", ".join(
-                    f"{sc} {v:.4f}" for sc, v in scope_scores.items()) + f" -> {scope}")
             t_tune = time.perf_counter()
             cfg, oof = score_oof(cache, per_member, tune_post, log, scope)
             t_tune = time.perf_counter() - t_tune
