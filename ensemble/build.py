@@ -34,7 +34,9 @@ full OOF set, are what export and predict use; their score on that same set (in-
 The headline is the cross-fitted OOF score (ensemble.thresholds.crossfit): the OOF videos are split into
 groups (their cache folds when they cover at least 2, else --crossfit-groups groups dealt by video,
 stratified by lab, seeded), each group is decided with settings tuned on the other groups, and all groups are
-scored together with the official metric: a number the tuning did not fit. Tuning runs groups + 1 times.
+scored together with the official metric: a number the tuning did not fit. The threshold scope
+(--threshold-scope auto: per (lab, action), per action, none, argmax) is the one with the highest
+cross-fitted score, so tuning runs scopes x groups + 1 times.
 Flip TTA (--tta auto, the default, pair features only): the OOF set is computed with and without the
 left/right mirror and the variant with the higher cross-fitted score is kept (both are printed).
 

@@ -187,7 +187,8 @@ def evaluate(model, table, weight: torch.Tensor, device, settings: InferSettings
 class _Run:
     """What one training run holds between its steps (the model, the optimiser, its data and the counters).
     A run with data.cv_folds = K > 1 is K of these in lockstep, one per validation fold (`sub` = "fold<k>":
-    its checkpoint is <run_dir>/last/fold<k>); the first one also keeps the run's summary rows."""
+    its checkpoint is <run_dir>/last/fold<k>, written by `_save`); the first one also keeps the run's summary
+    rows."""
 
     cfg: TrainConfig
     rank: int
@@ -216,14 +217,6 @@ class _Run:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def last_dir(self) -> Path:
-        return self.run_dir / "last" / self.sub if self.sub else self.run_dir / "last"
-
-    @property
-    def best_dir(self) -> Path:
-        return self.run_dir / "best" / self.sub if self.sub else self.run_dir / "best"
 
     @property
     def eval_model(self) -> torch.nn.Module:
