@@ -62,6 +62,12 @@ class DataConfig:
                                   "CPUs) from memmaps)")
     infer_window: int = _h(0, "sliding window (frames) of validation, OOF and test inference; 0 = 2 x window "
                               "(stride and edge trim derived: ensemble.infer.InferSettings.for_config)")
+    val_sample: float = _h(1.0, "fraction of the validation frames scored on a sampled epoch: a fixed set of "
+                                "infer_window-long segments per pair (drawn once from run.seed), inferred "
+                                "and scored like the full pass; 1 = every epoch is a full pass")
+    val_full_every: int = _h(1, "K: the full validation pass runs on epochs 1, 1+K, 1+2K, ... and the last; "
+                                "the others score the val_sample (best/, best_epoch and patience follow "
+                                "full passes only)")
     labs: list = _h([], "train/validate only on these lab_ids (empty = all)")
     lab_alpha: float = _h(1.0, "lab-balanced sampling: a window's lab is drawn with p(lab) ~ frames(lab) ** "
                                "lab_alpha, its frame as before within the lab (1 = frame-proportional, as "
@@ -78,6 +84,8 @@ class DataConfig:
         _check(self.val_fold >= -1, "data.val_fold must be >= -1")
         _check(0.0 <= self.lab_alpha <= 1.0, f"data.lab_alpha={self.lab_alpha} must be in [0, 1]")
         _check(self.cv_folds >= 1, "data.cv_folds must be >= 1")
+        _check(0.0 < self.val_sample <= 1.0, f"data.val_sample={self.val_sample} must be in (0, 1]")
+        _check(self.val_full_every >= 1, "data.val_full_every must be >= 1")
         _check(self.cv_folds == 1 or self.val_fold >= 0, "data.cv_folds > 1 needs a data.val_fold >= 0")
         self.labs = [str(x) for x in self.labs]
 

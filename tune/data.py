@@ -50,6 +50,10 @@ class PairTable:
     videos: list = field(default_factory=list)
     pair_video: np.ndarray | None = None  # int64 [P]
     pair_row: np.ndarray | None = None  # int64 [P]
+    # a fold's view of a shared in-RAM table (`subset_pairs`): pair i's features are x[x_start[i]:...]
+    # (its labels stay at y[start[i]:...], its own copy); None = start
+    x_start: np.ndarray | None = None
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # per-table maps (_lab_frame_maps)
 
     @property
     def n_frames(self) -> int:
@@ -59,10 +63,19 @@ class PairTable:
     def in_memory(self) -> bool:
         return isinstance(self.x, np.ndarray)
 
-    def pair_x(self, i: int) -> np.ndarray:
-        """float32 [T_i, F] (a view when stored as float32)."""
-        s, n = int(self.start[i]), int(self.length[i])
-        return np.asarray(self.x[s:s + n] if self.in_memory else self.x[i], dtype=np.float32)
+    @property
+    def x_rows(self) -> np.ndarray:
+        """int64 [P]: the row of x where each pair's features start (in-RAM tables)."""
+        return self.start if self.x_start is None else self.x_start
+
+    def pair_x(self, i: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """float32 [hi - lo, F]: frames lo..hi (default all) of pair i (a view when stored as float32)."""
+        n = int(self.length[i])
+        hi = n if hi is None else min(int(hi), n)
+        if not self.in_memory:
+            return np.asarray(self.x[i][lo:hi], dtype=np.float32)
+        s = int(self.x_rows[i])
+        return np.asarray(self.x[s + lo:s + hi], dtype=np.float32)
 
     def pair_y(self, i: int) -> np.ndarray:
         s, n = int(self.start[i]), int(self.length[i])
@@ -154,6 +167,87 @@ def load_pairs(cache, rows, in_memory_gb: float = 8.0, shuffle_labels: bool = Fa
                      agent=rows["agent"].to_numpy(np.int64), target=rows["target"].to_numpy(np.int64), **mm)
 
 
+def subset_pairs(table: PairTable, idx, shuffle_labels: bool = False, seed: int = 0) -> PairTable:
+    """Pairs `idx` (ascending) of a loaded table as a table of their own that shares its features (no copy of
+    x: in RAM through `x_start`, memmap through the same views) and copies their labels; equal to
+    `load_pairs` of those pairs' rows, shuffle_labels and seed included (data.cv_folds > 1: the K fold runs
+    share one load of all pairs)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    length = table.length[idx]
+    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    ys = [table.y[int(table.start[i]):int(table.start[i]) + int(n)] for i, n in zip(idx, length)]
+    if shuffle_labels:  # load_pairs' roll, same draws (whitelist masking and rolling commute)
+        rng = np.random.default_rng(seed + 7919)
+        ys = [np.roll(y, int(rng.integers(len(y) // 4, 3 * len(y) // 4 + 1))) if len(y) > 3 else y
+              for y in ys]
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    common = dict(start=start, length=length, allowed=table.allowed[idx], allowed_raw=table.allowed_raw[idx],
+                  video_id=table.video_id[idx], lab_id=table.lab_id[idx], agent=table.agent[idx],
+                  target=table.target[idx])
+    if table.in_memory:
+        return PairTable(x=table.x, y=np.concatenate([y, np.full(TAIL, IGNORE, np.int64)]),
+                         x_start=table.x_rows[idx], **common)
+    return PairTable(x=[table.x[i] for i in idx], y=y, videos=table.videos, pair_video=table.pair_video[idx],
+                     pair_row=table.pair_row[idx], **common)
+
+
+def segment_bounds(n_frames: int, length: int, fraction: float, rng: np.random.Generator) -> list[tuple]:
+    """[(lo, hi)]: about `fraction` of n_frames as round(fraction * n_frames / length) >= 1 non-overlapping
+    segments of `length` frames at random starts (uniform over the placements), in order; the whole
+    sequence when they would cover it. E.g. 1000 frames, length 100, fraction 0.3 -> 3 segments, 300
+    frames."""
+    n = max(1, int(np.floor(fraction * n_frames / length + 0.5)))
+    if n * length >= n_frames:
+        return [(0, int(n_frames))]
+    gaps = np.sort(rng.integers(0, n_frames - n * length + 1, size=n))  # free frames before each segment
+    return [(int(g) + k * length, int(g) + (k + 1) * length) for k, g in enumerate(gaps)]
+
+
+@dataclass
+class SegmentTable:
+    """A validation sample (`sample_segments`): one row per (pair, segment), with the attributes evaluation
+    reads from a PairTable (video_id, length, lab_id, agent, target, allowed, allowed_raw, pair_x, pair_y),
+    the frames sliced from `base`. Rows of one pair share its (video_id, agent, target)."""
+
+    base: PairTable
+    pair: np.ndarray  # int64 [R] the base pair of each row
+    lo: np.ndarray  # int64 [R] first frame (in the pair)
+    hi: np.ndarray  # int64 [R] end frame
+
+    def __post_init__(self):
+        b, p = self.base, self.pair
+        self.length = self.hi - self.lo
+        self.video_id, self.lab_id = b.video_id[p], b.lab_id[p]
+        self.agent, self.target = b.agent[p], b.target[p]
+        self.allowed, self.allowed_raw = b.allowed[p], b.allowed_raw[p]
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.length.sum())
+
+    def pair_x(self, i: int) -> np.ndarray:
+        return self.base.pair_x(int(self.pair[i]), int(self.lo[i]), int(self.hi[i]))
+
+    def pair_y(self, i: int) -> np.ndarray:
+        return self.base.pair_y(int(self.pair[i]))[int(self.lo[i]):int(self.hi[i])]
+
+
+def sample_segments(table: PairTable, fraction: float, length: int, seed: int) -> PairTable | SegmentTable:
+    """The fixed validation sample of `data.val_sample` = fraction: per pair, `segment_bounds` drawn from
+    (seed, video_id, pair length), so a video's equally long pairs get the same segments and the sample is
+    the same on every call; fraction >= 1: `table` itself."""
+    if fraction >= 1:
+        return table
+    pair, lo, hi = [], [], []
+    for i, (vid, n) in enumerate(zip(table.video_id, table.length)):
+        rng = np.random.default_rng([int(seed), int(vid), int(n), 0x5EC])
+        for a, b in segment_bounds(int(n), int(length), fraction, rng):
+            pair.append(i)
+            lo.append(a)
+            hi.append(b)
+    return SegmentTable(table, np.asarray(pair, np.int64), np.asarray(lo, np.int64), np.asarray(hi, np.int64))
+
+
 def feature_stats(table: PairTable, max_frames: int = 200_000,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over (a sample of) the training frames, NaN-aware."""
@@ -161,6 +255,9 @@ def feature_stats(table: PairTable, max_frames: int = 200_000,
     n = table.n_frames
     if table.in_memory:
         idx = np.sort(rng.choice(n, size=min(n, max_frames), replace=False))
+        if table.x_start is not None:  # the table's frame k -> its row in the shared x
+            pair = np.searchsorted(table.start, idx, side="right") - 1
+            idx = table.x_start[pair] + idx - table.start[pair]
         sample = np.asarray(table.x[idx], dtype=np.float32)
     else:
         step = max(1, n // max_frames)
@@ -224,7 +321,9 @@ def sample_windows(table: PairTable, n: int, window: int, behaviour_bias: float,
         cum = np.cumsum(table.length)
         frame = rng.integers(0, cum[-1], size=n)  # a frame uniformly over all frames
         if behaviour_bias > 0:
-            beh = np.flatnonzero(table.y > 0)
+            if "beh" not in table.memo:  # once per table, not per epoch
+                table.memo["beh"] = np.flatnonzero(table.y > 0)
+            beh = table.memo["beh"]
             if beh.size:
                 use = rng.random(n) < behaviour_bias
                 frame[use] = beh[rng.integers(0, beh.size, size=int(use.sum()))]
@@ -251,12 +350,9 @@ def _lab_balanced_frames(table: PairTable, n: int, behaviour_bias: float, rng: n
     probability behaviour_bias, over its behaviour frames where it has any)."""
     shares = lab_shares(table, lab_alpha)
     labs = list(shares)
-    code = np.searchsorted(np.asarray(labs), table.lab_id.astype(str))
+    code, pair_of_row, beh_rows, beh_lab = _lab_frame_maps(table, labs)
     lab = rng.choice(len(labs), size=n, p=np.asarray([shares[k] for k in labs]))
     use = rng.random(n) < behaviour_bias if behaviour_bias > 0 else np.zeros(n, bool)
-    pair_of_row = np.repeat(np.arange(len(table.length)), table.length)  # global row -> pair (TAIL excluded)
-    beh_rows = np.flatnonzero(table.y[: len(pair_of_row)] > 0)
-    beh_lab = code[pair_of_row[beh_rows]]
     pair, frame = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for k in range(len(labs)):
         mine = np.flatnonzero(lab == k)
@@ -276,6 +372,18 @@ def _lab_balanced_frames(table: PairTable, n: int, behaviour_bias: float, rng: n
     return pair, frame
 
 
+def _lab_frame_maps(table: PairTable, labs: list[str]):
+    """(lab code per pair, pair of every frame row, behaviour rows, their lab codes) of `table`: computed once
+    per table (kept in table.memo; a table's labels never change after loading)."""
+    key = ("lab_frames", tuple(labs))
+    if key not in table.memo:
+        code = np.searchsorted(np.asarray(labs), table.lab_id.astype(str))
+        pair_of_row = np.repeat(np.arange(len(table.length)), table.length)  # row -> pair (TAIL excluded)
+        beh_rows = np.flatnonzero(table.y[: len(pair_of_row)] > 0)
+        table.memo[key] = (code, pair_of_row, beh_rows, code[pair_of_row[beh_rows]])
+    return table.memo[key]
+
+
 def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
     """Windows -> x float32 [B, W, F], y int64 [B, W] (IGNORE on padding), mask bool [B, W],
     allowed bool [B, 38]. In RAM: one strided-view index (or one fancy index); memmap: one fancy-index read
@@ -285,18 +393,18 @@ def gather(table: PairTable, pair: np.ndarray, start: np.ndarray, window: int):
     if table.in_memory and window <= TAIL:
         # Each window is one contiguous run of rows: index a strided view of all windows (one memcpy each)
         # instead of gathering B * W single rows.
-        g = table.start[pair] + start  # [B] first global row
+        g = table.start[pair] + start  # [B] first global row (of y; of x too unless a fold's view)
         n_rows, F = table.x.shape
         s0, s1 = table.x.strides
         views = np.lib.stride_tricks.as_strided(table.x, (n_rows - window + 1, window, F), (s0, s0, s1),
                                                 writeable=False)
-        x = views[g]  # [B, W, F] copy
+        x = views[g if table.x_start is None else table.x_start[pair] + start]  # [B, W, F] copy
         ys = table.y.strides[0]
         y = np.lib.stride_tricks.as_strided(table.y, (len(table.y) - window + 1, window), (ys, ys),
                                             writeable=False)[g]  # [B, W]
     elif table.in_memory:
         flat = np.where(mask, table.start[pair][:, None] + offs, table.start[pair][:, None])  # [B, W]
-        x = table.x[flat]  # [B, W, F]
+        x = table.x[flat if table.x_start is None else flat - (table.start - table.x_start)[pair][:, None]]
         y = table.y[flat]
     else:
         x = _gather_memmap(table, pair, offs, mask)

@@ -43,7 +43,7 @@ from models.checkpoint import clean_state_dict, copy_checkpoint, is_complete, lo
 from tune.config import TrainConfig
 from tune.augment import Augmenter, AugSettings
 from tune.data import (Prefetcher, class_frequencies, class_weights, epoch_batches, feature_stats,
-                       lab_class_weights, load_pairs, open_cache, select_rows)
+                       lab_class_weights, load_pairs, open_cache, sample_segments, select_rows, subset_pairs)
 from tune.ema import EMA
 from tune.losses import hard_targets, lr_lambda, masked_loss
 
@@ -96,12 +96,13 @@ def _set_rng_state(st: dict) -> None:
 
 
 def _write_summary(run_dir: Path, rows: list[dict]) -> None:
-    """summary.csv rewritten atomically with one row per epoch."""
+    """summary.csv rewritten atomically with one row per epoch (and a val/sampled column when sampling)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    columns = SUMMARY_COLUMNS + (("val/sampled",) if any("val/sampled" in r for r in rows) else ())
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in SUMMARY_COLUMNS})
+        w.writerow({k: r.get(k, "") for k in columns})
     files.write_text(run_dir / "summary.csv", buf.getvalue())
 
 
@@ -116,7 +117,9 @@ def _read_summary(run_dir: Path, upto_epoch: int) -> list[dict]:
 def validation_probs(model, table, settings: InferSettings, device="cpu"):
     """Yield (row indices, probabilities float32 [P, T, C]) per video of the validation table (per pair when a
     video's pairs differ in length), from `ensemble.infer.video_probs`: the function and settings the OOF set
-    (ensemble.build) and the test predictions (ensemble.predict) use."""
+    (ensemble.build) and the test predictions (ensemble.predict) use. A `tune.data.SegmentTable` (the
+    validation sample) has one row per (pair, segment): a video's segments are inferred together, each on
+    its own frames."""
     for vid in np.unique(table.video_id):
         idx = np.flatnonzero(table.video_id == vid)
         lengths = table.length[idx]
@@ -148,11 +151,13 @@ def evaluate(model, table, weight: torch.Tensor, device, settings: InferSettings
     classes have probability 0) against the raw whitelist (`allowed_raw`), as the official scorer does;
     val/score is that (objective "argmax") or, objective "tuned", `tuned_score` of the same probabilities.
     val/loss is the class-weighted cross-entropy of the same (window-averaged) probabilities.
+    `table`: a PairTable or the validation sample (tune.data.SegmentTable): the rows of one pair are scored
+    as one pair (their frames concatenated; the metric's counts are sums over frames).
     """
     from ensemble.metric import PairFrames, aggregate, frame_counts, per_action_f1
 
     model.eval()
-    pairs, items, loss_sum, w_sum = [], [], 0.0, 0.0
+    rows, loss_sum, w_sum = {}, 0.0, 0.0  # (video, agent, target) -> [(row, labels, preds, probs)]
     for grp, probs in validation_probs(model, table, settings, device):
         probs = torch.from_numpy(probs)  # (P, T, C)
         y = torch.from_numpy(np.stack([table.pair_y(int(i)) for i in grp]))  # (P, T)
@@ -164,13 +169,22 @@ def evaluate(model, table, weight: torch.Tensor, device, settings: InferSettings
         preds = probs.argmax(-1).numpy()  # (P, T); non-whitelisted classes have probability 0
         labels = y.clamp(min=0).numpy()  # IGNORE (non-whitelisted) -> background for the metric
         for k, i in enumerate(grp):
-            pairs.append(PairFrames(lab_id=str(table.lab_id[i]), video_id=int(table.video_id[i]),
-                                    agent=int(table.agent[i]), target=int(table.target[i]),
-                                    labels=labels[k], preds=preds[k], allowed=table.allowed_raw[i]))
-            if objective == "tuned":
-                items.append(OOFItem(pairs[-1].lab_id, pairs[-1].video_id, pairs[-1].agent, pairs[-1].target,
-                                     probs[k].numpy(), labels[k], table.allowed_raw[i]))
+            key = (int(table.video_id[i]), int(table.agent[i]), int(table.target[i]))
+            rows.setdefault(key, []).append((i, labels[k], preds[k],
+                                             probs[k].numpy() if objective == "tuned" else None))
     model.train()
+    pairs, items = [], []
+    for (vid, agent, target), parts in rows.items():
+        i = parts[0][0]
+        labels_p, preds_p, probs_p = ([p[j] for p in parts] for j in (1, 2, 3))
+        one = len(parts) == 1
+        lab_p = labels_p[0] if one else np.concatenate(labels_p)
+        pairs.append(PairFrames(lab_id=str(table.lab_id[i]), video_id=vid, agent=agent, target=target,
+                                labels=lab_p, preds=preds_p[0] if one else np.concatenate(preds_p),
+                                allowed=table.allowed_raw[i]))
+        if objective == "tuned":
+            items.append(OOFItem(pairs[-1].lab_id, vid, agent, target,
+                                 probs_p[0] if one else np.concatenate(probs_p), lab_p, table.allowed_raw[i]))
     counts = frame_counts(pairs)
     argmax = float(aggregate(counts))
     out = {"val/loss": loss_sum / max(w_sum, 1e-8), "val/score": argmax, "val/score_argmax": argmax}
@@ -206,6 +220,7 @@ class _Run:
     ema: EMA = None  # optim.ema_decay > 0: validated and saved instead of the raw weights
     tr: object = None
     va: object = None
+    va_sample: object = None  # the fixed validation sample (data.val_sample < 1; tune.data.sample_segments)
     steps: int = 0
     freq: np.ndarray = None
     start_epoch: int = 0
@@ -249,10 +264,12 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     rank, world = _dist()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    runs = _make_runs(cfg, rank, world, _device(cfg, device))
+    cache = open_cache(cfg.data.cache)
+    runs = _make_runs(cfg, rank, world, _device(cfg, device), cache)
     main = runs[0]
+    pool = _load_pool(cache, cfg) if len(runs) > 1 else None
     for run in runs:
-        cache = _load_data(run)
+        _load_data(run, cache, pool)
         n_params = _build(run, cache.num_features, run.tr, run.steps, wrap_model)
     _resume(runs, resume_from)
     cfg = main.cfg
@@ -265,10 +282,11 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     for epoch in range(first, cfg.optim.epochs + 1):
         t_epoch = time.perf_counter()
         folds = [_train_epoch(run, run.tr, run.steps, epoch) for run in runs]
+        full = _full_pass(cfg, epoch)
         for run, fold_metrics in zip(runs, folds):
-            _validate(run, fold_metrics)
+            _validate(run, fold_metrics, full)
         metrics = _combine(folds)
-        improved, stopped_early = _decide(runs, metrics, epoch)
+        improved, stopped_early = _decide(runs, metrics, epoch, full)
         metrics.update({"val/best_score": main.best_score, "val/best_epoch": main.best_epoch,
                         "start_epoch": main.start_epoch, "time/epoch_s": time.perf_counter() - t_epoch})
         write = (improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs
@@ -287,14 +305,14 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
             "metrics": metrics, "parameters": n_params}
 
 
-def _make_runs(cfg: TrainConfig, rank: int, world: int, dev: torch.device) -> list[_Run]:
+def _make_runs(cfg: TrainConfig, rank: int, world: int, dev: torch.device, cache) -> list[_Run]:
     """One _Run, or with data.cv_folds = K > 1 one per validation fold val_fold, val_fold + 1, ... (mod the
     cache's n_folds); rank 0 first puts back checkpoint folders of a swap interrupted by a kill."""
     run_dir, k = Path(cfg.run.out_dir).resolve(), cfg.data.cv_folds
     if k == 1:
         runs = [_Run(cfg, rank, world, dev, run_dir)]
     else:
-        n_folds = int(open_cache(cfg.data.cache).meta.get("n_folds") or 0)
+        n_folds = int(cache.meta.get("n_folds") or 0)
         if k > n_folds:
             raise MabeDataError(f"data.cv_folds={k} is more than the cache's {n_folds} folds",
                                 file=cfg.data.cache)
@@ -339,12 +357,23 @@ def _print_start(runs: list[_Run], num_features: int, n_params: int) -> None:
         f"{CLASS_NAMES[c]}={run.weight[c]:.2g}" for c in np.flatnonzero(run.freq > 0)))
 
 
-def _load_data(run: _Run):
-    """Open the cache (its feature settings must match cfg.features where given; the run's config then records
-    the cache's settings and the class names), load the training and validation pairs (run.tr, run.va), class
-    weights and steps per epoch; returns the cache."""
+def _load_pool(cache, cfg: TrainConfig):
+    """data.cv_folds > 1: every labelled pair loaded once, (table, index label -> its position): the K fold
+    runs take their training and validation pairs from it (tune.data.subset_pairs: one copy of the features
+    for all K)."""
+    rows, _ = select_rows(cache, -1, cfg.data.labs)
+    order = rows.sort_values(["video_id", "pair"]).index  # load_pairs' order
+    if not order.is_unique:
+        raise MabeDataError("the cache index has duplicate row labels", file=cfg.data.cache)
+    return load_pairs(cache, rows, cfg.data.in_memory_gb), {label: k for k, label in enumerate(order)}
+
+
+def _load_data(run: _Run, cache, pool=None) -> None:
+    """Check the cache (its feature settings must match cfg.features where given; the run's config then
+    records the cache's settings and the class names), load the training and validation pairs (run.tr,
+    run.va; from `pool` = `_load_pool` when given), the validation sample (run.va_sample), class weights and
+    steps per epoch."""
     cfg = run.cfg
-    cache = open_cache(cfg.data.cache)
     built = dict(cache.meta["settings"])
     clash = {k: (v, built.get(k)) for k, v in cfg.features.items() if k in built and built[k] != v}
     if clash:  # the checkpoint must record how its inputs were really made
@@ -352,8 +381,17 @@ def _load_data(run: _Run):
                             "cache or point data.cache at one built with them", file=cfg.data.cache)
     run.cfg = cfg = dataclasses.replace(cfg, features=built, classes=list(CLASS_NAMES))
     train_rows, val_rows = select_rows(cache, cfg.data.val_fold, cfg.data.labs)
-    tr = load_pairs(cache, train_rows, cfg.data.in_memory_gb, cfg.data.shuffle_labels, cfg.run.seed)
-    va = load_pairs(cache, val_rows, cfg.data.in_memory_gb) if len(val_rows) else None
+    if pool is None:
+        tr = load_pairs(cache, train_rows, cfg.data.in_memory_gb, cfg.data.shuffle_labels, cfg.run.seed)
+        va = load_pairs(cache, val_rows, cfg.data.in_memory_gb) if len(val_rows) else None
+    else:
+        table, pos = pool
+        tr = subset_pairs(table, sorted(pos[k] for k in train_rows.index), cfg.data.shuffle_labels,
+                          cfg.run.seed)
+        va = subset_pairs(table, sorted(pos[k] for k in val_rows.index)) if len(val_rows) else None
+    d = cfg.data
+    run.va_sample = va if va is None or d.val_sample >= 1 or d.val_full_every == 1 else sample_segments(
+        va, d.val_sample, InferSettings.for_config(cfg.to_dict()).window, cfg.run.seed)
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
@@ -370,7 +408,6 @@ def _load_data(run: _Run):
     n_windows = cfg.data.samples_per_epoch or max(1, tr.n_frames // cfg.data.window)
     run.tr, run.va, run.freq = tr, va, freq
     run.steps = max(1, -(-n_windows // cfg.optim.batch_size))
-    return cache
 
 
 def _build(run: _Run, num_features: int, tr, steps: int, wrap_model) -> int:
@@ -501,12 +538,24 @@ def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor
     return float(loss.detach()), int(mask.sum())
 
 
-def _validate(run: _Run, metrics: dict) -> None:
-    """Rank 0: validation metrics of one (fold) model on its validation pairs, added to `metrics`."""
+def _full_pass(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether `epoch` validates on every validation frame: always with data.val_sample = 1, else on epochs
+    1, 1 + K, 1 + 2K, ... (K = data.val_full_every) and the last one; the others score the fixed sample."""
+    d = cfg.data
+    return d.val_sample >= 1 or (epoch - 1) % d.val_full_every == 0 or epoch == cfg.optim.epochs
+
+
+def _validate(run: _Run, metrics: dict, full: bool = True) -> None:
+    """Rank 0: validation metrics of one (fold) model on its validation pairs (full) or on their fixed
+    sample, added to `metrics` (with val/sampled 1/0 whenever data.val_sample < 1 or val_full_every > 1)."""
     if not run.is_main:
         return
+    d = run.cfg.data
+    if d.val_sample < 1 or d.val_full_every > 1:
+        metrics["val/sampled"] = 0.0 if full or run.va is None else 1.0
     if run.va is not None:
-        metrics.update(evaluate(run.eval_model, run.va, run.weight, run.dev,
+        table = run.va if full else run.va_sample
+        metrics.update(evaluate(run.eval_model, table, run.weight, run.dev,
                                 InferSettings.for_config(run.cfg.to_dict()), objective=run.cfg.run.objective))
     else:
         metrics.update({"val/loss": float("nan"), "val/score": -metrics["train/loss"]})
@@ -524,16 +573,16 @@ def _combine(folds: list[dict]) -> dict:
     return out
 
 
-def _decide(runs: list[_Run], metrics: dict, epoch: int) -> tuple[bool, bool]:
-    """Rank 0: best/patience bookkeeping on the (mean) val/score, the same in every fold run; the (improved,
-    stop) decision broadcast to every rank."""
+def _decide(runs: list[_Run], metrics: dict, epoch: int, full: bool = True) -> tuple[bool, bool]:
+    """Rank 0: best/patience bookkeeping on the (mean) val/score of a full validation pass (a sampled epoch
+    changes nothing), the same in every fold run; the (improved, stop) decision broadcast to every rank."""
     run = runs[0]
     flag = torch.zeros(2, dtype=torch.float64)
     if run.is_main:
-        improved = metrics["val/score"] > run.best_score
+        improved = full and metrics["val/score"] > run.best_score
         if improved:
             run.best_score, run.best_epoch, run.bad_epochs = metrics["val/score"], epoch, 0
-        else:
+        elif full:
             run.bad_epochs += 1
         for other in runs[1:]:
             other.best_score, other.best_epoch = run.best_score, run.best_epoch
@@ -557,8 +606,9 @@ def _checkpoint(runs: list[_Run], folds: list[dict], metrics: dict, epoch: int, 
     if write:
         ckpt = str(_save(runs, folds, metrics, epoch, improved))
     fold_scores = "" if len(runs) == 1 else " folds " + " ".join(f"{f['val/score']:.4f}" for f in folds)
+    sample = " (sample)" if metrics.get("val/sampled") else ""
     print(f"[tune.train] epoch {epoch}: train/loss {metrics['train/loss']:.4f} val/loss "
-          f"{metrics['val/loss']:.4f} val/score {metrics['val/score']:.4f}{fold_scores} (best "
+          f"{metrics['val/loss']:.4f} val/score{sample} {metrics['val/score']:.4f}{fold_scores} (best "
           f"{run.best_score:.4f} @ {run.best_epoch}) lr {metrics['lr']:.2e} {metrics['time/epoch_s']:.1f}s "
           f"data-wait {100 * metrics['time/data_share']:.1f}%" + (" [ckpt]" if ckpt else ""), flush=True)
     return ckpt
