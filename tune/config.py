@@ -62,8 +62,8 @@ class DataConfig:
                                   "CPUs) from memmaps)")
     infer_window: int = _h(0, "sliding window (frames) of validation, OOF and test inference; 0 = 2 x window "
                               "(stride and edge trim derived: ensemble.infer.InferSettings.for_config)")
-    val_sample: float = _h(1.0, "fraction of the validation frames scored on a sampled epoch: a fixed set of "
-                                "infer_window-long segments per pair (drawn once from run.seed), inferred "
+    val_sample: float = _h(1.0, "fraction of the validation frames scored on a sampled epoch: fixed segments "
+                                "one inference window long per pair (drawn once from run.seed), inferred "
                                 "and scored like the full pass; 1 = every epoch is a full pass")
     val_full_every: int = _h(1, "K: the full validation pass runs on epochs 1, 1+K, 1+2K, ... and the last; "
                                 "the others score the val_sample (best/, best_epoch and patience follow "
