@@ -82,6 +82,8 @@ class SearchConfig:
             (self.space in ("cpu", "full"), f"--space {self.space!r}: 'cpu' or 'full'"),
             (self.fold_labs in ("test", "all"), f"--fold-labs {self.fold_labs!r}: 'test' or 'all'"),
             (self.cv_folds >= 1, "--cv-folds must be >= 1"),
+            (bool(self.search_space()), f"--set pins every key of the {self.space!r} search space: nothing "
+                                        "left to search (train one configuration with python -m tune.train)"),
         ]
         for ok, msg in checks:
             if not ok:
