@@ -9,12 +9,12 @@ the same command lines as README). Arms, each on the same data per seed:
     -conditioning     no lab embedding, no candidate-action input (a pooled model)
     -recipe           no EMA, no augmentation
     -rich features    feature_set pair (79 values) instead of pair_rich (214)
-    all off           the pooled baseline: all four off
+    all off           the pooled baseline: all four off (only with --arms)
 
 One row per arm: held-out test score per seed, mean and spread, the change against "all on", the
 cross-fitted OOF score beside it. Every step's log is kept under W/<arm>/seed<S>/ when --work is given.
 
-    python -m bench.ablation_bench                          # 3 seeds, the sizes below (~45 min on 2 cores)
+    python -m bench.ablation_bench --jobs 2          # 3 seeds x 5 arms at the defaults (~45 min on 2 cores)
     python -m bench.ablation_bench --seeds 0 --epochs 2 --videos 6 --frames 900     # a quick look
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import shutil
 import statistics
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.validate_bench import run_seed
@@ -60,6 +61,9 @@ def arms() -> dict[str, dict]:
     return out
 
 
+DEFAULT_ARMS = ["all on", *(f"-{part}" for part in PARTS)]  # "all off" on request (--arms)
+
+
 def main(argv=None) -> dict:
     p = ArgumentParser(prog="python -m bench.ablation_bench",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,32 +72,40 @@ def main(argv=None) -> dict:
                        epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--videos", type=int, default=16, help="training videos of the twin (default 16)")
     p.add_argument("--frames", type=int, default=2400, help="mean frames per video (default 2400)")
-    p.add_argument("--test-videos", type=int, default=5, help="held-out test videos (default 5)")
+    p.add_argument("--test-videos", type=int, default=15, help="held-out test videos (default 15)")
     p.add_argument("--epochs", type=int, default=6, help="training epochs of every arm (default 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data and training seeds")
-    p.add_argument("--arms", nargs="+", default=[], help="run only these arms (names as printed)")
+    p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS,
+                   help=f"arms to run, names as printed (default: {', '.join(DEFAULT_ARMS)}; also 'all off')")
     p.add_argument("--threads", type=int, default=1, help="torch threads of build and predict (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
     p.add_argument("--work", default="", help="working folder, kept (default: a temporary one, removed)")
     a = p.parse_args(argv)
-    check_range(p, a, {"--videos": 1, "--test-videos": 1, "--frames": 1, "--epochs": 1, "--threads": 0})
+    check_range(p, a, {"--videos": 1, "--test-videos": 1, "--frames": 1, "--epochs": 1, "--threads": 0,
+                       "--jobs": 1})
     todo = arms()
     unknown = [x for x in a.arms if x not in todo]
     if unknown:
         p.error(f"unknown arm(s) {unknown}: choose from {list(todo)}")
-    todo = {k: v for k, v in todo.items() if not a.arms or k in a.arms}
+    todo = {k: todo[k] for k in a.arms}
     work = Path(a.work or tempfile.mkdtemp(prefix="ablation-bench-")).resolve()
-    results: dict[str, dict[int, dict]] = {}
+    results: dict[str, dict[int, dict]] = {name: {} for name in todo}
+
+    def one(seed: int, name: str) -> None:
+        ns = argparse.Namespace(
+            difficulty="hard", videos=a.videos, frames=a.frames, test_videos=a.test_videos, trials=1,
+            epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()], search_arg=[], build_arg=[],
+            top_k=1, threads=a.threads)
+        print(f"{name}, seed {seed}: started", flush=True)
+        row = run_seed(seed, ns, work / name.replace("-", "no ").replace(" ", "_"))
+        results[name][seed] = row
+        print(f"{name}, seed {seed}: held-out {row['held_out']:.4f} cross-fitted {row['crossfit']:.4f}",
+              flush=True)
+
     try:
-        for seed in a.seeds:
-            for name, pins in todo.items():
-                ns = argparse.Namespace(
-                    difficulty="hard", videos=a.videos, frames=a.frames, test_videos=a.test_videos, trials=1,
-                    epochs=a.epochs, set=[f"{k}={v}" for k, v in pins.items()], search_arg=[], build_arg=[],
-                    top_k=1, threads=a.threads)
-                print(f"{name}, seed {seed}:", flush=True)
-                row = run_seed(seed, ns, work / name.replace("-", "no ").replace(" ", "_"))
-                results.setdefault(name, {})[seed] = row
-                print(f"  held-out {row['held_out']:.4f} cross-fitted {row['crossfit']:.4f}", flush=True)
+        with ThreadPoolExecutor(a.jobs) as pool:   # each run is subprocesses: threads only wait
+            for f in [pool.submit(one, seed, name) for seed in a.seeds for name in todo]:
+                f.result()
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
