@@ -3,6 +3,7 @@
     python -m bench.search_bench              # 5 seeds x 5 arms, 32 trials x 3 epochs (~1 h+ on 2 busy cores)
     python -m bench.search_bench --quick      # 1 seed, random vs tpe+asha, 6 trials x 3 epochs
     python -m bench.search_bench --seeds 3 --arms tpe+asha,optuna   # random and the named arms only
+    python -m bench.search_bench --first-seed 4 --seeds 1             # seed 4 alone (one more seed)
 
 The budget is counted in trial-epochs: random search runs `trials` trials to the end (`trials x epochs`), and
 every other arm gets exactly that many trial-epochs, spent however it likes (ASHA and Optuna's MedianPruner
@@ -272,7 +273,8 @@ def _optuna_arm(seed: int, trials: int, epochs: int, base: dict, storage: Path) 
     return out
 
 
-def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | None = None) -> list[dict]:
+def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | None = None,
+        first_seed: int = 0) -> list[dict]:
     import ray
 
     from tune import driver, optuna_ext
@@ -304,7 +306,7 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
             ray.shutdown()
         driver.init_ray()
         try:
-            for seed in range(n_seeds):
+            for seed in range(first_seed, first_seed + n_seeds):
                 target = None
                 for arm in arms:   # random first: it sets the target; each arm's line as soon as it is done
                     res = (_optuna_arm(seed, trials, epochs, base, tmp / "exp") if arm == "optuna"
@@ -316,7 +318,7 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
                     print(f"seed {seed} {arm}: best {res.best():.4f}, {res.trials} trials, {res.spent()} of "
                           f"{res.budget} trial-epochs, {res.seconds:.0f} s; reached random's best "
                           f"{target:.4f} after " + (f"{need} trial-epochs" if need else "never"), flush=True)
-                print(f"after {seed + 1} seed(s):\n" + table(summarize(best)), flush=True)
+                print(f"after {seed - first_seed + 1} seed(s):\n" + table(summarize(best)), flush=True)
         finally:
             ray.shutdown()
     rows = summarize(best)
@@ -342,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; --quick 1)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed, first-seed + 1, ... (default 0): one more seed of an earlier run "
+                        "is --first-seed N --seeds 1")
     p.add_argument("--arms", type=lambda v: tuple(v.split(",")), default=None,
                    help=f"comma-separated subset of {','.join(ARMS)} "
                         "(random always runs: it sets the target)")
@@ -350,7 +355,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--arms: unknown {sorted(set(args.arms) - set(ARMS))}; choose from {','.join(ARMS)}")
     if args.seeds is not None and args.seeds < 1:
         p.error("--seeds must be >= 1")
-    for row in run(args.quick, args.arms, args.seeds):
+    if args.first_seed < 0:
+        p.error("--first-seed must be >= 0")
+    for row in run(args.quick, args.arms, args.seeds, args.first_seed):
         print(row)
 
 

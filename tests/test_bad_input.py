@@ -62,6 +62,11 @@ FB, FS = "features.build", "features.synth"
 TT, TS, TR = "tune.train", "tune.search", "tune.results"
 EB, EE, EP, EM = "ensemble.build", "ensemble.export", "ensemble.predict", "ensemble.metric"
 SEARCH = ["--data", "{data}", "--cache", "{cache}", "--storage", "{tmp}/exp", "--name", "s"]
+# --set on every key of the CPU search space (tune/space.py CPU_SPACE): nothing is left to search
+PIN_ALL = [a for k, v in (("optim.lr", 1e-3), ("optim.warmup_epochs", 1), ("optim.bg_weight", 1),
+                          ("optim.class_weight_power", 0.5), ("model.name", "tcn"), ("model.hidden", 16),
+                          ("model.dropout", 0.1), ("data.window", 64), ("optim.batch_size", 16))
+           for a in ("--set", f"{k}={v}")]
 
 CASES = [
     # features.build
@@ -114,6 +119,7 @@ CASES = [
     ("ts-num-samples-0", TS, [*SEARCH, "--num-samples", "0"], ["--num-samples"], None),
     ("ts-max-concurrent-0", TS, [*SEARCH, "--max-concurrent", "0"], ["--max-concurrent"], None),
     ("ts-unknown-space", TS, [*SEARCH, "--space", "foo"], ["--space", "foo"], None),
+    ("ts-everything-pinned", TS, [*SEARCH, *PIN_ALL], ["pins every key", "tune.train"], None),
     ("ts-missing-data", TS, ["--data", "{tmp}/nope", "--storage", "{tmp}/exp", "--name", "s"],
      ["--data", "nope"], None),
     ("ts-set-no-equals", TS, [*SEARCH, "--set", "optim.lr"], ["--set", "optim.lr"], None),

@@ -24,7 +24,7 @@ from tune import space as sp
 
 def test_parse_args_defaults_and_smoke():
     s = search.parse_args([])
-    assert (s.num_samples, s.max_concurrent, s.epochs, s.space, s.gpus_per_trial) == (12, 2, 6, "cpu", 0.0)
+    assert (s.num_samples, s.max_concurrent, s.epochs, s.space, s.gpus_per_trial) == (8, 2, 6, "cpu", 0.0)
     assert s.name.startswith("search-") and s.max_t() == 7
     assert s.optuna_url() == f"sqlite:///{s.local_dir() / 'optuna.db'}"
     smoke = search.parse_args(["--smoke-test", "--name", "x"])

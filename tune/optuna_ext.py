@@ -48,8 +48,8 @@ TPE_DEFAULTS = {"multivariate": False, "constant_liar": False}
 
 def tpe_sampler(scfg: SearchConfig, **settings):
     """Seeded TPE with `TPE_DEFAULTS` (`settings` override them). Optuna samples the first `n_startup_trials`
-    (default 10) at random, which for a 12-trial search would leave TPE two proposals: start it after a third
-    of the trials (4..10)."""
+    (default 10) at random, which for a 12-trial search would leave TPE two proposals (the 8-trial default:
+    none): start it after a third of the trials (4..10)."""
     import optuna
 
     return optuna.samplers.TPESampler(seed=scfg.seed, n_startup_trials=scfg.tpe_startup_trials(),

@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-SYNTH_SIZES = {"smoke": (6, 900), "search": (16, 3600)}
+SYNTH_SIZES = {"smoke": (6, 900), "search": (16, 2400)}
 SYNTH_DIFFICULTY = {"smoke": "easy", "search": "hard"}
 
 SEARCH_SMOKE = {"num_samples": 2, "max_concurrent": 2, "epochs": 2, "grace_period": 1}

@@ -32,7 +32,7 @@ class SearchConfig:
                                      "multi-node)")
     resume: bool = _h(False, "continue <storage>/<name> after a crash or kill (finished trials are not run "
                              "again)")
-    num_samples: int = _h(12, "trials, V6 included (smoke test: 2)")
+    num_samples: int = _h(8, "trials, V6 included (smoke test: 2)")
     max_concurrent: int = _h(2, "trials running at once (ConcurrencyLimiter around TPE)")
     workers_per_trial: int = _h(1, "Ray Train workers (DDP) per trial")
     cpus_per_worker: float = _h(1.0, "CPUs reserved by each Train worker")
@@ -82,6 +82,8 @@ class SearchConfig:
             (self.space in ("cpu", "full"), f"--space {self.space!r}: 'cpu' or 'full'"),
             (self.fold_labs in ("test", "all"), f"--fold-labs {self.fold_labs!r}: 'test' or 'all'"),
             (self.cv_folds >= 1, "--cv-folds must be >= 1"),
+            (bool(self.search_space()), f"--set pins every key of the {self.space!r} search space: nothing "
+                                        "left to search (train one configuration with python -m tune.train)"),
         ]
         for ok, msg in checks:
             if not ok:
