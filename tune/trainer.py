@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     for epoch in range(first, cfg.optim.epochs + 1):
         t_epoch = time.perf_counter()
         folds = [_train_epoch(run, run.tr, run.steps, epoch) for run in runs]
-        full = _full_pass(cfg, epoch)
+        full = _full_pass(cfg, epoch) or main.va is None  # no validation fold: nothing to sample
         for run, fold_metrics in zip(runs, folds):
             _validate(run, fold_metrics, full)
         metrics = _combine(folds)
