@@ -271,6 +271,7 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
     for run in runs:
         _load_data(run, cache, pool)
         n_params = _build(run, cache.num_features, run.tr, run.steps, wrap_model)
+    del pool  # the fold tables keep the features they share; the pool's own labels go
     _resume(runs, resume_from)
     cfg = main.cfg
     if main.is_main:
