@@ -12,10 +12,14 @@ the same command lines as README). Arms, each on the same data per seed:
     all off           the pooled baseline: all four off (only with --arms)
 
 One row per arm: held-out test score per seed, mean and spread, the change against "all on", the
-cross-fitted OOF score beside it. Every step's log is kept under W/<arm>/seed<S>/ when --work is given.
+cross-fitted OOF score beside it. `--unseen-lab LAB` trains every arm without LAB's videos (`data.labs`) and
+adds the held-out score of LAB's test videos alone: a lab-conditioned model meets LAB through its learned
+"unknown lab" embedding, a pooled one as any other lab. Every step's log is kept under W/<arm>/seed<S>/ when
+--work is given.
 
     python -m bench.ablation_bench --jobs 2          # 3 seeds x 5 arms at the defaults (~45 min on 2 cores)
     python -m bench.ablation_bench --seeds 0 --epochs 2 --videos 6 --frames 900     # a quick look
+    python -m bench.ablation_bench --unseen-lab DeliriousFly --arms "all on" -conditioning
 """
 from __future__ import annotations
 
@@ -28,7 +32,11 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
+
 from bench.validate_bench import run_seed
+from ensemble import metric
+from features.synth.meta import DEFAULT_LABS
 from features.cli import ArgumentParser, check_range
 
 # The fixed configuration every arm trains: a small TCN that trains in a few minutes on 2 cores; the
@@ -61,6 +69,7 @@ def arms() -> dict[str, dict]:
     return out
 
 
+TWIN_LABS = DEFAULT_LABS
 DEFAULT_ARMS = ["all on", *(f"-{part}" for part in PARTS)]  # "all off" on request (--arms)
 
 
@@ -79,6 +88,8 @@ def main(argv=None) -> dict:
                    help=f"arms to run, names as printed (default: {', '.join(DEFAULT_ARMS)}; also 'all off')")
     p.add_argument("--threads", type=int, default=1, help="torch threads of build and predict (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
+    p.add_argument("--unseen-lab", default="", help="train without this lab's videos; score its test videos "
+                   f"alone too (the twin's labs: {', '.join(TWIN_LABS)})")
     p.add_argument("--work", default="", help="working folder, kept (default: a temporary one, removed)")
     a = p.parse_args(argv)
     check_range(p, a, {"--videos": 1, "--test-videos": 1, "--frames": 1, "--epochs": 1, "--threads": 0,
@@ -88,6 +99,11 @@ def main(argv=None) -> dict:
     if unknown:
         p.error(f"unknown arm(s) {unknown}: choose from {list(todo)}")
     todo = {k: todo[k] for k in a.arms}
+    if a.unseen_lab:
+        if a.unseen_lab not in TWIN_LABS:
+            p.error(f"--unseen-lab {a.unseen_lab}: not a lab of the hard twin ({', '.join(TWIN_LABS)})")
+        seen = json.dumps([lab for lab in TWIN_LABS if lab != a.unseen_lab], separators=(",", ":"))
+        todo = {k: {**v, "data.labs": seen} for k, v in todo.items()}
     work = Path(a.work or tempfile.mkdtemp(prefix="ablation-bench-")).resolve()
     results: dict[str, dict[int, dict]] = {name: {} for name in todo}
 
@@ -97,7 +113,13 @@ def main(argv=None) -> dict:
             epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()], search_arg=[], build_arg=[],
             top_k=1, threads=a.threads)
         print(f"{name}, seed {seed}: started", flush=True)
-        row = run_seed(seed, ns, work / name.replace("-", "no ").replace(" ", "_"))
+        arm_dir = work / name.replace("-", "no ").replace(" ", "_")
+        row = run_seed(seed, ns, arm_dir)
+        if a.unseen_lab:
+            data = arm_dir / f"seed{seed}" / "data"
+            counts = metric.interval_counts(pd.read_csv(data / "test_solution.csv"),
+                                            pd.read_csv(arm_dir / f"seed{seed}" / "submission.csv"))
+            row["unseen"] = metric.lab_scores(counts).get(a.unseen_lab, float("nan"))
         results[name][seed] = row
         print(f"{name}, seed {seed}: held-out {row['held_out']:.4f} cross-fitted {row['crossfit']:.4f}",
               flush=True)
@@ -111,6 +133,8 @@ def main(argv=None) -> dict:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nablation_bench: hard twin, {a.videos} train + {a.test_videos} test videos x {a.frames} frames, "
           f"{a.epochs} epochs, seeds {' '.join(map(str, a.seeds))}")
+    if a.unseen_lab:
+        print(f"trained without {a.unseen_lab}; 'unseen lab' = the held-out score of its test videos alone")
     print(table(results, a.seeds))
     if a.work:
         (work / "ablation.json").write_text(json.dumps(
@@ -120,8 +144,10 @@ def main(argv=None) -> dict:
 
 def table(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
     """The README table: held-out per seed, mean +- sd, the change against "all on", the cross-fitted mean."""
+    unseen = any("unseen" in r for rows in results.values() for r in rows.values())
     head = (f"{'arm':<16}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds)
-            + f"{'mean':>8}{'sd':>7}{'vs all on':>10}{'cross-fitted':>13}")
+            + f"{'mean':>8}{'sd':>7}{'vs all on':>10}{'cross-fitted':>13}"
+            + (f"{'unseen lab':>11}" if unseen else ""))
     lines = [head]
     ref = statistics.mean(r["held_out"] for r in results["all on"].values()) if "all on" in results else None
     for name, rows in results.items():
@@ -130,8 +156,9 @@ def table(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
         sd = statistics.stdev(held) if len(held) > 1 else 0.0
         delta = f"{mean - ref:+10.4f}" if ref is not None and name != "all on" else f"{'':>10}"
         cf = statistics.mean(rows[s]["crossfit"] for s in seeds if s in rows)
-        lines.append(f"{name:<16}" + "".join(f"{rows[s]['held_out']:>9.4f}" if s in rows else f"{'':>9}"
-                                             for s in seeds) + f"{mean:>8.4f}{sd:>7.4f}{delta}{cf:>13.4f}")
+        extra = f"{statistics.mean(rows[s]['unseen'] for s in seeds if s in rows):>11.4f}" if unseen else ""
+        held_cols = "".join(f"{rows[s]['held_out']:>9.4f}" if s in rows else f"{'':>9}" for s in seeds)
+        lines.append(f"{name:<16}{held_cols}{mean:>8.4f}{sd:>7.4f}{delta}{cf:>13.4f}{extra}")
     return "\n".join(lines)
 
 
