@@ -67,10 +67,12 @@ def test_whole_pair_segments_score_as_the_full_pass(cache_dir):
 
 def test_sampled_epochs_never_make_the_best(cache_dir, tmp_path, capsys):
     cfg = small_cfg(cache_dir, tmp_path / "run", **{"optim.epochs": 3, "data.val_sample": 0.3,
-                                                    "data.val_full_every": 2, "optim.lr": 3e-2})
-    reports = []
-    out = train(cfg, report=lambda m, d: reports.append(dict(m)))
+                                                    "data.val_full_every": 2, "optim.lr": 3e-2,
+                                                    "run.checkpoint_every": 1})
+    reports, written = [], []
+    out = train(cfg, report=lambda m, d: (reports.append(dict(m)), written.append(d is not None)))
     assert [m["val/sampled"] for m in reports] == [0.0, 1.0, 0.0]
+    assert written == [True, False, True]  # checkpoints (ranked by val/score) only on full passes
     assert out["best_epoch"] in (1, 3) and reports[1]["val/best_score"] == reports[0]["val/score"]
     assert reports[1]["val/best_epoch"] == 1
     assert list(pd.read_csv(tmp_path / "run" / "summary.csv")["val/sampled"]) == [0, 1, 0]

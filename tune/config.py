@@ -66,8 +66,8 @@ class DataConfig:
                                 "one inference window long per pair (drawn once from run.seed), inferred "
                                 "and scored like the full pass; 1 = every epoch is a full pass")
     val_full_every: int = _h(1, "K: the full validation pass runs on epochs 1, 1+K, 1+2K, ... and the last; "
-                                "the others score the val_sample (best/, best_epoch and patience follow "
-                                "full passes only)")
+                                "the others score the val_sample (best/, best_epoch, patience and every "
+                                "checkpoint follow full passes only)")
     labs: list = _h([], "train/validate only on these lab_ids (empty = all)")
     lab_alpha: float = _h(1.0, "lab-balanced sampling: a window's lab is drawn with p(lab) ~ frames(lab) ** "
                                "lab_alpha, its frame as before within the lab (1 = frame-proportional, as "

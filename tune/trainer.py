@@ -290,8 +290,10 @@ def train(cfg: TrainConfig, report=None, *, resume_from: str | os.PathLike | Non
         improved, stopped_early = _decide(runs, metrics, epoch, full)
         metrics.update({"val/best_score": main.best_score, "val/best_epoch": main.best_epoch,
                         "start_epoch": main.start_epoch, "time/epoch_s": time.perf_counter() - t_epoch})
-        write = (improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs
-                 or stopped_early)
+        # a sampled epoch writes no checkpoint: every checkpoint's val/score (by which Ray Train keeps
+        # checkpoints and ensemble.build picks them) is a full pass's
+        write = full and (improved or epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs
+                          or stopped_early)
         ckpt = _checkpoint(runs, folds, metrics, epoch, write, improved) if main.is_main else None
         if report is not None:
             report(metrics, ckpt)
