@@ -4,6 +4,7 @@
     python -m bench.search_bench --quick      # 1 seed, random vs tpe+asha, 6 trials x 3 epochs
     python -m bench.search_bench --seeds 3 --arms tpe+asha,optuna   # random and the named arms only
     python -m bench.search_bench --first-seed 4 --seeds 1             # seed 4 alone (one more seed)
+    python -m bench.search_bench --set run.objective=argmax           # pin any TrainConfig field
 
 The budget is counted in trial-epochs: random search runs `trials` trials to the end (`trials x epochs`), and
 every other arm gets exactly that many trial-epochs, spent however it likes (ASHA and Optuna's MedianPruner
@@ -274,7 +275,7 @@ def _optuna_arm(seed: int, trials: int, epochs: int, base: dict, storage: Path) 
 
 
 def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | None = None,
-        first_seed: int = 0) -> list[dict]:
+        first_seed: int = 0, pins: dict | None = None) -> list[dict]:
     import ray
 
     from tune import driver, optuna_ext
@@ -301,7 +302,8 @@ def run(quick: bool = False, arms: tuple[str, ...] | None = None, seeds: int | N
             "data.root": str(tmp / "synth"), "data.cache": str(tmp / "cache"), "optim.epochs": epochs,
             "optim.warmup_epochs": PINNED_WARMUP,
             "run.progress": False, "run.resume": False, "run.patience": 0, "run.threads": 1,
-            "run.checkpoint_every": 1000, "data.samples_per_epoch": SAMPLES_PER_EPOCH, **PINNED}).to_dict()
+            "run.checkpoint_every": 1000, "data.samples_per_epoch": SAMPLES_PER_EPOCH, **PINNED,
+            **(pins or {})}).to_dict()
         if ray.is_initialized():
             ray.shutdown()
         driver.init_ray()
@@ -347,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds first-seed, first-seed + 1, ... (default 0): one more seed of an earlier run "
                         "is --first-seed N --seeds 1")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pin a TrainConfig field in every arm's trials (e.g. run.objective=argmax: the "
+                        "objective of the runs before the threshold-tuned one)")
     p.add_argument("--arms", type=lambda v: tuple(v.split(",")), default=None,
                    help=f"comma-separated subset of {','.join(ARMS)} "
                         "(random always runs: it sets the target)")
@@ -357,7 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--seeds must be >= 1")
     if args.first_seed < 0:
         p.error("--first-seed must be >= 0")
-    for row in run(args.quick, args.arms, args.seeds, args.first_seed):
+    from tune.config import parse_set_args
+
+    for row in run(args.quick, args.arms, args.seeds, args.first_seed, parse_set_args(args.set)):
         print(row)
 
 
