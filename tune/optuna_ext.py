@@ -40,9 +40,9 @@ def warm_start_trials(source: str, space: dict) -> list[tuple[dict, float, list[
     return out
 
 
-# TPE's settings in every search. bench/search_bench.py (32 trials x 3 epochs, 4 seeds, ASHA) gave mean best
-# 0.112 with both on and 0.099 with both off, 1 seed won each, std 0.035 / 0.018: no clear winner, so Optuna's
-# defaults stay (random + ASHA 0.134 beat both there).
+# TPE's settings in every search. bench/search_bench.py (32 trials x 3 epochs, 5 seeds, ASHA) gave mean best
+# 0.1148 with both on and 0.1157 with both off, 1 seed won each, std 0.031 / 0.040: no difference, so Optuna's
+# defaults stay (random + ASHA 0.1282 +- 0.030, random 0.1149: ASHA helps, the sampler is not resolved).
 TPE_DEFAULTS = {"multivariate": False, "constant_liar": False}
 
 
