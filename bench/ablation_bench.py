@@ -5,10 +5,10 @@ every searched key pinned), then `ensemble.build` (cross-fitted OOF) -> `ensembl
 the same command lines as README). Arms, each on the same data per seed:
 
     all on            lab-balanced sampling + lab/action conditioning + EMA and augmentation + pair_rich
-    -sampling         data.lab_alpha = 1 (frame-proportional windows)
-    -conditioning     no lab embedding, no candidate-action input (a pooled model)
-    -recipe           no EMA, no augmentation
-    -rich features    feature_set pair (79 values) instead of pair_rich (214)
+    no sampling       data.lab_alpha = 1 (frame-proportional windows)
+    no conditioning   no lab embedding, no candidate-action input (a pooled model)
+    no recipe         no EMA, no augmentation
+    no rich features  feature_set pair (79 values) instead of pair_rich (214)
     all off           the pooled baseline: all four off (only with --arms)
 
 One row per arm: held-out test score per seed, mean and spread, the change against "all on", the
@@ -19,7 +19,7 @@ adds the held-out score of LAB's test videos alone: a lab-conditioned model meet
 
     python -m bench.ablation_bench --jobs 2          # 3 seeds x 5 arms at the defaults (~45 min on 2 cores)
     python -m bench.ablation_bench --seeds 0 --epochs 2 --videos 6 --frames 900     # a quick look
-    python -m bench.ablation_bench --unseen-lab DeliriousFly --arms "all on" -conditioning
+    python -m bench.ablation_bench --unseen-lab DeliriousFly --arms "all on" "no conditioning"
 """
 from __future__ import annotations
 
@@ -64,13 +64,13 @@ def arms() -> dict[str, dict]:
         return out
 
     out = {"all on": pins(set())}
-    out.update({f"-{part}": pins({part}) for part in PARTS})
+    out.update({f"no {part}": pins({part}) for part in PARTS})
     out["all off"] = pins(set(PARTS))
     return out
 
 
 TWIN_LABS = DEFAULT_LABS
-DEFAULT_ARMS = ["all on", *(f"-{part}" for part in PARTS)]  # "all off" on request (--arms)
+DEFAULT_ARMS = ["all on", *(f"no {part}" for part in PARTS)]  # "all off" on request (--arms)
 
 
 def main(argv=None) -> dict:
@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
             epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()], search_arg=[], build_arg=[],
             top_k=1, threads=a.threads)
         print(f"{name}, seed {seed}: started", flush=True)
-        arm_dir = work / name.replace("-", "no ").replace(" ", "_")
+        arm_dir = work / name.replace(" ", "_")
         row = run_seed(seed, ns, arm_dir)
         if a.unseen_lab:
             data = arm_dir / f"seed{seed}" / "data"
