@@ -8,7 +8,7 @@ The seed's V6 configuration is always trial 1, so the final table shows how far 
 Commands:
 
     python -m tune.search                      # embedded default: hard twin (data/synth-hard), local Ray,
-                                               # small CPU search (~10 min on 2 cores), ranked table
+                                               # small CPU search (~7 min on 2 cores), ranked table
     python -m tune.search --smoke-test         # the same in about a minute
     python -m tune.search --data /kaggle/mabe  # a real Kaggle download (train.csv, train_tracking/, ...)
     python -m tune.search --name my-search --resume          # continue a killed search, same results folder
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.ArgumentParser(
         prog="python -m tune.search", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Ray Tune + Optuna TPE + ASHA search over Ray Train runs. With no arguments: synthetic "
-                    "data, local Ray, a ~10 minute CPU search. Objective: val/best_score (validation "
+                    "data, local Ray, a ~7 minute CPU search. Objective: val/best_score (validation "
                     "competition score after thresholds tuned on the validation fold, run.objective; the "
                     "mean over --cv-folds folds; best so far). Trial 1 is always the seed's V6 "
                     "configuration.",

@@ -64,7 +64,7 @@ SPACE: dict[str, tuple] = {
     LAB_EMB: ("choice", [0, 8, 16]),
 }
 
-# The embedded CPU default (2 cores, ~10 minutes): same knobs, smaller models and windows.
+# The embedded CPU default (2 cores, ~7 minutes): same knobs, smaller models and windows.
 CPU_SPACE: dict[str, tuple] = {
     **{k: v for k, v in SPACE.items() if k not in LAB_AWARE},
     HIDDEN: ("choice", [16, 32, 64]),
