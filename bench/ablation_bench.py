@@ -76,7 +76,7 @@ DEFAULT_ARMS = ["all on", *(f"no {part}" for part in PARTS)]  # "all off" on req
 def main(argv=None) -> dict:
     p = ArgumentParser(prog="python -m bench.ablation_bench",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Ablation of the lab-aware parts (issue 15) on the hard twin: held-out "
+                       description="Ablation of the lab-aware parts on the hard twin: held-out "
                        "test score of each part switched off alone vs all on.",
                        epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--videos", type=int, default=16, help="training videos of the twin (default 16)")
