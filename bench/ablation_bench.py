@@ -69,7 +69,6 @@ def arms() -> dict[str, dict]:
     return out
 
 
-TWIN_LABS = DEFAULT_LABS
 DEFAULT_ARMS = ["all on", *(f"no {part}" for part in PARTS)]  # "all off" on request (--arms)
 
 
@@ -89,7 +88,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch threads of build and predict (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
     p.add_argument("--unseen-lab", default="", help="train without this lab's videos; score its test videos "
-                   f"alone too (the twin's labs: {', '.join(TWIN_LABS)})")
+                   f"alone too (the twin's labs: {', '.join(DEFAULT_LABS)})")
     p.add_argument("--work", default="", help="working folder, kept (default: a temporary one, removed)")
     a = p.parse_args(argv)
     check_range(p, a, {"--videos": 1, "--test-videos": 1, "--frames": 1, "--epochs": 1, "--threads": 0,
@@ -100,9 +99,9 @@ def main(argv=None) -> dict:
         p.error(f"unknown arm(s) {unknown}: choose from {list(todo)}")
     todo = {k: todo[k] for k in a.arms}
     if a.unseen_lab:
-        if a.unseen_lab not in TWIN_LABS:
-            p.error(f"--unseen-lab {a.unseen_lab}: not a lab of the hard twin ({', '.join(TWIN_LABS)})")
-        seen = json.dumps([lab for lab in TWIN_LABS if lab != a.unseen_lab], separators=(",", ":"))
+        if a.unseen_lab not in DEFAULT_LABS:
+            p.error(f"--unseen-lab {a.unseen_lab}: not a lab of the hard twin ({', '.join(DEFAULT_LABS)})")
+        seen = json.dumps([lab for lab in DEFAULT_LABS if lab != a.unseen_lab], separators=(",", ":"))
         todo = {k: {**v, "data.labs": seen} for k, v in todo.items()}
     work = Path(a.work or tempfile.mkdtemp(prefix="ablation-bench-")).resolve()
     results: dict[str, dict[int, dict]] = {name: {} for name in todo}

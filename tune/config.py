@@ -89,6 +89,11 @@ class DataConfig:
         _check(self.cv_folds == 1 or self.val_fold >= 0, "data.cv_folds > 1 needs a data.val_fold >= 0")
         self.labs = [str(x) for x in self.labs]
 
+    @property
+    def samples_validation(self) -> bool:
+        """Whether some epochs score the fixed validation sample (val_sample < 1 and val_full_every > 1)."""
+        return self.val_sample < 1 and self.val_full_every > 1
+
 
 @dataclass
 class OptimConfig:

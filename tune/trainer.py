@@ -393,7 +393,7 @@ def _load_data(run: _Run, cache, pool=None) -> None:
                           cfg.run.seed)
         va = subset_pairs(table, sorted(pos[k] for k in val_rows.index)) if len(val_rows) else None
     d = cfg.data
-    run.va_sample = va if va is None or d.val_sample >= 1 or d.val_full_every == 1 else sample_segments(
+    run.va_sample = va if va is None or not d.samples_validation else sample_segments(
         va, d.val_sample, InferSettings.for_config(cfg.to_dict()).window, cfg.run.seed)
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
@@ -545,7 +545,7 @@ def _full_pass(cfg: TrainConfig, epoch: int) -> bool:
     """Whether `epoch` validates on every validation frame: always with data.val_sample = 1, else on epochs
     1, 1 + K, 1 + 2K, ... (K = data.val_full_every) and the last one; the others score the fixed sample."""
     d = cfg.data
-    return d.val_sample >= 1 or (epoch - 1) % d.val_full_every == 0 or epoch == cfg.optim.epochs
+    return not d.samples_validation or (epoch - 1) % d.val_full_every == 0 or epoch == cfg.optim.epochs
 
 
 def _validate(run: _Run, metrics: dict, full: bool = True) -> None:
