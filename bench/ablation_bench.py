@@ -54,9 +54,16 @@ PARTS = {
     "rich features": ({"features.feature_set": "pair_rich"}, {"features.feature_set": "pair"}),
 }
 
+# the conditioning part split and redone: "all on" with only its conditioning pins changed (only with --arms)
+VARIANTS = {
+    "lab embedding only": {"model.lab_embedding": 8, "model.condition_actions": "false"},
+    "action mask only": {"model.lab_embedding": 0, "model.condition_actions": "true"},
+    "lab bias": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_bias": "true"},
+}
+
 
 def arms() -> dict[str, dict]:
-    """{arm name: the --set pins of that arm}: all on, each part off alone, all off."""
+    """{arm name: the --set pins of that arm}: all on, each part off alone, all off, the VARIANTS."""
     def pins(off: set[str]) -> dict:
         out = dict(BASE)
         for part, (on_, off_) in PARTS.items():
@@ -66,6 +73,7 @@ def arms() -> dict[str, dict]:
     out = {"all on": pins(set())}
     out.update({f"no {part}": pins({part}) for part in PARTS})
     out["all off"] = pins(set(PARTS))
+    out.update({name: {**out["all on"], **v} for name, v in VARIANTS.items()})
     return out
 
 
@@ -144,7 +152,8 @@ def main(argv=None) -> dict:
 def table(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
     """The README table: held-out per seed, mean +- sd, the change against "all on", the cross-fitted mean."""
     unseen = any("unseen" in r for rows in results.values() for r in rows.values())
-    head = (f"{'arm':<16}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds)
+    w = max(16, *(len(name) + 1 for name in results))
+    head = (f"{'arm':<{w}}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds)
             + f"{'mean':>8}{'sd':>7}{'vs all on':>10}{'cross-fitted':>13}"
             + (f"{'unseen lab':>11}" if unseen else ""))
     lines = [head]
@@ -157,7 +166,7 @@ def table(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
         cf = statistics.mean(rows[s]["crossfit"] for s in seeds if s in rows)
         extra = f"{statistics.mean(rows[s]['unseen'] for s in seeds if s in rows):>11.4f}" if unseen else ""
         held_cols = "".join(f"{rows[s]['held_out']:>9.4f}" if s in rows else f"{'':>9}" for s in seeds)
-        lines.append(f"{name:<16}{held_cols}{mean:>8.4f}{sd:>7.4f}{delta}{cf:>13.4f}{extra}")
+        lines.append(f"{name:<{w}}{held_cols}{mean:>8.4f}{sd:>7.4f}{delta}{cf:>13.4f}{extra}")
     return "\n".join(lines)
 
 

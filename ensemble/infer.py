@@ -181,8 +181,9 @@ def flip_pair_features(x: np.ndarray, names: list[str]) -> np.ndarray:
 def _window_probs(model, xb: torch.Tensor, allowed_b: torch.Tensor, lab: str | None = None) -> torch.Tensor:
     """Softmax over the allowed classes of a batch of windows: xb (B, W, F), allowed_b (B, C) -> (B, W, C)."""
     mask = torch.ones(xb.shape[:2], dtype=torch.bool, device=xb.device)
-    # conditioned models (models.ModelConfig condition_actions / lab_embedding) read the whitelist and the lab
-    if getattr(model, "lab_emb", None) is not None:  # an unseen lab (or None) -> its "unknown lab" vector
+    # conditioned models (models.ModelConfig condition_actions, lab_embedding, lab_bias) read the whitelist
+    # and the lab
+    if getattr(model, "uses_lab", False):  # an unseen lab (or None) -> its "unknown lab" row
         logits = model(xb, mask, allowed_b, model.lab_index([lab] * xb.shape[0])).float()
     elif getattr(model, "condition_actions", False):
         logits = model(xb, mask, allowed_b).float()

@@ -42,8 +42,12 @@ class ModelConfig:
     lab_dropout: float = field(default=0.1, metadata={"help": (
         "with lab_embedding: probability that a training window is shown as 'unknown lab' (how that "
         "fallback vector is learned)")})
+    lab_bias: bool = field(default=False, metadata={"help": (
+        "add a learned per-lab, per-action offset to the output logits (zero at start; a lab not seen in "
+        "training gets the learned 'unknown lab' row, trained through lab_dropout)")})
     labs: list = field(default_factory=list, metadata={"help": (
-        "with lab_embedding: the training labs, in embedding order (filled by the trainer from the cache)")})
+        "with lab_embedding or lab_bias: the training labs, in embedding order (filled by the trainer from "
+        "the cache)")})
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -90,7 +94,8 @@ def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
     return FrameClassifier(M(sub, in_features + extra, num_classes), in_features,
                            condition_actions=bool(cfg.condition_actions),
                            lab_embedding=int(cfg.lab_embedding), labs=list(cfg.labs),
-                           lab_dropout=float(cfg.lab_dropout))
+                           lab_dropout=float(cfg.lab_dropout),
+                           lab_bias=num_classes if cfg.lab_bias else 0)
 
 
 def count_parameters(model) -> int:

@@ -58,11 +58,14 @@ class FrameClassifier(nn.Module):
 
     The mean/std buffers are filled by the trainer from training frames and travel in `model.pt`, so
     inference needs only the raw cached features. forward(x (B, T, F), mask (B, T) bool, allowed (B, C) bool
-    or None) -> (B, T, C); `allowed` is appended to every frame when `condition_actions`.
+    or None, lab (B,) or None) -> (B, T, C); `allowed` is appended to every frame when `condition_actions`, a
+    learned vector of the lab when `lab_embedding`, and a learned per-lab offset is added to the logits when
+    `lab_bias` (the lab's own view of each action's prior: zero at init, so it starts as the pooled model).
     """
 
     def __init__(self, backbone: nn.Module, in_features: int, condition_actions: bool = False,
-                 lab_embedding: int = 0, labs: list | None = None, lab_dropout: float = 0.0):
+                 lab_embedding: int = 0, labs: list | None = None, lab_dropout: float = 0.0,
+                 lab_bias: int = 0):
         super().__init__()
         self.backbone = backbone
         self.condition_actions = condition_actions
@@ -70,6 +73,8 @@ class FrameClassifier(nn.Module):
         self.lab_dropout = lab_dropout
         # row 0: the learned "unknown lab" vector (unseen labs at test time, lab_dropout in training)
         self.lab_emb = nn.Embedding(len(self.labs) + 1, lab_embedding) if lab_embedding else None
+        # lab_bias = class count C: per-lab logit offsets (labs + 1, C), zero at init (row 0 = unknown lab)
+        self.lab_bias = nn.Parameter(torch.zeros(len(self.labs) + 1, lab_bias)) if lab_bias else None
         self.register_buffer("x_mean", torch.zeros(in_features))
         self.register_buffer("x_std", torch.ones(in_features))
 
@@ -79,6 +84,11 @@ class FrameClassifier(nn.Module):
         self.x_mean.copy_(torch.nan_to_num(mean, nan=0.0))
         self.x_std.copy_(torch.where(torch.isfinite(std) & (std > 1e-6), std, torch.ones_like(std)))
 
+    @property
+    def uses_lab(self) -> bool:
+        """Whether forward reads `lab` (a lab embedding or a per-lab logit bias)."""
+        return self.lab_emb is not None or self.lab_bias is not None
+
     def lab_index(self, labs) -> torch.Tensor:
         """Lab names -> embedding rows (B,) int64: position in `labs` + 1, 0 for a lab never trained on."""
         pos = {name: i + 1 for i, name in enumerate(self.labs)}
@@ -87,20 +97,24 @@ class FrameClassifier(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, allowed: torch.Tensor | None = None,
                 lab: torch.Tensor | None = None) -> torch.Tensor:
         """allowed (B, C) bool: the pair's candidate actions; used (and required) with condition_actions.
-        lab (B,) int64 rows from `lab_index` (None = unknown lab); used with lab_embedding."""
+        lab (B,) int64 rows from `lab_index` (None = unknown lab); used with lab_embedding and lab_bias."""
         x = torch.nan_to_num((x - self.x_mean) / self.x_std, nan=0.0, posinf=0.0, neginf=0.0)
         extra = []
         if self.condition_actions:
             if allowed is None:
                 raise ValueError("this model is conditioned on the candidate actions: pass `allowed` (B, C)")
             extra.append(allowed[:, None, :].to(x.dtype).expand(-1, x.shape[1], -1))
-        if self.lab_emb is not None:
+        if self.uses_lab:
             if lab is None:
                 lab = torch.zeros(x.shape[0], dtype=torch.int64)
             lab = lab.to(x.device)
-            if self.training and self.lab_dropout > 0:
+            if self.training and self.lab_dropout > 0:  # one draw per window, shared by embedding and bias
                 lab = torch.where(torch.rand(lab.shape, device=x.device) < self.lab_dropout, 0, lab)
+        if self.lab_emb is not None:
             extra.append(self.lab_emb(lab)[:, None, :].to(x.dtype).expand(-1, x.shape[1], -1))
         if extra:
             x = torch.cat([x, *extra], dim=-1)
-        return self.backbone(masked(x, mask), mask)
+        logits = self.backbone(masked(x, mask), mask)
+        if self.lab_bias is not None:
+            logits = logits + self.lab_bias[lab][:, None, :].to(logits.dtype)
+        return logits

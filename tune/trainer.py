@@ -398,7 +398,7 @@ def _load_data(run: _Run, cache, pool=None) -> None:
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
-    if cfg.model.lab_embedding:  # the embedding's vocabulary: this model's training labs (row 0 = unknown)
+    if cfg.model.lab_embedding or cfg.model.lab_bias:  # lab vocabulary: the training labs (row 0 = unknown)
         labs = sorted({str(v) for v in tr.lab_id})
         run.cfg = cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, labs=labs))
         run.lab_code = torch.tensor([labs.index(str(v)) + 1 for v in tr.lab_id], dtype=torch.int64)
