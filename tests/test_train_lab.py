@@ -1,5 +1,6 @@
 """The lab-aware training options wired into the trainer: lab-balanced sampling, per-lab class weights,
-feature-space augmentation, a model conditioned on the candidate actions and its lab, and the weights' EMA
+feature-space augmentation, a model conditioned on the candidate actions and its lab (embedding and per-lab
+logit bias), and the weights' EMA
 (model.pt = EMA weights, the resume state keeps the raw ones; a resumed run equals an uninterrupted one)."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tune.trainer import train
 
 LAB_AWARE = {"data.lab_alpha": 0.0, "optim.per_lab_class_weights": True, "optim.ema_decay": 0.9,
              "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True,
-             "model.lab_embedding": 4}
+             "model.lab_embedding": 4, "model.lab_bias": True}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def test_lab_aware_run_resumes_exactly_and_saves_ema_weights(cache_dir, tmp_path
         assert load_state(a)["ema"]["updates"] == load_state(b)["ema"]["updates"] > 0
         assert json.loads((a / "config.json").read_text())["model"]["labs"] == sorted(LABS)  # embedding rows
         assert any(not torch.equal(ema_a[k], raw_a[k]) for k in ema_a)  # model.pt: EMA, not raw
+        assert ema_a["lab_bias"].shape == (len(LABS) + 1, 38) and ema_a["lab_bias"].abs().sum() > 0  # learned
         for k in ema_a:
             torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(raw_a[k], raw_b[k], rtol=1e-5, atol=1e-6)
