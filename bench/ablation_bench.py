@@ -59,6 +59,9 @@ VARIANTS = {
     "lab embedding only": {"model.lab_embedding": 8, "model.condition_actions": "false"},
     "action mask only": {"model.lab_embedding": 0, "model.condition_actions": "true"},
     "lab bias": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_bias": "true"},
+    "lab film": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_film": "true"},
+    "lab bias+film": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_bias": "true",
+                      "model.lab_film": "true"},
 }
 
 

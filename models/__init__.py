@@ -45,9 +45,12 @@ class ModelConfig:
     lab_bias: bool = field(default=False, metadata={"help": (
         "add a learned per-lab, per-action offset to the output logits (zero at start; a lab not seen in "
         "training gets the learned 'unknown lab' row, trained through lab_dropout)")})
+    lab_film: bool = field(default=False, metadata={"help": (
+        "scale and shift every standardised input feature by learned per-lab amounts, x * (1 + g) + b (FiLM "
+        "on the input; zero at start; a lab not seen in training gets the learned 'unknown lab' row)")})
     labs: list = field(default_factory=list, metadata={"help": (
-        "with lab_embedding or lab_bias: the training labs, in embedding order (filled by the trainer from "
-        "the cache)")})
+        "with lab_embedding, lab_bias or lab_film: the training labs, in row order (filled by the trainer "
+        "from the cache)")})
 
     def __post_init__(self):
         if self.name not in MODEL_NAMES:
@@ -66,6 +69,11 @@ class ModelConfig:
         if int(self.lab_embedding) < 0 or not 0.0 <= self.lab_dropout < 1.0:
             raise ValueError("model.lab_embedding must be >= 0 and model.lab_dropout in [0, 1)")
         self.labs = [str(x) for x in self.labs]
+
+    @property
+    def uses_lab(self) -> bool:
+        """Whether the model reads the lab (lab_embedding, lab_bias or lab_film)."""
+        return bool(self.lab_embedding or self.lab_bias or self.lab_film)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +103,7 @@ def build_model(cfg: ModelConfig, in_features: int, num_classes: int = 38):
                            condition_actions=bool(cfg.condition_actions),
                            lab_embedding=int(cfg.lab_embedding), labs=list(cfg.labs),
                            lab_dropout=float(cfg.lab_dropout),
-                           lab_bias=num_classes if cfg.lab_bias else 0)
+                           lab_bias=num_classes if cfg.lab_bias else 0, lab_film=bool(cfg.lab_film))
 
 
 def count_parameters(model) -> int:

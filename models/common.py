@@ -59,13 +59,14 @@ class FrameClassifier(nn.Module):
     The mean/std buffers are filled by the trainer from training frames and travel in `model.pt`, so
     inference needs only the raw cached features. forward(x (B, T, F), mask (B, T) bool, allowed (B, C) bool
     or None, lab (B,) or None) -> (B, T, C); `allowed` is appended to every frame when `condition_actions`, a
-    learned vector of the lab when `lab_embedding`, and a learned per-lab offset is added to the logits when
-    `lab_bias` (the lab's own view of each action's prior: zero at init, so it starts as the pooled model).
+    learned vector of the lab when `lab_embedding`, a learned per-lab offset is added to the logits when
+    `lab_bias` (the lab's own view of each action's prior), and `lab_film` scales and shifts every
+    standardised feature per lab (x * (1 + g_lab) + b_lab). Both start at zero: the pooled model.
     """
 
     def __init__(self, backbone: nn.Module, in_features: int, condition_actions: bool = False,
                  lab_embedding: int = 0, labs: list | None = None, lab_dropout: float = 0.0,
-                 lab_bias: int = 0):
+                 lab_bias: int = 0, lab_film: bool = False):
         super().__init__()
         self.backbone = backbone
         self.condition_actions = condition_actions
@@ -75,6 +76,8 @@ class FrameClassifier(nn.Module):
         self.lab_emb = nn.Embedding(len(self.labs) + 1, lab_embedding) if lab_embedding else None
         # lab_bias = class count C: per-lab logit offsets (labs + 1, C), zero at init (row 0 = unknown lab)
         self.lab_bias = nn.Parameter(torch.zeros(len(self.labs) + 1, lab_bias)) if lab_bias else None
+        # lab_film: per-lab scale and shift of every standardised input feature, (labs + 1, 2F), zero at init
+        self.lab_film = nn.Parameter(torch.zeros(len(self.labs) + 1, 2 * in_features)) if lab_film else None
         self.register_buffer("x_mean", torch.zeros(in_features))
         self.register_buffer("x_std", torch.ones(in_features))
 
@@ -87,7 +90,7 @@ class FrameClassifier(nn.Module):
     @property
     def uses_lab(self) -> bool:
         """Whether forward reads `lab` (a lab embedding or a per-lab logit bias)."""
-        return self.lab_emb is not None or self.lab_bias is not None
+        return self.lab_emb is not None or self.lab_bias is not None or self.lab_film is not None
 
     def lab_index(self, labs) -> torch.Tensor:
         """Lab names -> embedding rows (B,) int64: position in `labs` + 1, 0 for a lab never trained on."""
@@ -110,6 +113,9 @@ class FrameClassifier(nn.Module):
             lab = lab.to(x.device)
             if self.training and self.lab_dropout > 0:  # one draw per window, shared by embedding and bias
                 lab = torch.where(torch.rand(lab.shape, device=x.device) < self.lab_dropout, 0, lab)
+        if self.lab_film is not None:
+            scale, shift = self.lab_film[lab][:, None, :].to(x.dtype).chunk(2, dim=-1)
+            x = x * (1.0 + scale) + shift
         if self.lab_emb is not None:
             extra.append(self.lab_emb(lab)[:, None, :].to(x.dtype).expand(-1, x.shape[1], -1))
         if extra:

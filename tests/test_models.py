@@ -135,32 +135,37 @@ def test_lab_embedding_and_unknown_lab_fallback(name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_lab_bias_starts_as_the_pooled_model_and_falls_back_to_row_0(name):
-    """model.lab_bias adds row lab_index(lab) of a (labs + 1, C) table to every frame's logits: zero at init
-    (the pooled model exactly), row 0 for an unseen lab or None, and inference (ensemble.infer) passes the lab
-    to a model that has only the bias."""
+def test_lab_bias_and_film_start_as_the_pooled_model_and_fall_back_to_row_0(name):
+    """model.lab_bias adds row lab_index(lab) of a (labs + 1, C) table to every frame's logits, model.lab_film
+    maps the standardised input x -> x * (1 + g) + b with (g, b) that lab's row: both zero at init (the pooled
+    model exactly), row 0 for an unseen lab or None; inference (ensemble.infer) passes the lab to them."""
     from ensemble.infer import InferSettings, sliding_probs
     from models.checkpoint import rebuild_model
 
-    cfg = ModelConfig(name=name, hidden=16, tcn_layers=2, lab_bias=True, labs=["LabA", "LabB"])
+    cfg = ModelConfig(name=name, hidden=16, tcn_layers=2, lab_bias=True, lab_film=True, labs=["LabA", "LabB"])
+    assert cfg.uses_lab
     torch.manual_seed(0)
     model = build_model(cfg, in_features=F, num_classes=C).eval()
     torch.manual_seed(0)
-    plain = build_model(ModelConfig(name=name, hidden=16, tcn_layers=2), F, C).eval()
+    plain = build_model(ModelConfig(name=name, hidden=16, tcn_layers=2), F, C).eval()  # mean 0, std 1
     x, mask = _batch()
     lab_b = model.lab_index(["LabB"] * 2)
     with torch.no_grad():
-        base = plain(x, mask)
-        torch.testing.assert_close(model(x, mask, None, lab_b), base)  # zero at init: the pooled model
+        torch.testing.assert_close(model(x, mask, None, lab_b), plain(x, mask))  # zero at init: pooled
         model.lab_bias.copy_(torch.randn(3, C))  # rows differ by more than a constant (softmax ignores that)
-        torch.testing.assert_close(model(x, mask, None, lab_b), base + model.lab_bias[2])
+        model.lab_film.copy_(torch.randn(3, 2 * F) / 4)
+
+        def expect(row):
+            g, b = model.lab_film[row, :F], model.lab_film[row, F:]
+            return plain(x * (1 + g) + b, mask) + model.lab_bias[row]
+
+        torch.testing.assert_close(model(x, mask, None, lab_b), expect(2))
         unseen = model.lab_index(["NewLab"] * 2)
-        torch.testing.assert_close(model(x, mask, None, unseen), base + model.lab_bias[0])
-        torch.testing.assert_close(model(x, mask), base + model.lab_bias[0])  # no lab given = unknown lab
+        torch.testing.assert_close(model(x, mask, None, unseen), expect(0))
+        torch.testing.assert_close(model(x, mask), expect(0))  # no lab given = unknown lab
         again = rebuild_model({"model": cfg.to_dict()}, model.state_dict()).eval()
-        torch.testing.assert_close(again(x, mask, None, lab_b), base + model.lab_bias[2])
-        allowed = torch.ones(1, C, dtype=torch.bool)
-        want = torch.softmax(base[:1] + model.lab_bias[2], dim=-1)[0].numpy()
+        torch.testing.assert_close(again(x, mask, None, lab_b), expect(2))
+        want = torch.softmax(expect(2)[0], dim=-1).numpy()
     s = InferSettings(window=64, stride=64, trim=0)
-    got = sliding_probs(model, x[:1].numpy(), allowed.numpy(), s, lab="LabB")[0]
+    got = sliding_probs(model, x[:1].numpy(), torch.ones(1, C, dtype=torch.bool).numpy(), s, lab="LabB")[0]
     assert abs(got - want).max() < 1e-5

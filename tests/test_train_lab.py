@@ -1,7 +1,7 @@
 """The lab-aware training options wired into the trainer: lab-balanced sampling, per-lab class weights,
-feature-space augmentation, a model conditioned on the candidate actions and its lab (embedding and per-lab
-logit bias), and the weights' EMA
-(model.pt = EMA weights, the resume state keeps the raw ones; a resumed run equals an uninterrupted one)."""
+feature-space augmentation, a model conditioned on the candidate actions and its lab (embedding, per-lab
+logit bias and input FiLM), and the weights' EMA (model.pt = EMA weights, the resume state keeps the raw ones;
+a resumed run equals an uninterrupted one)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from tune.trainer import train
 
 LAB_AWARE = {"data.lab_alpha": 0.0, "optim.per_lab_class_weights": True, "optim.ema_decay": 0.9,
              "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True,
-             "model.lab_embedding": 4, "model.lab_bias": True}
+             "model.lab_embedding": 4, "model.lab_bias": True, "model.lab_film": True}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def test_lab_aware_run_resumes_exactly_and_saves_ema_weights(cache_dir, tmp_path
         assert json.loads((a / "config.json").read_text())["model"]["labs"] == sorted(LABS)  # embedding rows
         assert any(not torch.equal(ema_a[k], raw_a[k]) for k in ema_a)  # model.pt: EMA, not raw
         assert ema_a["lab_bias"].shape == (len(LABS) + 1, 38) and ema_a["lab_bias"].abs().sum() > 0  # learned
+        assert ema_a["lab_film"].shape[0] == len(LABS) + 1 and ema_a["lab_film"].abs().sum() > 0
         for k in ema_a:
             torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(raw_a[k], raw_b[k], rtol=1e-5, atol=1e-6)

@@ -215,7 +215,7 @@ class _Run:
     sched: object = None
     weight: torch.Tensor = None
     lab_weight: torch.Tensor = None  # [P, C] per training pair (optim.per_lab_class_weights), else None
-    lab_code: torch.Tensor = None  # [P] embedding row of each training pair's lab (model.lab_embedding)
+    lab_code: torch.Tensor = None  # [P] lab row of each training pair (model.uses_lab: embedding, bias, FiLM)
     aug: Augmenter = None  # optim.aug_*, None when all off
     ema: EMA = None  # optim.ema_decay > 0: validated and saved instead of the raw weights
     tr: object = None
@@ -398,7 +398,7 @@ def _load_data(run: _Run, cache, pool=None) -> None:
     freq = class_frequencies(tr)
     run.weight = torch.from_numpy(class_weights(freq, cfg.optim.bg_weight, cfg.optim.class_weight_power,
                                                 cfg.optim.class_weight_cap, tr.n_frames))
-    if cfg.model.lab_embedding or cfg.model.lab_bias:  # lab vocabulary: the training labs (row 0 = unknown)
+    if cfg.model.uses_lab:  # the lab vocabulary: this model's training labs (row 0 = unknown)
         labs = sorted({str(v) for v in tr.lab_id})
         run.cfg = cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, labs=labs))
         run.lab_code = torch.tensor([labs.index(str(v)) + 1 for v in tr.lab_id], dtype=torch.int64)
@@ -512,8 +512,8 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
 def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor,
           lab: torch.Tensor | None = None) -> tuple[float, int]:
     """One optimiser step on a batch (x, y, mask, allowed) with optional augmentation and mixup, then the EMA
-    update; weight: class weights (C,) or per window (B, C); lab: embedding rows (B,) with
-    model.lab_embedding. Returns (loss, frames)."""
+    update; weight: class weights (C,) or per window (B, C); lab: lab rows (B,) with
+    model.uses_lab. Returns (loss, frames)."""
     cfg, dev = run.cfg, run.dev
     x, y, mask, allowed = batch
     if run.aug is not None:
