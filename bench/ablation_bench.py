@@ -62,6 +62,8 @@ VARIANTS = {
     "lab film": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_film": "true"},
     "lab bias+film": {"model.lab_embedding": 0, "model.condition_actions": "false", "model.lab_bias": "true",
                       "model.lab_film": "true"},
+    "lab bias+film x30": {"model.lab_embedding": 0, "model.condition_actions": "false",
+                          "model.lab_bias": "true", "model.lab_film": "true", "optim.lab_lr_mult": 30.0},
 }
 
 

@@ -11,11 +11,13 @@ import torch
 
 from helpers import LABS, small_cfg, write_cache
 from models.checkpoint import load_state
-from tune.trainer import train
+from tune.config import apply_overrides
+from tune.trainer import param_groups, train
 
 LAB_AWARE = {"data.lab_alpha": 0.0, "optim.per_lab_class_weights": True, "optim.ema_decay": 0.9,
              "optim.aug_jitter": 0.5, "optim.aug_stretch": 0.5, "model.condition_actions": True,
-             "model.lab_embedding": 4, "model.lab_bias": True, "model.lab_film": True}
+             "model.lab_embedding": 4, "model.lab_bias": True, "model.lab_film": True,
+             "optim.lab_lr_mult": 10.0}
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,20 @@ def test_mirror_and_part_dropout_need_named_pair_features(cache_dir, tmp_path, s
     cfg = small_cfg(synth_small.cache, tmp_path / "y", **{"optim.epochs": 1, "optim.aug_flip": 0.5,
                                                           "optim.aug_part_dropout": 0.5})
     assert train(cfg)["epochs_run"] == 1
+
+
+def test_lab_lr_mult_puts_the_per_lab_rows_in_their_own_group():
+    """optim.lab_lr_mult = 1 (the default): one group, as before; else the lab rows alone at lr x mult."""
+    from models import build_model
+
+    cfg = apply_overrides({}, {"model.name": "tcn", "model.lab_embedding": 4, "model.lab_bias": True,
+                               "model.lab_film": True, "model.labs": '["LabA"]'})
+    model = build_model(cfg.model, in_features=8)
+    one = param_groups(model, cfg.optim)
+    assert len(one) == 1 and len(one[0]["params"]) == len(list(model.parameters()))
+    o = cfg.replace(**{"optim.lab_lr_mult": 30.0}).optim
+    rest, lab = param_groups(model, o)
+    rows = (model.lab_emb.weight, model.lab_bias, model.lab_film)
+    assert {id(p) for p in lab["params"]} == {id(p) for p in rows}
+    assert lab["lr"] == o.effective_lr() * 30.0 and "lr" not in rest
+    assert len(rest["params"]) + 3 == len(list(model.parameters()))

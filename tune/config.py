@@ -116,6 +116,8 @@ class OptimConfig:
     ema_decay: float = _h(0.0, "exponential moving average of the weights with this decay (0 = off; e.g. "
                                "0.999): validation and the saved model.pt use the EMA weights, the resume "
                                "state keeps the raw ones")
+    lab_lr_mult: float = _h(1.0, "learning-rate multiple of the per-lab parameters (model.lab_embedding, "
+                                 "lab_bias, lab_film): zero-initialised offsets move about lr per step")
     aug_flip: float = _h(0.0, "probability of a window's left/right mirror (exact on the pair sets; "
                               "tune/augment.py)")
     aug_jitter: float = _h(0.0, "probability of Gaussian jitter on a window's continuous features")
@@ -139,6 +141,7 @@ class OptimConfig:
         _check(self.mixup_alpha >= 0 and self.grad_clip >= 0 and self.weight_decay >= 0,
                "mixup_alpha, grad_clip and weight_decay must be >= 0")
         _check(0.0 <= self.ema_decay < 1.0, f"optim.ema_decay={self.ema_decay} must be in [0, 1)")
+        _check(self.lab_lr_mult > 0, f"optim.lab_lr_mult={self.lab_lr_mult} must be > 0")
         for k in ("aug_flip", "aug_jitter", "aug_stretch", "aug_part_dropout"):
             _check(0.0 <= getattr(self, k) <= 1.0, f"optim.{k}={getattr(self, k)} must be in [0, 1]")
         _check(self.aug_jitter_std >= 0 and 0 < self.aug_stretch_max <= 1,

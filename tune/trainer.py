@@ -429,7 +429,7 @@ def _build(run: _Run, num_features: int, tr, steps: int, wrap_model) -> int:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
                                                           else None)
     run.model = model
-    run.opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.effective_lr(),
+    run.opt = torch.optim.AdamW(param_groups(model, cfg.optim), lr=cfg.optim.effective_lr(),
                                 weight_decay=cfg.optim.weight_decay)
     run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, lr_lambda(
         steps * cfg.optim.epochs, round(steps * cfg.optim.warmup_epochs), cfg.optim.min_lr_ratio))
@@ -507,6 +507,20 @@ def _train_epoch(run: _Run, tr, steps: int, epoch: int) -> dict:
     return {"epoch": epoch, "train/loss": loss_sum / max(1, len(batches)),
             "lr": run.opt.param_groups[0]["lr"],
             "time/data_share": wait / max(train_s, 1e-9), "train/frames_per_s": n_frames * world / train_s}
+
+
+LAB_PARAMS = ("lab_emb.weight", "lab_bias", "lab_film")  # models.common.FrameClassifier's per-lab rows
+
+
+def param_groups(model, o) -> list[dict]:
+    """AdamW's parameter groups: one (every parameter), or, with optim.lab_lr_mult != 1, the per-lab
+    parameters (LAB_PARAMS) in a second group at lr x lab_lr_mult (the schedule scales both alike)."""
+    named = list(model.named_parameters())
+    lab = [p for n, p in named if n.endswith(LAB_PARAMS)]
+    if o.lab_lr_mult == 1.0 or not lab:
+        return [{"params": [p for _, p in named]}]
+    return [{"params": [p for n, p in named if not n.endswith(LAB_PARAMS)]},
+            {"params": lab, "lr": o.effective_lr() * o.lab_lr_mult}]
 
 
 def _step(run: _Run, batch: list, gen: np.random.Generator, weight: torch.Tensor,
