@@ -11,6 +11,10 @@ the same command lines as README). Arms, each on the same data per seed:
     no rich features  feature_set pair (79 values) instead of pair_rich (214)
     all off           the pooled baseline: all four off (only with --arms)
 
+and, only with --arms, "all on" with its conditioning replaced: "lab embedding only", "action mask only",
+"lab bias" (model.lab_bias), "lab film" (model.lab_film), "lab bias+film", "lab bias+film x30" (the per-lab
+rows at 30x the learning rate, optim.lab_lr_mult).
+
 One row per arm: held-out test score per seed, mean and spread, the change against "all on", the
 cross-fitted OOF score beside it. `--unseen-lab LAB` trains every arm without LAB's videos (`data.labs`) and
 adds the held-out score of LAB's test videos alone: a lab-conditioned model meets LAB through its learned
@@ -97,7 +101,8 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=6, help="training epochs of every arm (default 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data and training seeds")
     p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS,
-                   help=f"arms to run, names as printed (default: {', '.join(DEFAULT_ARMS)}; also 'all off')")
+                   help=f"arms to run, names as printed (default: {', '.join(DEFAULT_ARMS)}; also 'all off', "
+                   f"{', '.join(repr(v) for v in VARIANTS)})")
     p.add_argument("--threads", type=int, default=1, help="torch threads of build and predict (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
     p.add_argument("--unseen-lab", default="", help="train without this lab's videos; score its test videos "
