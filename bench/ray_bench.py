@@ -2,7 +2,8 @@
 
     python -m bench.ray_bench              # 12 synthetic videos, 4 epochs
     python -m bench.ray_bench --quick      # 6 videos, 2 epochs
-    python -m bench.ray_bench --baseline   # before issue 17: no actor reuse, preemption watcher on
+    python -m bench.ray_bench --baseline   # before issue 17: no actor reuse, preemption watcher on, one
+                                           # worker through TorchTrainer
 
 Both runs use the same TrainConfig, data, seed and thread count, one after the other in one process. The
 difference in wall time is Ray's cost: `ray.init`, the Tune driver, the Train controller and worker actors,
@@ -134,8 +135,9 @@ def run(quick: bool = False, baseline: bool = False) -> list[dict]:
         if ray.is_initialized():
             ray.shutdown()
         # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
-        if baseline:   # before issue 17: a new actor per trial, Ray Train's preemption watcher on
+        if baseline:   # before issue 17: a new actor per trial, preemption watcher on, TorchTrainer
             driver.REUSE_ACTORS = False
+            driver.ONE_WORKER_TORCH_BACKEND = True
             os.environ[driver.PREEMPTION_WATCHER_ENV] = "1"
         driver.init_ray()
         init_s = time.perf_counter() - t0
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--baseline", action="store_true",
-                   help="the settings before issue 17: no actor reuse, Ray Train's preemption watcher on")
+                   help="the settings before issue 17: no actor reuse, Ray Train's preemption watcher on, "
+                        "a one-worker trial through TorchTrainer (not DataParallelTrainer)")
     args = p.parse_args(argv)
     for row in run(args.quick, args.baseline):
         print(row)
