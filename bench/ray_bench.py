@@ -2,7 +2,9 @@
 
     python -m bench.ray_bench              # 12 synthetic videos, 4 epochs
     python -m bench.ray_bench --quick      # 6 videos, 2 epochs
-    python -m bench.ray_bench --baseline   # before issue 17: no actor reuse, preemption watcher on
+    python -m bench.ray_bench --baseline   # before issue 17: no actor reuse, preemption watcher on, one
+                                           # worker through TorchTrainer
+    python -m bench.ray_bench --torch-backend   # only the last: one worker through TorchTrainer
 
 Both runs use the same TrainConfig, data, seed and thread count, one after the other in one process. The
 difference in wall time is Ray's cost: `ray.init`, the Tune driver, the Train controller and worker actors,
@@ -107,7 +109,7 @@ def trial_clock():
     return Clock()
 
 
-def run(quick: bool = False, baseline: bool = False) -> list[dict]:
+def run(quick: bool = False, baseline: bool = False, torch_backend: bool = False) -> list[dict]:
     import ray
     import ray.tune
     from optuna.distributions import CategoricalDistribution
@@ -134,9 +136,10 @@ def run(quick: bool = False, baseline: bool = False) -> list[dict]:
         if ray.is_initialized():
             ray.shutdown()
         # exactly the product's local Ray (TRAIN_DRIVER resource, dashboard for the cleaner)
-        if baseline:   # before issue 17: a new actor per trial, Ray Train's preemption watcher on
+        if baseline:   # before issue 17: a new actor per trial, preemption watcher on, TorchTrainer
             driver.REUSE_ACTORS = False
             os.environ[driver.PREEMPTION_WATCHER_ENV] = "1"
+        driver.ONE_WORKER_TORCH_BACKEND = baseline or torch_backend
         driver.init_ray()
         init_s = time.perf_counter() - t0
         try:
@@ -234,9 +237,13 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--baseline", action="store_true",
-                   help="the settings before issue 17: no actor reuse, Ray Train's preemption watcher on")
+                   help="the settings before issue 17: no actor reuse, Ray Train's preemption watcher on, "
+                        "a one-worker trial through TorchTrainer (not DataParallelTrainer)")
+    p.add_argument("--torch-backend", action="store_true",
+                   help="the one-worker Train run through TorchTrainer (a gloo process group, torch "
+                        "imported in the controller), as before issue 17; the rest as today")
     args = p.parse_args(argv)
-    for row in run(args.quick, args.baseline):
+    for row in run(args.quick, args.baseline, args.torch_backend):
         print(row)
 
 

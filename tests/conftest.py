@@ -40,11 +40,31 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A private local Ray for the whole session (`ray.init(address="local")`), shut down at the end."""
+    """A private local Ray for the whole session (`ray.init(address="local")`), shut down at the end.
+
+    Set up as `tune.driver.init_ray` does, with its own dashboard and RAY_ADDRESS = this Ray in its workers:
+    Ray Train's PlacementGroupCleaner asks the State API whether a run's controller is alive, and a Ray
+    without a dashboard sends it to http://localhost:8265, where another Ray (a search in another terminal)
+    answers "no such actor"; the cleaner then removes the placement group of a live run and its worker dies
+    ("Destroying worker since its placement group was removed")."""
+    import socket
+
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port = free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)   # read by the node that ray.init starts
+    try:
+        ray.init(address="local", num_cpus=4, log_to_driver=False, include_dashboard=True,
+                 dashboard_host="127.0.0.1", dashboard_port=free_port(),
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}})
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)
     yield ray
     ray.shutdown()
 

@@ -88,3 +88,16 @@ def test_trainer_kwargs_shorten_the_health_check_unless_the_user_set_it(monkeypa
     monkeypatch.setenv(HEALTH_CHECK_ENV, "3")
     trainer_kwargs(TrainConfig(), workers=1)
     assert os.environ[HEALTH_CHECK_ENV] == "3"
+
+
+def test_one_worker_runs_without_the_torch_backend():
+    # one worker has nothing to synchronise: no TorchConfig (its controller would import torch for it)
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from tune.ray_train import make_trainer
+
+    one = make_trainer(TrainConfig(), workers=1)
+    assert type(one) is DataParallelTrainer and one.scaling_config.num_workers == 1
+    assert type(make_trainer(TrainConfig(), workers=2)) is TorchTrainer
+    assert type(make_trainer(TrainConfig(), workers=1, torch_backend=True)) is TorchTrainer

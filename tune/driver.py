@@ -22,22 +22,23 @@ from tune.search_config import SearchConfig
 
 def train_driver(config: dict, setup: dict) -> None:
     """Tune function trainable. `config` = the searcher's point (dotted TrainConfig keys), `setup` = fixed
-    settings from `driver_setup`. Launches a TorchTrainer whose epochs reach Tune via TuneReportCallback,
-    then reports the best checkpoint's path once more (one extra Tune iteration)."""
+    settings from `driver_setup`. Launches a Ray Train run (`tune.ray_train.make_trainer`) whose epochs reach
+    Tune via TuneReportCallback, then reports the best checkpoint's path once more (one extra Tune
+    iteration)."""
     import ray.tune
-    from ray.train.torch import TorchTrainer
 
     from tune.config import apply_overrides
-    from tune.ray_train import trainer_kwargs
+    from tune.ray_train import make_trainer
 
     trial_id = ray.tune.get_context().get_trial_id()
     run_name = f"train-{trial_id}"   # same name after a restart => Ray Train resumes this run's checkpoints
     cfg = apply_overrides(setup["base"], config)   # the resolved base (tune.search.base_config) + this point
     gpus = setup["gpus_per_worker"]
-    trainer = TorchTrainer(**trainer_kwargs(
+    trainer = make_trainer(
         cfg, workers=setup["workers"], use_gpu=gpus > 0, storage_path=setup["experiment_path"], name=run_name,
         max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[_objective_first_callback()],
-        resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})}))
+        resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})},
+        torch_backend=setup.get("torch_backend", False))
     result = trainer.fit()
     last = dict(result.metrics or {})
     if result.metrics is None and not result.best_checkpoints:
@@ -80,6 +81,7 @@ def driver_setup(scfg: SearchConfig, base: dict) -> dict:
         "cpus_per_worker": scfg.cpus_per_worker,
         "gpus_per_worker": scfg.gpus_per_worker(),
         "train_max_failures": scfg.train_max_failures,
+        "torch_backend": ONE_WORKER_TORCH_BACKEND,   # read here: the trial runs in another process
     }
 
 
@@ -171,6 +173,9 @@ def search_callbacks(scfg: SearchConfig) -> list:
 
 
 REUSE_ACTORS = True
+# a one-worker trial through TorchTrainer (its process group and torch import in the controller) instead of
+# DataParallelTrainer (tune.ray_train.make_trainer); `python -m bench.ray_bench --baseline` sets it
+ONE_WORKER_TORCH_BACKEND = False
 
 
 def reuse_actors(scfg: SearchConfig) -> bool:

@@ -12,12 +12,14 @@ Pieces:
   the checkpoint folder it just wrote. On (re)start it resumes from `ray.train.get_checkpoint()`.
   The local run folder is `<run.out_dir>/<experiment name>` (summary.csv, last/, best/); Ray's storage
   holds the kept checkpoints.
-- `run_ray_train(cfg, workers, ...)`: builds and fits the `TorchTrainer` -> `ray.train.Result`.
+- `make_trainer(cfg, workers, ...)`: the Ray Train trainer of a run: `TorchTrainer` (a gloo/NCCL process
+  group) for 2+ workers; for one worker Ray Train's `DataParallelTrainer` without the torch backend
+  (nothing to synchronise, and its controller then skips importing torch).
+- `run_ray_train(cfg, workers, ...)`: builds and fits that trainer -> `ray.train.Result`.
   `FailureConfig(max_failures)` restarts the worker group from the latest checkpoint;
   `CheckpointConfig(num_to_keep, "val/score", "max")` keeps the best N.
-A Ray Tune trial (tune/search.py) builds its own `TorchTrainer(train_loop_per_worker, train_loop_config=
-cfg.to_dict(), run_config=RunConfig(name=f"train-{trial_id}", callbacks=[TuneReportCallback()]))` with
-`trainer_kwargs(...)` from here.
+A Ray Tune trial (tune/driver.py) builds its own with `make_trainer(..., name=f"train-{trial_id}",
+callbacks=[TuneReportCallback()])`.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
                    name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2,
                    callbacks=None, resources_per_worker: dict | None = None) -> dict:
-    """Keyword arguments of `TorchTrainer` for `cfg` (shared by run_ray_train and the Tune driver).
+    """Keyword arguments of `TorchTrainer` for `cfg` (`make_trainer` drops `torch_config` for one worker).
 
     Also sets the Train controller's health-check interval (see `HEALTH_CHECK_INTERVAL_S`) in this process,
     unless the user set it: `TorchTrainer.fit` hands that variable on to the controller it starts."""
@@ -110,19 +112,37 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
     )
 
 
+def make_trainer(cfg: TrainConfig, workers: int = 1, torch_backend: bool = False, **kw):
+    """The Ray Train trainer of `cfg` on `workers` workers; `kw` as `trainer_kwargs`.
+
+    One worker has no gradients to synchronise: Ray Train's plain DataParallelTrainer runs the same loop with
+    the same controller, reports, checkpoints and restarts, minus TorchConfig's process group, and its
+    controller never unpickles TorchConfig, which imports torch (about 2 s of a trial's start here;
+    `python -m bench.ray_bench` measures the phases).
+    `torch_backend=True`: TorchTrainer for one worker too."""
+    args = trainer_kwargs(cfg, workers, **kw)
+    if workers == 1 and not torch_backend:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+        args.pop("torch_config")
+        return DataParallelTrainer(**args)
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(**args)
+
+
 def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
                   name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2, callbacks=None,
                   resources_per_worker: dict | None = None):
-    """Fit a TorchTrainer running `train` on `workers` workers -> ray.train.Result.
+    """Fit the trainer running `train` on `workers` workers (`make_trainer`) -> ray.train.Result.
 
     Same (storage_path, name) as an earlier run = Ray resumes that run (a fresh run needs a new name).
     Starts a local Ray (`ray.init()`) if none is running.
     """
     import ray
-    from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized() and workers > 0:  # RAY_ADDRESS joins a cluster; else a private local Ray
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
-    trainer = TorchTrainer(**trainer_kwargs(cfg, workers, use_gpu, storage_path, name, max_failures,
-                                            num_to_keep, callbacks, resources_per_worker))
-    return trainer.fit()
+    return make_trainer(cfg, workers, use_gpu=use_gpu, storage_path=storage_path, name=name,
+                        max_failures=max_failures, num_to_keep=num_to_keep, callbacks=callbacks,
+                        resources_per_worker=resources_per_worker).fit()
