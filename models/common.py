@@ -89,7 +89,7 @@ class FrameClassifier(nn.Module):
 
     @property
     def uses_lab(self) -> bool:
-        """Whether forward reads `lab` (a lab embedding or a per-lab logit bias)."""
+        """Whether forward reads `lab` (a lab embedding, a per-lab logit bias or a per-lab input FiLM)."""
         return self.lab_emb is not None or self.lab_bias is not None or self.lab_film is not None
 
     def lab_index(self, labs) -> torch.Tensor:
@@ -100,7 +100,8 @@ class FrameClassifier(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, allowed: torch.Tensor | None = None,
                 lab: torch.Tensor | None = None) -> torch.Tensor:
         """allowed (B, C) bool: the pair's candidate actions; used (and required) with condition_actions.
-        lab (B,) int64 rows from `lab_index` (None = unknown lab); used with lab_embedding and lab_bias."""
+        lab (B,) int64 rows from `lab_index` (None = unknown lab); used with lab_embedding, lab_bias and
+        lab_film."""
         x = torch.nan_to_num((x - self.x_mean) / self.x_std, nan=0.0, posinf=0.0, neginf=0.0)
         extra = []
         if self.condition_actions:
@@ -111,7 +112,7 @@ class FrameClassifier(nn.Module):
             if lab is None:
                 lab = torch.zeros(x.shape[0], dtype=torch.int64)
             lab = lab.to(x.device)
-            if self.training and self.lab_dropout > 0:  # one draw per window, shared by embedding and bias
+            if self.training and self.lab_dropout > 0:  # one draw per window, shared by all per-lab parts
                 lab = torch.where(torch.rand(lab.shape, device=x.device) < self.lab_dropout, 0, lab)
         if self.lab_film is not None:
             scale, shift = self.lab_film[lab][:, None, :].to(x.dtype).chunk(2, dim=-1)

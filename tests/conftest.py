@@ -47,16 +47,11 @@ def ray_local():
     without a dashboard sends it to http://localhost:8265, where another Ray (a search in another terminal)
     answers "no such actor"; the cleaner then removes the placement group of a live run and its worker dies
     ("Destroying worker since its placement group was removed")."""
-    import socket
-
     ray = pytest.importorskip("ray")
+    from tune.driver import free_port
+
     if ray.is_initialized():
         ray.shutdown()
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
     port = free_port()
     os.environ["RAY_GCS_SERVER_PORT"] = str(port)   # read by the node that ray.init starts
     try:

@@ -38,7 +38,7 @@ def train_driver(config: dict, setup: dict) -> None:
         cfg, workers=setup["workers"], use_gpu=gpus > 0, storage_path=setup["experiment_path"], name=run_name,
         max_failures=setup["train_max_failures"], num_to_keep=2, callbacks=[_objective_first_callback()],
         resources_per_worker={"CPU": setup["cpus_per_worker"], **({"GPU": gpus} if gpus > 0 else {})},
-        torch_backend=setup.get("torch_backend", False))
+        torch_backend=setup["torch_backend"])
     result = trainer.fit()
     last = dict(result.metrics or {})
     if result.metrics is None and not result.best_checkpoints:
@@ -239,7 +239,7 @@ def init_ray(address: str = "") -> None:
     # serves the State API the cleaner asks) and RAY_ADDRESS in every worker (else, when another Ray runs on
     # the same machine, the cleaner's address lookup fails with "Found multiple active Ray instances" and the
     # stopped trial's workers stay reserved, so later trials time out waiting for a worker group).
-    port = _free_port()
+    port = free_port()
     os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by the node that ray.init starts
     try:
         ray.init(address="local", num_cpus=os.cpu_count(), resources={"TRAIN_DRIVER": 4},
@@ -261,7 +261,7 @@ def local_train_env() -> dict:
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
