@@ -201,15 +201,23 @@ def submit_job(client, attempts: int = 30, **kw) -> str:
 
 def terminated_trials(exp: Path) -> int:
     """TERMINATED trials in Tune's saved experiment state (what a restore will see)."""
-    n = 0
+    return len(terminated_logdirs(exp))
+
+
+def terminated_logdirs(exp: Path) -> set[str]:
+    """Folder names (under `exp`) of the TERMINATED trials in Tune's saved experiment state; of several state
+    files, the one with the most."""
+    best: set[str] = set()
     for f in exp.glob("experiment_state-*.json"):
         try:
             state = json.loads(f.read_text())
         except ValueError:   # being rewritten
             continue
         # trial_data: [[trial metadata as a JSON string, runtime state as a JSON string], ...]
-        n = max(n, sum(json.loads(t[0]).get("status") == "TERMINATED" for t in state.get("trial_data", [])))
-    return n
+        trials = [json.loads(t[0]) for t in state.get("trial_data", [])]
+        done = {t["relative_logdir"] for t in trials if t.get("status") == "TERMINATED"}
+        best = max(best, done, key=len)
+    return best
 
 
 def make_bundle(base: Path, cache: Path, second: str = "tcn", tune_post: bool = True, **export_kw) -> Path:

@@ -32,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tune.keys import BEST_CKPT
+
 REPO = Path(__file__).resolve().parents[1]
 HANG_S = 300  # a command that neither finishes nor reaches its kill point within this is a failure
 
@@ -376,7 +378,7 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
     """SIGINT to the process group of a running search (a terminal's Ctrl-C) once its first trial has
     finished: exit 130 with one line saying how to resume, no results.csv as if it were complete; `--resume`
     finishes the search without training the finished trial again."""
-    from helpers import kill_under, terminated_trials
+    from helpers import kill_under, terminated_logdirs, terminated_trials
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="rfc", dir="/tmp"))  # short: Ray's unix socket paths
     os.environ["RAY_TMPDIR"] = str(ray_tmp)  # inherited by the CLI subprocesses (_env copies os.environ)
@@ -393,8 +395,9 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
         assert "python -m tune.search: interrupted with 1 trial(s) unfinished" in text and "--resume" in text
         assert not (exp / "results.csv").exists(), "an interrupted search must not look finished"
         before = _trials(exp)
-        finished = [t for t, lines in before.items() if len(lines) == 2]  # 1 epoch + the driver's report
-        assert finished, before
+        finished = terminated_logdirs(exp)   # what the resume sees as done
+        # 1 epoch + the driver's report
+        assert finished and all(len(before[t]) == 2 for t in finished), before
 
         p = cli("tune.search", *args, "--resume")
         assert "resuming" in p.stdout
@@ -406,7 +409,16 @@ def test_ctrl_c_search_then_resume(synth_small, tmp_path):
     table = pd.read_csv(exp / "results.csv")
     assert table["trial"].tolist() == [1, 2] and (table["status"] == "TERMINATED").all()
     after = _trials(exp)
-    assert len(after) == 2 and all(len(lines) == 2 for lines in after.values())
-    assert all(after[t] == before[t] for t in finished)  # the finished trial was not trained again
+    assert len(after) == 2
+    assert all(after[t] == before[t] for t in finished)  # a finished trial was not run again
+    for t, lines in after.items():
+        rows = [json.loads(x) for x in lines]
+        assert lines[:len(before.get(t, []))] == before.get(t, []), (t, lines)  # its history is kept
+        assert rows[-1].get(BEST_CKPT), (t, lines)  # every trial ends with the driver's report
+        # its one epoch reached Tune at most once: never, if the interrupt fell after Ray Train stored the
+        # epoch's checkpoint but before Tune logged the report (the resumed Train run has nothing to train);
+        # a trial that finished after the last saved state runs again and only reports.
+        epochs = [r["epoch"] for r in rows if BEST_CKPT not in r]
+        assert epochs in ([], [1]), (t, lines)
     runs = sorted(p.name for p in exp.glob("train-*"))
     assert len(runs) == 2 and set(table["trial_id"].map(lambda t: f"train-{t}")) == set(runs)
