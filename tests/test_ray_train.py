@@ -4,6 +4,8 @@ checkpoint."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from tune.config import TrainConfig, load_train_config
 pytest.importorskip("ray")
 
 from helpers import small_cfg, write_cache  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,15 @@ def test_one_worker_runs_without_the_torch_backend():
     assert type(one) is DataParallelTrainer and one.scaling_config.num_workers == 1
     assert type(make_trainer(TrainConfig(), workers=2)) is TorchTrainer
     assert type(make_trainer(TrainConfig(), workers=1, torch_backend=True)) is TorchTrainer
+
+
+def test_a_one_worker_trial_process_does_not_import_torch():
+    # a Tune trial only builds and fits the trainer: torch (2-3 s of a fresh process's start) is the worker's
+    code = ("import sys\n"
+            "from tune.config import TrainConfig\n"
+            "import ray.tune.integration.ray_train, tune.driver\n"
+            "from tune.ray_train import make_trainer\n"
+            "make_trainer(TrainConfig(), workers=1)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["False"], out.stdout + out.stderr

@@ -30,7 +30,6 @@ from features.errors import MabeDataError
 from tune import ray_compat
 from tune.config import TrainConfig
 from tune.keys import DATA_ERROR
-from tune.trainer import train
 
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and only sees
@@ -48,6 +47,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
     may belong to an older attempt); resume from Ray's checkpoint, report every epoch."""
     import ray.train
     import ray.train.torch
+
+    from tune.trainer import train  # here, not at the top: the Tune trial and the controller need no torch
 
     ray_compat.quiet_train_report_log()
     ctx = ray.train.get_context()
@@ -78,23 +79,23 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
 def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
                    name: str | None = None, max_failures: int = 0, num_to_keep: int | None = 2,
-                   callbacks=None, resources_per_worker: dict | None = None) -> dict:
-    """Keyword arguments of `TorchTrainer` for `cfg` (`make_trainer` drops `torch_config` for one worker).
+                   callbacks=None, resources_per_worker: dict | None = None,
+                   torch_backend: bool = True) -> dict:
+    """Keyword arguments of Ray Train's trainer for `cfg`; `torch_config` only with `torch_backend`
+    (TorchTrainer; importing it imports torch).
 
     Also sets the Train controller's health-check interval (see `HEALTH_CHECK_INTERVAL_S`) in this process,
     unless the user set it: `TorchTrainer.fit` hands that variable on to the controller it starts."""
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig
 
     remote = storage_path is None or "://" in str(storage_path)
     storage = storage_path if remote else str(Path(storage_path).resolve())
-    return dict(
+    args = dict(
         train_loop_per_worker=train_loop_per_worker,
         # Workers run in their own working directory: every local path must be absolute (a no-op when the
         # launcher resolved them already).
         train_loop_config=cfg.with_absolute_paths().to_dict(),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      resources_per_worker=resources_per_worker),
         run_config=RunConfig(
@@ -110,25 +111,28 @@ def trainer_kwargs(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, st
                                                checkpoint_score_attribute="val/score",
                                                checkpoint_score_order="max")),
     )
+    if torch_backend:
+        from ray.train.torch import TorchConfig
+
+        args["torch_config"] = TorchConfig(backend="nccl" if use_gpu else "gloo")
+    return args
 
 
 def make_trainer(cfg: TrainConfig, workers: int = 1, torch_backend: bool = False, **kw):
     """The Ray Train trainer of `cfg` on `workers` workers; `kw` as `trainer_kwargs`.
 
     One worker has no gradients to synchronise: Ray Train's plain DataParallelTrainer runs the same loop with
-    the same controller, reports, checkpoints and restarts, minus TorchConfig's process group, and its
-    controller never unpickles TorchConfig, which imports torch (about 2 s of a trial's start here;
-    `python -m bench.ray_bench` measures the phases).
+    the same controller, reports, checkpoints and restarts, minus TorchConfig's process group. Neither the
+    process that builds it (a Tune trial) nor its controller then imports torch (about 2-3 s of a process's
+    start here; `python -m bench.ray_bench` measures the phases).
     `torch_backend=True`: TorchTrainer for one worker too."""
-    args = trainer_kwargs(cfg, workers, **kw)
     if workers == 1 and not torch_backend:
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-        args.pop("torch_config")
-        return DataParallelTrainer(**args)
+        return DataParallelTrainer(**trainer_kwargs(cfg, workers, torch_backend=False, **kw))
     from ray.train.torch import TorchTrainer
 
-    return TorchTrainer(**args)
+    return TorchTrainer(**trainer_kwargs(cfg, workers, **kw))
 
 
 def run_ray_train(cfg: TrainConfig, workers: int = 1, use_gpu: bool = False, storage_path: str | None = None,
