@@ -107,10 +107,13 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
     p.add_argument("--unseen-lab", default="", help="train without this lab's videos; score its test videos "
                    f"alone too (the twin's labs: {', '.join(DEFAULT_LABS)})")
+    p.add_argument("--lab-contrast", type=float, default=1.0,
+                   help="the twin's spread between labs' annotation styles (features.synth --lab-contrast; "
+                        "default 1)")
     p.add_argument("--work", default="", help="working folder, kept (default: a temporary one, removed)")
     a = p.parse_args(argv)
     check_range(p, a, {"--videos": 1, "--test-videos": 1, "--frames": 1, "--epochs": 1, "--threads": 0,
-                       "--jobs": 1})
+                       "--jobs": 1, "--lab-contrast": 0})
     todo = arms()
     unknown = [x for x in a.arms if x not in todo]
     if unknown:
@@ -128,6 +131,7 @@ def main(argv=None) -> dict:
         ns = argparse.Namespace(
             difficulty="hard", videos=a.videos, frames=a.frames, test_videos=a.test_videos, trials=1,
             epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()], search_arg=[], build_arg=[],
+            synth_arg=[f"--lab-contrast={a.lab_contrast:g}"] if a.lab_contrast != 1.0 else [],
             top_k=1, threads=a.threads)
         print(f"{name}, seed {seed}: started", flush=True)
         arm_dir = work / name.replace(" ", "_")
@@ -149,7 +153,8 @@ def main(argv=None) -> dict:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nablation_bench: hard twin, {a.videos} train + {a.test_videos} test videos x {a.frames} frames, "
-          f"{a.epochs} epochs, seeds {' '.join(map(str, a.seeds))}")
+          f"{a.epochs} epochs, seeds {' '.join(map(str, a.seeds))}"
+          + (f", lab contrast {a.lab_contrast:g}" if a.lab_contrast != 1.0 else ""))
     if a.unseen_lab:
         print(f"trained without {a.unseen_lab}; 'unseen lab' = the held-out score of its test videos alone")
     print(table(results, a.seeds))

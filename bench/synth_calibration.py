@@ -3,6 +3,11 @@
 1. oracle: the un-noised planted behaviours (what the pose really showed, `VideoResult.planted`) submitted
    against the labels the annotator wrote (train videos, in memory, nothing written). The ceiling of any
    model that sees the pose perfectly but does not know the lab's annotation style; easy is near 1.
+   Hard mode adds two more (`features.synth.hard.apply_style`): `oracle_avg_style`, the planted behaviours
+   passed through one style averaged over the twin's labs (distance and duration cut-offs, onset lag: what a
+   lab-blind pooled model can at best learn), and `oracle_lab_style`, passed through each video's own lab's
+   style (what a model that knows the lab can learn). Their difference is what knowing the lab is worth to a
+   pose-perfect model on this twin.
 2. simple model (`--model`): a per-frame multinomial logistic regression (numpy, full-batch gradient descent,
    background frames subsampled) on the feature cache of the same videos, trained on half of the videos and
    scored on the other half (argmax over the pair's whitelisted classes and background). A floor that a good
@@ -24,7 +29,8 @@ import pandas as pd
 
 from ensemble import metric
 from features.labels import NUM_CLASSES
-from features.synth.hard import DIFFICULTIES
+from features.quirks import label_fps
+from features.synth.hard import DIFFICULTIES, apply_style, average_style, lab_style
 from features.synth.meta import DEFAULT_FRAMES, DEFAULT_VIDEOS
 from features.synth.write import generate, videos
 
@@ -46,19 +52,35 @@ def _no_overlaps(events) -> list:
     return out
 
 
-def oracle(difficulty: str, seed: int, n_videos: int, n_frames: int) -> float:
-    """Planted episodes scored against the written labels (train videos)."""
-    sol, sub = [], []
-    for split, row, res in videos(n_videos, n_frames, seed=seed, test_videos=0, difficulty=difficulty):
-        if not res.events:
-            continue
+def oracle(difficulty: str, seed: int, n_videos: int, n_frames: int,
+           lab_contrast: float = 1.0) -> dict[str, float]:
+    """Planted episodes scored against the written labels (train videos): {"oracle": score}, and in hard mode
+    also through the average and the video's own lab style (module doc)."""
+    made = [(row, res) for _, row, res in videos(n_videos, n_frames, seed=seed, test_videos=0,
+                                                  difficulty=difficulty, lab_contrast=lab_contrast)
+            if res.events]
+    styles = {lab: lab_style(lab, seed, lab_contrast) for lab in sorted({res.lab_id for _, res in made})}
+    avg = average_style(list(styles.values())) if styles else None
+    sol, subs = [], {"oracle": []}
+    if difficulty == "hard":
+        subs.update(oracle_avg_style=[], oracle_lab_style=[])
+    for row, res in made:
         raw = row["behaviors_labeled"]
         sol += _rows(res.video_id, res.lab_id, raw, res.events)
-        sub += _rows(res.video_id, res.lab_id, raw, _no_overlaps(res.planted))
+        subs["oracle"] += _rows(res.video_id, res.lab_id, raw, _no_overlaps(res.planted))
+        if difficulty == "hard":
+            fps = label_fps(res.lab_id, res.fps)  # planted frames count on the label axis
+            end = int(round(res.n_frames * fps / res.fps))
+            for key, style in (("oracle_avg_style", avg), ("oracle_lab_style", styles[res.lab_id])):
+                styled = apply_style(res.planted, res.planted_dist, style, fps, end)
+                subs[key] += _rows(res.video_id, res.lab_id, raw, _no_overlaps(styled))
     solution = pd.DataFrame(sol)
-    submission = pd.DataFrame(sub).drop(columns=["lab_id", "behaviors_labeled"])
-    submission.insert(0, "row_id", range(len(submission)))
-    return metric.score(solution, submission)
+    out = {}
+    for key, rows in subs.items():
+        submission = pd.DataFrame(rows).drop(columns=["lab_id", "behaviors_labeled"])
+        submission.insert(0, "row_id", range(len(submission)))
+        out[key] = metric.score(solution, submission)
+    return out
 
 
 def _fit_softmax(x: np.ndarray, y: np.ndarray, steps: int = 300, lr: float = 0.5, l2: float = 1e-4):
@@ -76,12 +98,14 @@ def _fit_softmax(x: np.ndarray, y: np.ndarray, steps: int = 300, lr: float = 0.5
     return w, b
 
 
-def simple_model(difficulty: str, seed: int, n_videos: int, n_frames: int) -> float:
+def simple_model(difficulty: str, seed: int, n_videos: int, n_frames: int,
+                 lab_contrast: float = 1.0) -> float:
     """Logistic regression on the cache features: train on even videos, score on odd ones."""
     from features.cache import FeatureCache, build_cache
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synth"
-        generate(root, n_videos=n_videos, n_frames=n_frames, seed=seed, test_videos=0, difficulty=difficulty)
+        generate(root, n_videos=n_videos, n_frames=n_frames, seed=seed, test_videos=0, difficulty=difficulty,
+                 lab_contrast=lab_contrast)
         build_cache(root, root / "cache", n_folds=2, progress=False)
         cache = FeatureCache(root / "cache")
         vids = sorted(cache.video_ids)
@@ -118,6 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help="mean frames per video (the same for both difficulties, so only the style differs)")
+    p.add_argument("--lab-contrast", type=float, default=1.0,
+                   help="hard: the spread between labs' styles (features.synth --lab-contrast; default 1)")
     p.add_argument("--model", action="store_true", help="also fit and score the simple model")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
@@ -125,17 +151,19 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     out: dict = {}
     for d in diffs:
-        o = [oracle(d, s, args.videos, args.frames) for s in seeds]
-        out[d] = {"oracle": o}
+        o = [oracle(d, s, args.videos, args.frames, args.lab_contrast) for s in seeds]
+        out[d] = {k: [r[k] for r in o] for k in o[0]}
         if args.model:
-            out[d]["simple_model"] = [simple_model(d, s, args.videos, args.frames) for s in seeds]
+            out[d]["simple_model"] = [simple_model(d, s, args.videos, args.frames, args.lab_contrast)
+                                      for s in seeds]
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"synthetic twin calibration: {args.videos} videos x ~{args.frames} frames, seeds {seeds}")
+    print(f"synthetic twin calibration: {args.videos} videos x ~{args.frames} frames, seeds {seeds}"
+          + (f", lab contrast {args.lab_contrast:g}" if args.lab_contrast != 1.0 else ""))
     for d, r in out.items():
         for k, v in r.items():
-            print(f"  {d:5s} {k:13s} mean {np.mean(v):.3f}  ({', '.join(f'{x:.3f}' for x in v)})")
+            print(f"  {d:5s} {k:16s} mean {np.mean(v):.3f}  ({', '.join(f'{x:.3f}' for x in v)})")
     return 0
 
 

@@ -64,6 +64,7 @@ def run_seed(seed: int, a: argparse.Namespace, work: Path) -> dict:
              "--videos", str(a.videos), "--test-videos", str(a.test_videos)]
     if a.frames:
         synth += ["--frames", str(a.frames)]
+    synth += list(a.synth_arg)
     _run("synth", synth, w / "synth.log", w)
     search = ["tune.search", "--data", str(data), "--cache", str(cache), "--storage", str(exp),
               "--name", "validate", "--seed", str(seed)]
@@ -120,6 +121,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--epochs", type=int, default=0, help="epochs per trial (0 = tune.search's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to tune.search as --set KEY=VALUE (repeatable)")
+    p.add_argument("--synth-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for features.synth (repeatable), e.g. --synth-arg=--lab-contrast=3")
     p.add_argument("--search-arg", action="append", default=[], metavar="ARG",
                    help="extra tune.search argument (repeatable: --search-arg=--cv-folds --search-arg=2)")
     p.add_argument("--build-arg", action="append", default=[], metavar="ARG",

@@ -65,6 +65,38 @@ def test_lab_style_is_seeded_per_lab_and_in_range():
     assert all(n in synth.MOTIFS for v in CONFUSABLE.values() for n in v)
 
 
+def test_lab_contrast_stretches_the_spread_between_labs_from_the_same_draws():
+    one, same = lab_style("AdaptableSnail", 0), lab_style("AdaptableSnail", 0, contrast=1.0)
+    assert one == same  # contrast 1: the hard twin as before
+    flat = [lab_style(lab, 0, contrast=0.0) for lab in ("AdaptableSnail", "TranquilPanther")]
+    assert flat[0].max_dist == flat[1].max_dist  # contrast 0: every lab's cut-offs and lags alike
+    assert set(flat[0].min_dur.values()) == {0.2} and set(flat[0].lag.values()) == {0.0}
+    wide = lab_style("AdaptableSnail", 0, contrast=3.0)
+    assert wide.prior == one.prior and wide.miss == one.miss and wide.boundary == one.boundary
+    for act in one.lag:
+        assert abs(wide.lag[act] - 3 * one.lag[act]) <= 0.002
+        assert abs((wide.min_dur[act] - 0.2) - 3 * (one.min_dur[act] - 0.2)) <= 0.002
+        if np.isfinite(one.max_dist[act]):  # factor ** 3: base x f ** 3 = (base x f) ** 3 / base ** 2
+            base = flat[0].max_dist[act]
+            assert wide.max_dist[act] == pytest.approx(one.max_dist[act] ** 3 / base ** 2, rel=0.02)
+
+
+def test_lab_contrast_flag_is_hard_only(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        synth.parse_args(["--out", "x", "--lab-contrast", "2"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        synth.parse_args(["--out", "x", "--difficulty", "hard", "--lab-contrast", "-1"])
+    assert exc.value.code == 2
+    assert synth.parse_args(["--out", "x", "--difficulty", "hard", "--lab-contrast", "3"]).lab_contrast == 3.0
+    args = ["--videos", "1", "--frames", "400", "--test-videos", "0", "--labs", "TranquilPanther",
+            "--difficulty", "hard"]
+    assert synth.main(["--out", str(tmp_path / "c3"), *args, "--lab-contrast", "3"]) == 0
+    assert synth.main(["--out", str(tmp_path / "c1"), *args]) == 0
+    marks = {c: json.loads((tmp_path / c / "synth.json").read_text()) for c in ("c3", "c1")}
+    assert marks["c3"]["args"]["lab_contrast"] == 3.0 and "lab_contrast" not in marks["c1"]["args"]
+
+
 def _style(**kw):
     s = lab_style("TranquilPanther", 0)
     zero = {k: 0.0 for k in s.miss}
@@ -138,4 +170,29 @@ def test_cli_difficulty_flag(tmp_path, capsys):
 def test_calibration_oracle_easy_near_one_hard_well_below():
     from bench.synth_calibration import oracle
     easy, hard = oracle("easy", 0, 5, 1000), oracle("hard", 0, 5, 1000)
-    assert easy > 0.9 and hard < easy - 0.15
+    assert set(easy) == {"oracle"}
+    assert set(hard) == {"oracle", "oracle_avg_style", "oracle_lab_style"}
+    assert easy["oracle"] > 0.9 and hard["oracle"] < easy["oracle"] - 0.15
+    # knowing the lab's style can only bring the planted episodes closer to what the lab wrote
+    assert hard["oracle_lab_style"] > hard["oracle"]
+
+
+def test_apply_style_drops_far_and_short_events_and_adds_the_lag():
+    from features.synth.hard import LabStyle, apply_style, average_style
+
+    style = LabStyle("L", {"sniff": 1.0, "rear": 1.0}, min_dur={"sniff": 0.5, "rear": 1.0},
+                     max_dist={"sniff": 3.0, "rear": float("inf")}, lag={"sniff": 0.2, "rear": 0.0},
+                     miss={"sniff": 0.1, "rear": 0.1}, boundary=0.3, dur_sigma=0.5)
+    events = [(1, 2, "sniff", 100, 130),   # 2.0 cm, 30 frames: lag 6 -> (106, 130), 24 >= 15 kept
+              (1, 2, "sniff", 200, 210),   # lag 6 -> 4 frames left < 15: too short
+              (1, 2, "sniff", 300, 400),   # 3.5 cm > 3.0: too far
+              (1, 1, "rear", 500, 530),    # self: no cut-off, 30 >= 30 kept, no lag
+              (1, 1, "rear", 598, 600)]    # lag 0, 2 frames < 30: too short
+    dist = [2.0, 2.0, 3.5, 0.0, 0.0]
+    kept = apply_style(events, dist, style, 30.0, 600)
+    assert kept == [(1, 2, "sniff", 106, 130), (1, 1, "rear", 500, 530)]
+    other = LabStyle("M", style.prior, {"sniff": 1.5, "rear": 0.0}, {"sniff": 5.0, "rear": float("inf")},
+                     {"sniff": 0.0, "rear": 0.4}, style.miss, 0.5, 0.3)
+    avg = average_style([style, other])
+    assert avg.min_dur == {"sniff": 1.0, "rear": 0.5} and avg.max_dist == {"sniff": 4.0, "rear": float("inf")}
+    assert avg.lag == {"sniff": 0.1, "rear": 0.2} and avg.boundary == 0.4

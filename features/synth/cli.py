@@ -59,6 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "0.2-0.5 s boundary noise), confusable motifs, unlabelled look-alikes, long-tailed "
                         "action priors and durations, longer videos (features/synth/hard.py; calibration: "
                         "python -m bench.synth_calibration)")
+    p.add_argument("--lab-contrast", type=float, default=1.0,
+                   help="hard only: how far the labs' annotation styles lie apart: duration cut-off "
+                        "0.2 + C x U(0, 1) s, distance cut-off factor U(0.85, 1.4) ** C, onset lag "
+                        "C x U(0, 0.4) s (1: the hard twin as before; 0: every lab alike); "
+                        "python -m bench.synth_calibration --lab-contrast C prints what knowing the lab is "
+                        "worth on such a twin")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)
@@ -76,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.frames is None:
         args.frames = HARD_FRAMES if args.difficulty == "hard" else DEFAULT_FRAMES
     check_range(p, args, {"--videos": 1, "--test-videos": 0, "--frames": 100, "--workers": 1})
+    if args.lab_contrast != 1.0 and args.difficulty != "hard":
+        p.error("argument --lab-contrast: only with --difficulty hard")
+    check_range(p, args, {"--lab-contrast": 0})
     return args
 
 
@@ -111,7 +120,8 @@ def main(argv=None) -> int:
         summary = generate(args.out, n_videos=args.videos, n_frames=args.frames, seed=args.seed, labs=labs,
                            test_videos=args.test_videos, progress=True, fps_quirk=args.fps_quirk,
                            force=args.force, difficulty=args.difficulty,
-                           like_real=args.fraction if args.like_real else None, workers=args.workers)
+                           like_real=args.fraction if args.like_real else None, workers=args.workers,
+                           lab_contrast=args.lab_contrast)
         print(format_summary(summary))
     return 0
 

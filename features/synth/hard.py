@@ -9,7 +9,8 @@ unlabelled. Hard mode adds, all seeded (same seed, same bytes):
   a long-tailed prior (lognormal weights: a few actions dominate a lab), a duration cut-off (events shorter
   than it are not written), a distance cut-off for pair actions (the median agent-nose -> target-centre
   distance over the event must be below it), an onset lag, a miss rate in [0.1, 0.3], and a boundary noise
-  half-width in [0.2, 0.5] s (each boundary moves by U(-b, b));
+  half-width in [0.2, 0.5] s (each boundary moves by U(-b, b)); `contrast` (`--lab-contrast`, default 1)
+  widens how far labs' cut-offs and lags lie apart (same draws, so 1 is the same twin byte for byte);
 - confusable motifs: every scene draws its motif's parameters around the catalogue values (speed, gap, nose
   rhythm, thrust, posture, mount geometry, sometimes the contact point of a neighbour), so neighbouring
   actions overlap;
@@ -74,16 +75,21 @@ class LabStyle:
     dur_sigma: float             # lognormal sigma of the per-scene duration factor
 
 
-def lab_style(lab: str, seed: int) -> LabStyle:
-    """The seeded style of one lab: a function of (seed, lab name) only, the same in every process."""
+def lab_style(lab: str, seed: int, contrast: float = 1.0) -> LabStyle:
+    """The seeded style of one lab: a function of (seed, lab name, contrast) only, the same in every process.
+    contrast c stretches the per-action spread between labs from the same draws: duration cut-off
+    0.2 + c x U(0, 1) s, distance cut-off factor U(0.85, 1.4) ** c, onset lag c x U(0, 0.4) s."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(lab.encode())]))
     acts = sorted(ACTIONS)
     prior = dict(zip(acts, np.exp(rng.normal(0.0, 1.1, len(acts))).round(4).tolist()))
-    min_dur = dict(zip(acts, rng.uniform(0.2, 1.2, len(acts)).round(3).tolist()))
+    dur = rng.uniform(0.2, 1.2, len(acts))
     factor = rng.uniform(0.85, 1.4, len(acts))
+    if contrast != 1.0:
+        dur, factor = 0.2 + contrast * (dur - 0.2), factor ** contrast
+    min_dur = dict(zip(acts, dur.round(3).tolist()))
     max_dist = {a: (math.inf if a in SELF_ACTIONS or MOTIFS[a].family not in _DIST_BASE
                     else round(_DIST_BASE[MOTIFS[a].family] * f, 2)) for a, f in zip(acts, factor)}
-    lag = dict(zip(acts, rng.uniform(0.0, 0.4, len(acts)).round(3).tolist()))
+    lag = dict(zip(acts, (contrast * rng.uniform(0.0, 0.4, len(acts))).round(3).tolist()))
     miss = dict(zip(acts, rng.uniform(*MISS, len(acts)).round(3).tolist()))
     boundary = round(float(rng.uniform(*BOUNDARY)), 3)
     dur_sigma = round(float(rng.uniform(0.3, 0.7)), 3)
@@ -138,6 +144,34 @@ def annotate_hard(events, n_frames: int, fps: float, rng: np.random.Generator, s
     keep = [r for r in out if r[4] - r[3] >= style.min_dur[r[2]] * fps]
     counts["too_short"] += len(out) - len(keep)
     return keep, overlaps, counts
+
+
+def apply_style(events, dist, style: LabStyle, fps: float, n_frames: int) -> list:
+    """The deterministic part of `annotate_hard`: events farther than the lab's distance cut-off dropped, the
+    onset lag added, events shorter than the duration cut-off dropped; no misses, no boundary noise, no
+    overlap resolution. What a pose-perfect predictor that knows the lab's style would write
+    (bench.synth_calibration)."""
+    out = []
+    for (a, t, act, s, e), d in zip(events, dist):
+        if d > style.max_dist[act]:
+            continue
+        s2 = int(min(n_frames, s + round(style.lag[act] * fps)))
+        if e - s2 >= max(2, style.min_dur[act] * fps):
+            out.append((a, t, act, s2, int(e)))
+    return out
+
+
+def average_style(styles: list[LabStyle]) -> LabStyle:
+    """One style with every per-action cut-off, lag and rate averaged over `styles` (infinite distance
+    cut-offs stay infinite): the lab-blind compromise a pooled model is pushed towards."""
+    acts = sorted(styles[0].prior)
+
+    def mean(attr: str) -> dict[str, float]:
+        return {a: float(np.mean([getattr(st, attr)[a] for st in styles])) for a in acts}
+
+    return LabStyle("average", mean("prior"), mean("min_dur"), mean("max_dist"), mean("lag"), mean("miss"),
+                    float(np.mean([st.boundary for st in styles])),
+                    float(np.mean([st.dur_sigma for st in styles])))
 
 
 def nose_distances(sim, events) -> list[float]:

@@ -40,6 +40,9 @@ class VideoResult:
     decoys: int = 0                                  # unlabelled look-alike scenes (hard mode)
     dropped: dict[str, int] = field(default_factory=dict)  # hard annotator: missed / too_far / too_short
     tracking_rows: int = 0                           # rows of `tracking` (kept when the writer drops it)
+    planted_dist: list[float] = field(default_factory=list)  # hard mode: each planted episode's median
+    #                                                  agent-nose -> target-centre distance (cm; 0 = self)
+    fps: float = 0.0                                 # the video's frame rate (tracking axis)
 
 
 def tracking_table(xy: np.ndarray, present: np.ndarray, bodyparts: list[str]) -> pa.Table:
@@ -95,11 +98,13 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
     present, whole = missing_mask(n_frames, mice, bodyparts, lab, fps, rng)
     out_of_frame(xy, present, arena, rng)
     dropped: dict[str, int] = {}
+    dist: list[float] = []
     if style is None:
         events, overlaps = annotate(sim.events, n_frames, fps, rng, QUANTUM.get(lab, 1))
     else:
-        events, overlaps, dropped = annotate_hard(sim.events, n_frames, fps, rng, style,
-                                                  nose_distances(sim, sim.events), QUANTUM.get(lab, 1))
+        dist = nose_distances(sim, sim.events)
+        events, overlaps, dropped = annotate_hard(sim.events, n_frames, fps, rng, style, dist,
+                                                  QUANTUM.get(lab, 1))
     events = [(a + 1, t + 1, act, s, e) for a, t, act, s, e in events]
     planted = [(a + 1, t + 1, act, s, e) for a, t, act, s, e in sim.events]
     if fps_quirk and label_fps(lab, fps) != fps:  # frame numbers of the 30-fps label axis
@@ -116,4 +121,4 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
                        positive_frames=_positive_frames(events, pairs, n_frames),
                        pair_frames=len(pairs) * n_frames, overlaps=overlaps, whole_missing=whole,
                        out_of_frame=outside, scenes=sim.scenes, aborted=sim.aborted, id_swaps=swaps,
-                       planted=planted, decoys=sim.decoys, dropped=dropped)
+                       planted=planted, decoys=sim.decoys, dropped=dropped, planted_dist=dist, fps=fps)

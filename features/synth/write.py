@@ -177,17 +177,17 @@ def _make_videos(meta: pd.DataFrame, plan: list, fps_quirk: bool, styles: dict[s
 
 def videos(n_videos: int = DEFAULT_VIDEOS, n_frames: int = DEFAULT_FRAMES, seed: int = 0,
            labs: list[str] | tuple[str, ...] | None = None, test_videos: int = DEFAULT_TEST_VIDEOS,
-           fps_quirk: bool = True, difficulty: str = "easy"):
+           fps_quirk: bool = True, difficulty: str = "easy", lab_contrast: float = 1.0):
     """The videos `generate` would write with these arguments, in memory: yields (split, metadata row,
     VideoResult) (with the planted episodes, e.g. for an oracle score); writes nothing."""
     meta = real_metadata()
     labs = _check_args(meta, labs, n_videos, test_videos, n_frames, difficulty)
     plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty)
-    yield from _make_videos(meta, plan, fps_quirk, _styles(labs, seed, difficulty))
+    yield from _make_videos(meta, plan, fps_quirk, _styles(labs, seed, difficulty, lab_contrast))
 
 
-def _styles(labs: list[str], seed: int, difficulty: str) -> dict[str, LabStyle] | None:
-    return {lab: lab_style(lab, seed) for lab in labs} if difficulty == "hard" else None
+def _styles(labs: list[str], seed: int, difficulty: str, contrast: float = 1.0) -> dict[str, LabStyle] | None:
+    return {lab: lab_style(lab, seed, contrast) for lab in labs} if difficulty == "hard" else None
 
 
 def _write_videos(out: Path, meta: pd.DataFrame, plan: list, progress: bool, fps_quirk: bool,
@@ -278,7 +278,7 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
              seed: int = 0, labs: list[str] | tuple[str, ...] | None = None,
              test_videos: int = DEFAULT_TEST_VIDEOS, progress: bool = False, fps_quirk: bool = True,
              force: bool = False, difficulty: str = "easy", like_real: float | None = None,
-             workers: int = 1) -> dict:
+             workers: int = 1, lab_contrast: float = 1.0) -> dict:
     """Write a synthetic dataset in the Kaggle layout into out_dir and return a summary dict.
 
     n_frames is the mean length; each video gets n_frames x U(0.8, 1.2) frames. Labs are dealt round-robin.
@@ -291,7 +291,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     tails; its summary and synth.json say so). like_real: a fraction F in (0, 1]: the training videos are
     the real set's shape scaled by F (features.synth.like_real; n_videos and labs are then unused: the
     test videos are dealt from the twin's labs, n_frames x U(0.8, 1.2) long); the summary's "like_real"
-    holds F and the real totals. workers: processes making videos (same files).
+    holds F and the real totals. workers: processes making videos (same files). lab_contrast: hard mode's
+    spread between labs' styles (features.synth.hard.lab_style; 1 = the default twin).
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -301,7 +302,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     plan = _plan(meta, labs, n_videos, test_videos, n_frames, seed, difficulty, like_real)
     if like_real is not None:
         labs = sorted({str(meta.loc[pos, "lab_id"]) for _, pos, _, _, _ in plan})
-    stats = _write_videos(out, meta, plan, progress, fps_quirk, _styles(labs, seed, difficulty), workers)
+    stats = _write_videos(out, meta, plan, progress, fps_quirk, _styles(labs, seed, difficulty, lab_contrast),
+                          workers)
     _write_tables(out, meta, stats)
     summary = _summary(out, seed, stats, t0)
     args = {"n_videos": n_videos, "n_frames": n_frames, "seed": seed, "labs": labs,
@@ -313,6 +315,8 @@ def generate(out_dir: str | Path, n_videos: int = DEFAULT_VIDEOS, n_frames: int 
     if difficulty != "easy":  # easy keeps the original marker bytes
         args["difficulty"] = difficulty
         summary["difficulty"] = difficulty
+        if lab_contrast != 1.0:  # contrast 1 keeps the hard twin's marker bytes
+            args["lab_contrast"] = summary["lab_contrast"] = lab_contrast
         every = [res for split in stats.values() for _, res in split]
         summary["hard"] = {"decoys": sum(r.decoys for r in every),
                            **{k: sum(r.dropped.get(k, 0) for r in every)
