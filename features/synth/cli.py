@@ -62,9 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lab-contrast", type=float, default=1.0,
                    help="hard only: how far the labs' annotation styles lie apart: duration cut-off "
                         "0.2 + C x U(0, 1) s, distance cut-off factor U(0.85, 1.4) ** C, onset lag "
-                        "C x U(0, 0.4) s (1: the hard twin as before; 0: every lab alike); "
-                        "python -m bench.synth_calibration --lab-contrast C prints what knowing the lab is "
-                        "worth on such a twin")
+                        "C x U(0, 0.4) s (1: the hard twin as before; 0: the same cut-offs and lags in "
+                        "every lab); python -m bench.synth_calibration --lab-contrast C prints what knowing "
+                        "the lab is worth on such a twin")
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds Kaggle-layout files features.synth did not write")
     args = p.parse_args(argv)
