@@ -24,6 +24,8 @@ adds the held-out score of LAB's test videos alone: a lab-conditioned model meet
     python -m bench.ablation_bench --jobs 2          # 3 seeds x 5 arms at the defaults (~45 min on 2 cores)
     python -m bench.ablation_bench --seeds 0 --epochs 2 --videos 6 --frames 900     # a quick look
     python -m bench.ablation_bench --unseen-lab DeliriousFly --arms "all on" "no conditioning"
+    python -m bench.ablation_bench --lab-contrast 3 --arms "no conditioning" "lab embedding only"
+                                   # a twin whose labs' annotation styles lie further apart
 """
 from __future__ import annotations
 
