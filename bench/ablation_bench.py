@@ -109,6 +109,9 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1; each its own processes)")
     p.add_argument("--unseen-lab", default="", help="train without this lab's videos; score its test videos "
                    f"alone too (the twin's labs: {', '.join(DEFAULT_LABS)})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pinned in every arm after the arm's own pins (repeatable), e.g. "
+                        "model.lab_dropout=0.3")
     p.add_argument("--lab-contrast", type=float, default=1.0,
                    help="the twin's spread between labs' annotation styles (features.synth --lab-contrast; "
                         "default 1)")
@@ -132,7 +135,8 @@ def main(argv=None) -> dict:
     def one(seed: int, name: str) -> None:
         ns = argparse.Namespace(
             difficulty="hard", videos=a.videos, frames=a.frames, test_videos=a.test_videos, trials=1,
-            epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()], search_arg=[], build_arg=[],
+            epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()] + a.set, search_arg=[],
+            build_arg=[],
             synth_arg=[f"--lab-contrast={a.lab_contrast:g}"] if a.lab_contrast != 1.0 else [],
             top_k=1, threads=a.threads)
         print(f"{name}, seed {seed}: started", flush=True)
