@@ -59,18 +59,21 @@ def oracle(difficulty: str, seed: int, n_videos: int, n_frames: int,
     made = [(row, res) for _, row, res in videos(n_videos, n_frames, seed=seed, test_videos=0,
                                                   difficulty=difficulty, lab_contrast=lab_contrast)
             if res.events]
-    styles = {lab: lab_style(lab, seed, lab_contrast) for lab in sorted({res.lab_id for _, res in made})}
+    hard = difficulty == "hard"
+    labs = sorted({res.lab_id for _, res in made}) if hard else []
+    styles = {lab: lab_style(lab, seed, lab_contrast) for lab in labs}
     avg = average_style(list(styles.values())) if styles else None
     sol, subs = [], {"oracle": []}
-    if difficulty == "hard":
+    if hard:
         subs.update(oracle_avg_style=[], oracle_lab_style=[])
     for row, res in made:
         raw = row["behaviors_labeled"]
         sol += _rows(res.video_id, res.lab_id, raw, res.events)
         subs["oracle"] += _rows(res.video_id, res.lab_id, raw, _no_overlaps(res.planted))
-        if difficulty == "hard":
-            fps = label_fps(res.lab_id, res.fps)  # planted frames count on the label axis
-            end = int(round(res.n_frames * fps / res.fps))
+        if hard:
+            tracked = float(row["frames_per_second"])
+            fps = label_fps(res.lab_id, tracked)  # planted frames count on the label axis
+            end = int(round(res.n_frames * fps / tracked))
             for key, style in (("oracle_avg_style", avg), ("oracle_lab_style", styles[res.lab_id])):
                 styled = apply_style(res.planted, res.planted_dist, style, fps, end)
                 subs[key] += _rows(res.video_id, res.lab_id, raw, _no_overlaps(styled))

@@ -42,7 +42,6 @@ class VideoResult:
     tracking_rows: int = 0                           # rows of `tracking` (kept when the writer drops it)
     planted_dist: list[float] = field(default_factory=list)  # hard mode: each planted episode's median
     #                                                  agent-nose -> target-centre distance (cm; 0 = self)
-    fps: float = 0.0                                 # the video's frame rate (tracking axis)
 
 
 def tracking_table(xy: np.ndarray, present: np.ndarray, bodyparts: list[str]) -> pa.Table:
@@ -121,4 +120,4 @@ def make_video(row: pd.Series, video_id: int, n_frames: int, rng: np.random.Gene
                        positive_frames=_positive_frames(events, pairs, n_frames),
                        pair_frames=len(pairs) * n_frames, overlaps=overlaps, whole_missing=whole,
                        out_of_frame=outside, scenes=sim.scenes, aborted=sim.aborted, id_swaps=swaps,
-                       planted=planted, decoys=sim.decoys, dropped=dropped, planted_dist=dist, fps=fps)
+                       planted=planted, decoys=sim.decoys, dropped=dropped, planted_dist=dist)
