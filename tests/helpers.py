@@ -140,23 +140,45 @@ PREDICT_VENV_PACKAGES = ("torch==2.13.0", "numpy", "pandas", "pyarrow")
 
 
 def predict_venv(request) -> Path:
-    """A venv with only PREDICT_VENV_PACKAGES, built once and kept in the pytest cache
-    (`.pytest_cache/d/mabe-predict-venv`); returns its python. Any mabe-tune a previous run installed is
-    removed, so the caller installs the wheel it means to test."""
+    """A venv with only PREDICT_VENV_PACKAGES (+ pip); returns its python. The packages are installed once,
+    into a base venv kept in the pytest cache (`.pytest_cache/d/mabe-predict-venv`, built under a file lock);
+    each pytest-xdist worker gets its own small venv on top of it (a .pth file puts the base's site-packages
+    after its own), so two workers never install or remove the project wheel in one venv. Any mabe-tune a
+    previous run installed is removed, so the caller installs the wheel it means to test."""
+    from filelock import FileLock
+
+    def purelib(python: Path) -> str:
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    def uninstall(python: Path) -> None:  # the wheel of an earlier run
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "mabe-tune"], capture_output=True,
+                       env=venv_env(), check=False)
+
     root = Path(request.config.cache.mkdir("mabe-predict-venv"))
-    py = root / "venv" / "bin" / "python"
+    base = root / "venv" / "bin" / "python"
     marker = root / "ready.json"
-    ready = marker.is_file() and json.loads(marker.read_text()) == list(PREDICT_VENV_PACKAGES)
-    if not (py.is_file() and ready):
-        shutil.rmtree(root / "venv", ignore_errors=True)
-        marker.unlink(missing_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", *PREDICT_VENV_PACKAGES],
-                           capture_output=True, text=True, check=False)
-        assert r.returncode == 0, r.stderr[-3000:]
-        marker.write_text(json.dumps(list(PREDICT_VENV_PACKAGES)))
-    subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "mabe-tune"], capture_output=True,
-                   env=venv_env(), check=False)
+    wanted = json.dumps(list(PREDICT_VENV_PACKAGES))
+    with FileLock(str(root / "build.lock")):
+        if not (base.is_file() and marker.is_file() and marker.read_text() == wanted):
+            shutil.rmtree(root / "venv", ignore_errors=True)
+            marker.unlink(missing_ok=True)
+            subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+            r = subprocess.run([str(base), "-m", "pip", "install", "-q", *PREDICT_VENV_PACKAGES],
+                               capture_output=True, text=True, check=False)
+            assert r.returncode == 0, r.stderr[-3000:]
+            marker.write_text(wanted)
+        uninstall(base)  # (before the layers, the tests installed it into the base)
+        layer = root / f"worker-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+        py = layer / "bin" / "python"
+        made = layer / "base.json"
+        if not (py.is_file() and made.is_file() and made.read_text() == wanted):
+            shutil.rmtree(layer, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(layer)], check=True)
+            Path(purelib(py), "predict_venv_base.pth").write_text(purelib(base) + "\n")
+            made.write_text(wanted)
+    uninstall(py)
     return py
 
 
