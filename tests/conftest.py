@@ -28,12 +28,13 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 SMALL = dict(n_videos=4, n_frames=400, seed=1, test_videos=3, n_folds=2)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """A test that uses the session Ray must say so with @pytest.mark.ray (so `-m "not ray"` skips it).
 
     Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) every Ray test goes to one
-    worker, one at a time: the session Ray starts once, and no two Ray clusters or searches compete for the
-    cores; the other worker runs the rest meanwhile."""
+    worker, one at a time and first (they take the longest): the session Ray starts once, and no two Ray
+    clusters or searches compete for the cores; the other worker runs the rest meanwhile."""
     unmarked = [it.nodeid for it in items if "ray_local" in getattr(it, "fixturenames", ()) and
                 it.get_closest_marker("ray") is None]
     if unmarked:
@@ -43,6 +44,8 @@ def pytest_collection_modifyitems(config, items):
     for it in items:
         if it.get_closest_marker("ray") is not None:
             it.add_marker(pytest.mark.xdist_group("ray"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        items.sort(key=lambda it: it.get_closest_marker("ray") is None)  # stable: the Ray tests first
 
 
 @pytest.fixture(scope="session")
