@@ -169,11 +169,11 @@ def predict_venv(request) -> Path:
                                capture_output=True, text=True, check=False)
             assert r.returncode == 0, r.stderr[-3000:]
             marker.write_text(wanted)
-        uninstall(base)  # (before the layers, the tests installed it into the base)
         layer = root / f"worker-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
         py = layer / "bin" / "python"
         made = layer / "base.json"
         if not (py.is_file() and made.is_file() and made.read_text() == wanted):
+            uninstall(base)  # a base from before the layers, when the tests installed the wheel into it
             shutil.rmtree(layer, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(layer)], check=True)
             Path(purelib(py), "predict_venv_base.pth").write_text(purelib(base) + "\n")
