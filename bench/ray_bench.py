@@ -75,9 +75,12 @@ def phases(events: list[tuple[float, str, str]], start: float, end: float) -> li
     """Seconds per phase of the one trial that ran from `start` to `end` (epoch seconds), from `events`
     (`task_events`); [] when an event is missing."""
     out, prev = [], start
-    for phase, ends in PHASES:
-        # a reused actor's reset may finish just before Tune reports the trial started: a phase of 0 s
-        t = next((t for t, name, state in events if start - SLACK_S <= t <= end and t >= prev - SLACK_S
+    for i, (phase, ends) in enumerate(PHASES):
+        # a reused actor's reset may finish just before Tune reports the trial started: a phase of 0 s. Only
+        # that first phase looks back; a later one looking back would find the trial before's events (its
+        # worker's shutdown ends a few tenths of a second before this trial starts)
+        lo = start - SLACK_S if i == 0 else prev
+        t = next((t for t, name, state in events if lo <= t <= end
                   and any(fnmatch.fnmatchcase(name, n) and state == st for n, st in ends)), None)
         if t is None:
             return []

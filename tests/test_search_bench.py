@@ -55,3 +55,8 @@ def test_ray_bench_phases_of_a_reused_trial_end_at_the_actor_reset():
     assert [p for p, _ in phases(events, 21.0, 31.0)][0] == "trial actor"
     assert phases(events, 21.0, 31.0)[0][1] == 0.5
     assert phases(events[:3], 9.0, 21.0) == []     # a missing event: no split
+    # trial 2 starting 0.5 s after trial 1's worker shut down: its phases are its own events, not trial 1's
+    # shutdown at 20.0 (only the actor's reset may come before the trial's start)
+    events[4] = (20.3, "train_driver.reset", "FINISHED")
+    assert phases(events, 20.5, 31.0) == [("trial actor", 0.0), ("controller", 1.5), ("worker group", 1.0),
+                                          ("training", 7.0), ("teardown", 1.0)]
