@@ -135,8 +135,8 @@ def main(argv=None) -> dict:
     def one(seed: int, name: str) -> None:
         ns = argparse.Namespace(
             difficulty="hard", videos=a.videos, frames=a.frames, test_videos=a.test_videos, trials=1,
-            epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()] + a.set, search_arg=[],
-            build_arg=[],
+            epochs=a.epochs, set=[f"{k}={v}" for k, v in todo[name].items()] + a.set,
+            search_arg=[], build_arg=[],
             synth_arg=[f"--lab-contrast={a.lab_contrast:g}"] if a.lab_contrast != 1.0 else [],
             top_k=1, threads=a.threads)
         print(f"{name}, seed {seed}: started", flush=True)
