@@ -262,6 +262,8 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
             "32",
             "--trim",
             "8",
+            "--threshold-scope",
+            "auto",
         ]
     )
     printed = capsys.readouterr().out
@@ -312,8 +314,11 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
     )
     assert len(npz) == 4  # 2 members x (plain, .tta)
     assert [p.stat().st_mtime_ns for p in npz] == stamps
-    assert s2["oof"]["tuned"] == pytest.approx(oof["tuned"])
-    assert s2["oof"]["crossfit"] == pytest.approx(oof["crossfit"])
+    # the default scope is per (lab, action) alone, tried with and without TTA on the same OOF probabilities
+    # and groups: at least the "lab" entry of auto's table (that one is for auto's TTA choice only)
+    lab_only = s2["oof"]["threshold_scope"]
+    assert lab_only["chosen"] == "lab" and set(lab_only["crossfit"]) == {"lab"}
+    assert s2["oof"]["crossfit"] == lab_only["crossfit"]["lab"] >= scope["crossfit"]["lab"] - 1e-12
 
 
 def test_crossfit_groups_folds_or_dealt(tiny_cache):
