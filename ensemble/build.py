@@ -37,9 +37,9 @@ stratified by lab, seeded), each group is decided with settings tuned on the oth
 scored together with the official metric: a number the tuning did not fit. The threshold scope
 (--threshold-scope) is per (lab, action) by default; `auto` tries per (lab, action), per action, none and
 argmax and keeps the one with the highest cross-fitted score (tuning then runs scopes x groups + 1 times, and
-the headline is the best of four: a little optimistic). Measured on the hard twin (README, "Lab-aware
-modelling"), auto's pick from a few OOF videos cost held-out score: per (lab, action) was never worse on the
-mean and ahead on 26 of the 33 runs where the two differed.
+the headline is the best of four: a little optimistic). Measured on the hard twin (README, the lab-aware
+ablation under "Training"), auto's pick from a few OOF videos cost held-out score: per (lab, action) was never
+worse on the mean and ahead on 26 of the 33 runs where the two differed.
 Flip TTA (--tta auto, the default, pair features only): the OOF set is computed with and without the
 left/right mirror and the variant with the higher cross-fitted score is kept (both are printed).
 
