@@ -311,14 +311,26 @@ def test_build_oof_cache_and_tuning(tiny_cache, tmp_path, capsys):
         progress=False,
         log=lambda *a: None,
         tta="auto",
+        threshold_scope="auto",
     )
     assert len(npz) == 4  # 2 members x (plain, .tta)
     assert [p.stat().st_mtime_ns for p in npz] == stamps
-    # the default scope is per (lab, action) alone, tried with and without TTA on the same OOF probabilities
-    # and groups: at least the "lab" entry of auto's table (that one is for auto's TTA choice only)
-    lab_only = s2["oof"]["threshold_scope"]
-    assert lab_only["chosen"] == "lab" and set(lab_only["crossfit"]) == {"lab"}
-    assert s2["oof"]["crossfit"] == lab_only["crossfit"]["lab"] >= scope["crossfit"]["lab"] - 1e-12
+    assert s2["oof"]["tuned"] == pytest.approx(oof["tuned"])
+    assert s2["oof"]["crossfit"] == pytest.approx(oof["crossfit"])
+    # the default scope: per (lab, action) alone. With auto's TTA choice forced (the same OOF probabilities,
+    # recomputed) and the same groups, its cross-fitted score is the "lab" entry of auto's table
+    s3 = B.build(
+        [exp],
+        out,
+        2,
+        "per-fold",
+        settings=InferSettings(window=64, stride=32, trim=8),
+        progress=False,
+        log=lambda *a: None,
+        tta="on" if flip["chosen"] else "off",
+    )
+    assert s3["oof"]["threshold_scope"] == {"chosen": "lab", "crossfit": {"lab": s3["oof"]["crossfit"]}}
+    assert s3["oof"]["crossfit"] == pytest.approx(scope["crossfit"]["lab"])
 
 
 def test_crossfit_groups_folds_or_dealt(tiny_cache):
